@@ -1,0 +1,155 @@
+"""The `cwbench` command line: list, run, leaderboard, speed."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from models.errors import UserInputError
+
+DEFAULT_RESULTS = Path("results")
+
+
+def cmd_list(args) -> None:
+    from bench.suite import load_profile, load_suite, suite_names
+    from models.lightning import OPTIMIZERS
+    from models.registry import ARCHITECTURES
+    from models.schedules import SCHEDULES, periods_for
+
+    print("architectures (use cwrnn/<schedule> for a CW-RNN with that schedule):")
+    for name, (_, description) in ARCHITECTURES.items():
+        print(f"  {name:<8} {description}")
+    print("schedules (periods shown for g=6):")
+    for name in SCHEDULES:
+        print(f"  {name:<12} {periods_for(name, 6)}")
+    print(f"  {'exponential:B':<12} base B, e.g. exponential:3 -> {periods_for('exponential:3', 6)}")
+    print(f"  {'1,4,16,64':<12} an explicit list of periods (fixes g)")
+    print("tasks and profiles:")
+    for task in suite_names():
+        suite = load_suite(task)
+        for profile in suite["profiles"]:
+            p = load_profile(suite, profile)
+            print(f"  {task:<11} {profile:<6} {len(p.archs)} archs x budgets {p.budgets} x {p.seeds} seeds"
+                  f" | {p.task_params}")
+    print(f"optimizers: {', '.join(OPTIMIZERS)}")
+
+
+def cmd_run(args) -> int:
+    from bench.leaderboard import build_leaderboard
+    from bench.runner import run_suite
+    from bench.suite import load_profile, load_suite, resolve
+
+    suite = load_suite(args.task)
+    profile = load_profile(suite, args.profile)
+    if args.archs:
+        profile.archs = args.archs
+    if args.budgets:
+        profile.budgets = args.budgets
+    if args.seeds is not None:
+        profile.seeds = args.seeds
+    if args.steps is not None:
+        from dataclasses import replace
+
+        profile.train = replace(profile.train, steps=args.steps, val_every=min(profile.train.val_every, args.steps))
+    for key, value in args.task_param:
+        profile.task_params[key] = value
+    runs = resolve(args.task, args.profile, profile)
+    command = "cwbench " + shlex.join(sys.argv[1:]) if args.command is None else args.command
+    counts = run_suite(runs, args.results, device=args.device, wandb=args.wandb, progress=args.progress,
+                       command=command)
+    print(", ".join(f"{k}: {v}" for k, v in counts.items()))
+    if not args.no_leaderboard:
+        build_leaderboard(suite["task"], args.results)
+    return 0
+
+
+def cmd_leaderboard(args) -> int:
+    from bench.leaderboard import build_leaderboard
+    from bench.suite import suite_names
+
+    tasks = [args.task] if args.task else [t for t in suite_names() if (args.results / t / "runs.jsonl").exists()]
+    if not tasks:
+        raise UserInputError(f"no stored runs under {args.results}: run `cwbench run TASK` first")
+    for task in tasks:
+        build_leaderboard(task, args.results)
+    return 0
+
+
+def cmd_speed(args) -> int:
+    from bench.speed import main as speed_main
+
+    return speed_main(args.speed_args) or 0
+
+
+def _task_param(text: str):
+    import yaml
+
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"'{text}' is not KEY=VALUE")
+    return key, yaml.safe_load(value)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
+    return value
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="cwbench", description="Clockwork Bench: recurrent architectures at matched "
+                                  "parameter budgets, with reproducible leaderboards.")
+    sub = top.add_subparsers(dest="command_name", required=True)
+
+    sub.add_parser("list", help="architectures, schedules, tasks and profiles").set_defaults(func=cmd_list)
+
+    run = sub.add_parser("run", help="run a task's suite (skips runs already stored), then write its leaderboard")
+    run.add_argument("task", help="task name (see `cwbench list`)")
+    run.add_argument("--profile", default="quick", help="suite profile: quick (default) or paper")
+    run.add_argument("--archs", nargs="+", help="architectures, e.g. rnn lstm cwrnn/exponential cwrnn/1,4,16")
+    run.add_argument("--budgets", nargs="+", type=_positive_int, help="parameter budgets")
+    run.add_argument("--seeds", type=_positive_int, help="number of seeds (0..N-1)")
+    run.add_argument("--steps", type=_positive_int, help="override the profile's training steps")
+    run.add_argument("--param", dest="task_param", action="append", type=_task_param, default=[],
+                     metavar="KEY=VALUE", help="override a task parameter (YAML value; a list is a grid axis)")
+    run.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="results directory (default results/)")
+    run.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    run.add_argument("--wandb", action="store_true", help="mirror each run to Weights & Biases (WANDB_MODE honoured)")
+    run.add_argument("--progress", action="store_true", help="show Lightning's progress bar")
+    run.add_argument("--no-leaderboard", action="store_true", help="do not rebuild the leaderboard afterwards")
+    run.add_argument("--command", help=argparse.SUPPRESS)  # the reproduce command to record (set by nox)
+    run.set_defaults(func=cmd_run)
+
+    board = sub.add_parser("leaderboard", help="rebuild tables and plots from stored runs")
+    board.add_argument("task", nargs="?", help="one task (default: every task with stored runs)")
+    board.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
+    board.set_defaults(func=cmd_leaderboard)
+
+    speed = sub.add_parser("speed", help="speed benchmark of CW-RNN backends vs library RNNs (see --help)",
+                           add_help=False)
+    speed.add_argument("speed_args", nargs=argparse.REMAINDER)
+    speed.set_defaults(func=cmd_speed)
+    return top
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except UserInputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished runs are in the results store; rerun the same command to resume",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""Leaderboard plots (seaborn, PNG), computed from the stored runs of one task.
+
+Each suite file lists its plots by name under `leaderboard.plots`; PLOTS maps those
+names to functions (df, records, suite, out_dir) -> written path or None.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, never a window
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+
+def _ok(df: pd.DataFrame) -> pd.DataFrame:
+    return df[df["status"] == "ok"]
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def metric_vs_x(df, records, suite, out: Path):
+    """Primary metric vs a task parameter (e.g. recall accuracy vs delay), per architecture."""
+    x = suite["leaderboard"]["x_axis"]
+    primary = df["primary"].iloc[0]
+    data = _ok(df)
+    if data.empty or f"task.{x}" not in data:
+        return None
+    style = next((c for c in data.columns if c.startswith("task.") and c != f"task.{x}"
+                  and data[c].nunique() > 1 and data[c].nunique() <= 4), None)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    sns.lineplot(data=data, x=f"task.{x}", y=f"metric.{primary}", hue="arch", style=style, marker="o",
+                 errorbar="sd", ax=ax)
+    ax.set(xlabel=x, ylabel=primary, title=f"{suite.get('title', suite['task'])}: {primary} vs {x}")
+    if f"baseline.{primary}" in data:
+        ax.axhline(data[f"baseline.{primary}"].mean(), color="grey", ls=":", label="memoryless baseline")
+    ax.legend(fontsize=7, loc="best")
+    return _save(fig, out / f"{primary}_vs_{x}.png")
+
+
+def metric_vs_budget(df, records, suite, out: Path):
+    """Primary metric vs parameter budget per architecture, log-log (the paper's size sweep)."""
+    primary = df["primary"].iloc[0]
+    data = _ok(df)
+    if data.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    sns.lineplot(data=data, x="budget", y=f"metric.{primary}", hue="arch", marker="o", errorbar="sd", ax=ax)
+    ax.set(xscale="log", yscale="log", xlabel="parameter budget", ylabel=primary,
+           title=f"{suite.get('title', suite['task'])}: {primary} vs budget")
+    ax.legend(fontsize=7)
+    return _save(fig, out / f"{primary}_vs_budget.png")
+
+
+def learning_curves(df, records, suite, out: Path):
+    """Validation primary metric over training steps, per architecture (mean over seeds)."""
+    primary = df["primary"].iloc[0]
+    setting_cols = [c for c in df.columns if c.startswith("task.") and df[c].nunique() > 1]
+    points = []
+    for record, (_, row) in zip(records, df.iterrows()):
+        for p in record.get("curve", []):
+            if f"val/{primary}" in p:
+                setting = ", ".join(f"{c.removeprefix('task.')}={row[c]}" for c in setting_cols) or "all"
+                points.append({"step": p["step"], primary: p[f"val/{primary}"], "arch": row["arch"],
+                               "setting": setting, "budget": row["budget"]})
+    if not points:
+        return None
+    data = pd.DataFrame(points)
+    grid = sns.relplot(data=data, x="step", y=primary, hue="arch", col="setting", col_wrap=min(4, data["setting"].nunique()),
+                       kind="line", errorbar=None, height=3, aspect=1.2, facet_kws={"sharey": True})
+    grid.figure.suptitle(f"{suite.get('title', suite['task'])}: validation {primary} during training", y=1.02)
+    grid.savefig(out / "learning_curves.png", dpi=100, bbox_inches="tight")
+    plt.close(grid.figure)
+    return out / "learning_curves.png"
+
+
+PLOTS = {
+    "metric_vs_x": metric_vs_x,
+    "metric_vs_budget": metric_vs_budget,
+    "learning_curves": learning_curves,
+}
+
+
+def make_plots(task, df, records, suite, out: Path) -> list[Path]:
+    written = []
+    for name in suite.get("leaderboard", {}).get("plots", ["learning_curves"]):
+        path = PLOTS[name](df, records, suite, out)
+        if path is not None:
+            written.append(path)
+    return written

@@ -1,0 +1,144 @@
+"""Suites: a task x architectures x budgets x seeds (x task settings), declared in
+bench/suites/<task>.yaml with a `quick` and a `paper` profile, resolved here into one
+fully explicit config per run. Everything is validated once, here, at the edge.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from bench.budget import match_budget
+from models.errors import UserInputError
+from models.lightning import OPTIMIZERS
+from tasks import TASKS
+
+SUITES_DIR = Path(__file__).parent / "suites"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 1000
+    batch_size: int = 32
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.95
+    clip: float = 1.0  # gradient-norm clipping; 0 turns it off
+    val_every: int = 100
+
+
+@dataclass(frozen=True)
+class MatchConfig:
+    tolerance: float = 0.1
+    cw_match: str = "module_size"  # or "modules"
+    cw_modules: int = 8
+    cw_module_size: int = 1
+    offset: int = 0
+
+
+@dataclass
+class Profile:
+    archs: list[str]
+    budgets: list[int]
+    seeds: int
+    task_params: dict = field(default_factory=dict)
+    match: MatchConfig = field(default_factory=MatchConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def _dataclass_from(cls, values: dict | None, where: str):
+    values = values or {}
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        raise UserInputError(f"unknown setting(s) {', '.join(unknown)} in {where}: known are {', '.join(names)}")
+    return cls(**values)
+
+
+def suite_names() -> list[str]:
+    return sorted(p.stem for p in SUITES_DIR.glob("*.yaml"))
+
+
+def load_suite(name: str) -> dict:
+    path = SUITES_DIR / f"{name}.yaml"
+    if not path.exists():
+        raise UserInputError(f"unknown task '{name}': choose one of {', '.join(suite_names())} (see `cwbench list`)")
+    return yaml.safe_load(path.read_text())
+
+
+def load_profile(suite: dict, name: str) -> Profile:
+    profiles = suite["profiles"]
+    if name not in profiles:
+        raise UserInputError(f"unknown profile '{name}' for task {suite['task']}: choose one of {', '.join(profiles)}")
+    raw = dict(profiles[name])
+    where = f"bench/suites/{suite['task']}.yaml profile {name}"
+    match = _dataclass_from(MatchConfig, raw.pop("match", None), where + " match")
+    train = _dataclass_from(TrainConfig, raw.pop("train", None), where + " train")
+    return _dataclass_from(Profile, {**raw, "match": match, "train": train}, where)
+
+
+def run_id(config: dict) -> str:
+    """The id of a run: a hash of its fully resolved config, seed included."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _grid(task_params: dict) -> list[dict]:
+    """Lists in task_params are axes of the grid; scalars are fixed."""
+    keys = list(task_params)
+    axes = [v if isinstance(v, list) else [v] for v in task_params.values()]
+    return [dict(zip(keys, combo)) for combo in itertools.product(*axes)]
+
+
+def make_task(task_name: str, params: dict):
+    cls = TASKS[task_name]
+    try:
+        return cls(**params)
+    except TypeError as err:
+        raise UserInputError(f"bad parameters for task {task_name} ({err}): see bench/suites/{task_name}.yaml") from None
+
+
+def validate_train(train: TrainConfig) -> None:
+    if train.optimizer not in OPTIMIZERS:
+        raise UserInputError(f"unknown optimizer '{train.optimizer}': choose one of {', '.join(OPTIMIZERS)}")
+    for name in ("steps", "batch_size", "val_every"):
+        value = getattr(train, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise UserInputError(f"bad train.{name} {value!r}: it must be a positive integer")
+    if not train.lr > 0:
+        raise UserInputError(f"bad learning rate {train.lr!r}: it must be positive")
+
+
+def resolve(task_name: str, profile_name: str, profile: Profile):
+    """All runs of a suite as (config, task) pairs, in sweep order."""
+    validate_train(profile.train)
+    if profile.seeds < 1:
+        raise UserInputError(f"bad --seeds {profile.seeds}: run at least one seed")
+    runs = []
+    for params in _grid(profile.task_params):
+        task = make_task(task_name, params)
+        for budget in profile.budgets:
+            for label in profile.archs:
+                m = profile.match
+                match = match_budget(label, budget, task.input_size, task.output_size, tolerance=m.tolerance,
+                                     cw_match=m.cw_match, cw_modules=m.cw_modules,
+                                     cw_module_size=m.cw_module_size, offset=m.offset)
+                for seed in range(profile.seeds):
+                    config = {
+                        "task": task_name,
+                        "profile": profile_name,
+                        "task_params": task.params(),
+                        "arch": match.spec.label,
+                        "model": match.spec.to_dict(),
+                        "budget": budget,
+                        "params": match.params,
+                        "train": dataclasses.asdict(profile.train),
+                        "seed": seed,
+                    }
+                    runs.append((config, task))
+    return runs

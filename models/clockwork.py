@@ -1,0 +1,142 @@
+"""The Clockwork RNN (Koutník, Greff, Gomez & Schmidhuber, ICML 2014).
+
+The hidden state h (n units) is split into g modules of sizes k_1..k_g with clock
+periods T_1..T_g. At step t (0-based) module i fires iff (t - offset) mod T_i == 0:
+
+    firing:  h_i(t) = tanh(W_I,i x(t) + b_i + sum_{j readable by i} W_H,ij h_j(t-1))
+    silent:  h_i(t) = h_i(t-1)
+
+Module i reads module j iff j == i or T_j > T_i: slow modules feed fast ones, never
+the reverse. The weights are stored dense, in the order of `module_sizes`, and the
+structurally absent blocks of W_H are held at zero by a fixed mask; they are not
+trainable parameters in any meaningful sense and `structural_zeros()` tells the
+parameter counter to leave them out.
+
+`backend` picks the implementation of the recurrence; all backends compute the same
+function of the same weights.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from models.errors import UserInputError
+from models.schedules import validate_periods
+
+
+def connectivity(module_sizes, periods) -> torch.Tensor:
+    """Unit-level mask M (n, n): M[u, v] = 1 iff unit u's module reads unit v's module."""
+    blocks = [
+        [
+            torch.full((k_i, k_j), float(i == j or t_j > t_i))
+            for k_j, t_j, j in zip(module_sizes, periods, range(len(periods)))
+        ]
+        for k_i, t_i, i in zip(module_sizes, periods, range(len(periods)))
+    ]
+    return torch.cat([torch.cat(row, dim=1) for row in blocks], dim=0)
+
+
+def firing_schedule(steps: int, unit_periods: torch.Tensor, offset: int) -> torch.Tensor:
+    """Bool (steps, n): which units fire at which 0-based step."""
+    t = torch.arange(steps, device=unit_periods.device).unsqueeze(1)
+    return torch.remainder(t - offset, unit_periods.unsqueeze(0)) == 0
+
+
+def reference_recurrence(xw, h, weight_hh, fires):
+    """The equations, one step at a time: every module is computed, silent ones keep h.
+
+    xw: (B, T, n) input projection plus bias; h: (B, n); fires: (T, n) bool.
+    """
+    outputs = []
+    for t in range(xw.shape[1]):
+        candidate = torch.tanh(xw[:, t] + h @ weight_hh.T)
+        h = torch.where(fires[t], candidate, h)
+        outputs.append(h)
+    return torch.stack(outputs, dim=1), h
+
+
+# name -> recurrence(xw, h0, masked weight_hh, fires, module) -> (outputs, h_last)
+BACKENDS = {
+    "reference": lambda xw, h, w, fires, module: reference_recurrence(xw, h, w, fires),
+}
+
+
+class ClockworkRNN(nn.Module):
+    """A CW-RNN with the torch.nn.RNN calling convention (batch_first)."""
+
+    def __init__(self, input_size: int, module_sizes, periods, offset: int = 0, backend: str = "auto"):
+        super().__init__()
+        periods = validate_periods(periods)
+        module_sizes = list(module_sizes)
+        if len(module_sizes) != len(periods):
+            raise UserInputError(
+                f"{len(module_sizes)} module sizes but {len(periods)} periods: give one size per module"
+            )
+        for k in module_sizes:
+            if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+                raise UserInputError(f"bad module size {k!r} in {module_sizes}: sizes must be integers >= 1")
+        if isinstance(offset, bool) or not isinstance(offset, int):
+            raise UserInputError(f"bad clock offset {offset!r}: the offset must be an integer")
+        if backend != "auto" and backend not in BACKENDS:
+            raise UserInputError(f"unknown CW-RNN backend '{backend}': choose auto or one of {', '.join(BACKENDS)}")
+
+        self.input_size = input_size
+        self.module_sizes = module_sizes
+        self.periods = periods
+        self.offset = offset
+        self.backend = backend
+        self.hidden_size = n = sum(module_sizes)
+
+        self.weight_ih = nn.Parameter(torch.empty(n, input_size))
+        self.weight_hh = nn.Parameter(torch.empty(n, n))
+        self.bias = nn.Parameter(torch.empty(n))
+        self.register_buffer("mask", connectivity(module_sizes, periods), persistent=False)
+        unit_periods = torch.repeat_interleave(torch.tensor(periods), torch.tensor(module_sizes))
+        self.register_buffer("unit_periods", unit_periods, persistent=False)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        # nn.RNN's initialisation, so that architectures differ in structure, not in scale
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        for p in self.parameters():
+            nn.init.uniform_(p, -bound, bound)
+        with torch.no_grad():
+            self.weight_hh.mul_(self.mask)
+
+    def structural_zeros(self) -> int:
+        return int(self.mask.numel() - self.mask.sum().item())
+
+    def to_dense(self):
+        """(weight_ih (n, I), weight_hh (n, n) with structural zeros, bias (n))."""
+        return self.weight_ih.detach().clone(), (self.weight_hh * self.mask).detach().clone(), self.bias.detach().clone()
+
+    @torch.no_grad()
+    def load_dense(self, weight_ih, weight_hh, bias):
+        """Load dense weights; entries outside the connection pattern are ignored."""
+        self.weight_ih.copy_(weight_ih)
+        self.weight_hh.copy_(weight_hh * self.mask.to(weight_hh.dtype))
+        self.bias.copy_(bias)
+
+    def resolved_backend(self, x: torch.Tensor) -> str:
+        if self.backend != "auto":
+            return self.backend
+        from models.backends import pick_backend  # lazy: fast backends are optional
+
+        return pick_backend(self, x)
+
+    def forward(self, x: torch.Tensor, h0: torch.Tensor | None = None):
+        """x (B, T, I), h0 (1, B, n) or None -> outputs (B, T, n), h_T (1, B, n)."""
+        batch, steps, _ = x.shape
+        h = x.new_zeros(batch, self.hidden_size) if h0 is None else h0.reshape(batch, self.hidden_size)
+        xw = nn.functional.linear(x, self.weight_ih, self.bias)
+        fires = firing_schedule(steps, self.unit_periods, self.offset)
+        recurrence = BACKENDS[self.resolved_backend(x)]
+        outputs, h_last = recurrence(xw, h, self.weight_hh * self.mask, fires, self)
+        return outputs, h_last.unsqueeze(0)
+
+    def extra_repr(self) -> str:
+        return (f"input_size={self.input_size}, module_sizes={self.module_sizes}, "
+                f"periods={self.periods}, offset={self.offset}, backend={self.backend}")

@@ -1,0 +1,77 @@
+"""One LightningModule for every (architecture, task) pair.
+
+The recurrent layer is any module with nn.RNN's calling convention; a linear readout
+is applied at every step and the task adapter decides which steps are scored. The
+Trainer (max steps, gradient clipping, loggers) is configured from the outside.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+
+class Diverged(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    optimizer: str = "adam"  # "adam" or "sgd" (SGD with Nesterov momentum, the paper's)
+    lr: float = 1e-3
+    momentum: float = 0.95
+    weight_decay: float = 0.0
+
+
+OPTIMIZERS = {
+    "adam": lambda params, c: torch.optim.Adam(params, lr=c.lr, weight_decay=c.weight_decay),
+    "sgd": lambda params, c: torch.optim.SGD(
+        params, lr=c.lr, momentum=c.momentum, nesterov=c.momentum > 0, weight_decay=c.weight_decay
+    ),
+}
+
+
+class SequenceModel(pl.LightningModule):
+    def __init__(self, rnn: nn.Module, task, optim: OptimConfig):
+        super().__init__()
+        self.rnn = rnn
+        self.readout = nn.Linear(rnn.hidden_size, task.output_size)
+        self.task = task
+        self.optim = optim
+        self.test_artifacts: dict[str, list] = {}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outputs, _ = self.rnn(x)
+        return self.readout(outputs)
+
+    def training_step(self, batch, batch_idx):
+        loss = self.task.loss(self(batch["x"]), batch)
+        if not torch.isfinite(loss):
+            raise Diverged(f"training loss became {loss.item()} at step {self.global_step}")
+        self.log("train/loss", loss, batch_size=len(batch["x"]))
+        return loss
+
+    def _evaluate(self, batch, stage: str):
+        y_hat = self(batch["x"])
+        metrics = self.task.metrics(y_hat, batch)
+        self.log_dict({f"{stage}/{k}": v for k, v in metrics.items()}, batch_size=len(batch["x"]))
+        return y_hat
+
+    def validation_step(self, batch, batch_idx):
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        y_hat = self._evaluate(batch, "test")
+        for key, values in self.task.artifacts(y_hat, batch).items():
+            self.test_artifacts.setdefault(key, []).extend(values)
+        if batch_idx == 0 and self.logger is not None:
+            self.task.log_media(self.logger, y_hat, batch, tag="test")
+
+    def on_test_epoch_start(self):
+        self.test_artifacts = {}
+
+    def configure_optimizers(self):
+        return OPTIMIZERS[self.optim.optimizer](self.parameters(), self.optim)

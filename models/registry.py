@@ -1,0 +1,73 @@
+"""Architectures by name: how to build each, and its closed-form parameter count.
+
+A model is described by a `ModelSpec` (the resolved size of one architecture); the
+budget matcher in `bench` produces specs, `build_rnn` turns one into a module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from torch import nn
+
+from models.clockwork import ClockworkRNN
+from models.counting import clockwork_count, library_rnn_count, readout_count
+from models.errors import UserInputError
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    arch: str  # a key of ARCHITECTURES
+    hidden_size: int  # total hidden units n
+    schedule: str = ""  # CW-RNN only: the schedule spec the periods came from
+    periods: tuple[int, ...] = field(default_factory=tuple)
+    module_sizes: tuple[int, ...] = field(default_factory=tuple)
+    offset: int = 0
+
+    @property
+    def label(self) -> str:
+        """The name in tables: 'lstm', 'cwrnn/exponential', ..."""
+        return f"{self.arch}/{self.schedule}" if self.schedule else self.arch
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["periods"], d["module_sizes"] = list(self.periods), list(self.module_sizes)
+        return d
+
+
+def _library(cls):
+    return lambda spec, input_size: cls(input_size, spec.hidden_size, batch_first=True)
+
+
+def _clockwork(spec: ModelSpec, input_size: int):
+    return ClockworkRNN(input_size, list(spec.module_sizes), list(spec.periods), offset=spec.offset)
+
+
+# name -> (builder(spec, input_size) -> module with nn.RNN's calling convention, description)
+ARCHITECTURES = {
+    "rnn": (_library(nn.RNN), "vanilla tanh RNN (torch.nn.RNN: oneDNN/cuDNN kernel)"),
+    "lstm": (_library(nn.LSTM), "LSTM (torch.nn.LSTM)"),
+    "gru": (_library(nn.GRU), "GRU (torch.nn.GRU)"),
+    "cwrnn": (_clockwork, "Clockwork RNN (models.ClockworkRNN), periods from a schedule"),
+}
+
+
+def check_arch(arch: str) -> None:
+    if arch not in ARCHITECTURES:
+        raise UserInputError(
+            f"unknown architecture '{arch}': choose one of {', '.join(ARCHITECTURES)} (see `cwbench list`)"
+        )
+
+
+def build_rnn(spec: ModelSpec, input_size: int) -> nn.Module:
+    check_arch(spec.arch)
+    return ARCHITECTURES[spec.arch][0](spec, input_size)
+
+
+def closed_form_count(spec: ModelSpec, input_size: int, output_size: int) -> int:
+    """Effective parameters of recurrent layer + linear readout, without building it."""
+    if spec.arch == "cwrnn":
+        recurrent = clockwork_count(input_size, spec.module_sizes, spec.periods)
+    else:
+        recurrent = library_rnn_count(spec.arch, input_size, spec.hidden_size)
+    return recurrent + readout_count(spec.hidden_size, output_size)

@@ -1,0 +1,60 @@
+"""The contract between a task and the rest of the suite.
+
+A task adapter owns its data (a LightningDataModule), decides which time steps of
+the per-step readout are scored (loss and metrics), and names its primary metric.
+The LightningModule in `models` applies one linear readout at every step and hands
+the result to the adapter, so any architecture trains on any task with no per-pair
+code.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any
+
+import torch
+
+
+class Task(abc.ABC):
+    """One benchmark task, fully configured (constructor arguments are its params)."""
+
+    #: name used in tables, plots, the results path and wandb (``results/<name>/``)
+    name: str
+    #: metric the leaderboard ranks by, and whether higher is better
+    primary_metric: str
+    higher_is_better: bool
+    #: per-step input features and readout units
+    input_size: int
+    output_size: int
+
+    @abc.abstractmethod
+    def params(self) -> dict[str, Any]:
+        """The resolved task parameters; they enter the run config and the run id."""
+
+    @abc.abstractmethod
+    def datamodule(self, batch_size: int, seed: int, train_steps: int):
+        """A LightningDataModule whose batches are dicts with at least ``x`` (B, T, I).
+
+        ``train_dataloader`` must yield at least ``train_steps`` batches in total
+        (it may cycle); ``val_dataloader`` and ``test_dataloader`` are finite.
+        """
+
+    @abc.abstractmethod
+    def loss(self, y_hat: torch.Tensor, batch: dict) -> torch.Tensor:
+        """Scalar training loss from the readout at every step, ``y_hat`` (B, T, O)."""
+
+    @abc.abstractmethod
+    def metrics(self, y_hat: torch.Tensor, batch: dict) -> dict[str, torch.Tensor]:
+        """Scalar metrics of one evaluation batch; averaged over batches by batch size."""
+
+    def baselines(self) -> dict[str, float]:
+        """Reference values reported beside results (e.g. a memoryless baseline)."""
+        return {}
+
+    def artifacts(self, y_hat: torch.Tensor, batch: dict) -> dict[str, list]:
+        """Small JSON-able outputs of one test batch kept in the run record (lists are
+        concatenated over batches): generated waveforms, (true, predicted) labels."""
+        return {}
+
+    def log_media(self, logger, y_hat: torch.Tensor, batch: dict, tag: str) -> None:
+        """Optional wandb media (audio, plots) for one evaluation batch."""
