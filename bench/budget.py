@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from models.errors import UserInputError
 from models.registry import ModelSpec, check_arch, closed_form_count
-from models.schedules import is_explicit, periods_for
+from models.schedules import connection_order_for, is_explicit, periods_for
 
 MAX_SIZE = 4096  # search bound for hidden sizes, module sizes and module counts
 
@@ -42,6 +42,11 @@ def parse_arch(label: str) -> tuple[str, str]:
     return arch, schedule
 
 
+def _order(schedule: str, periods: list[int]) -> tuple[int, ...]:
+    order = connection_order_for(schedule, periods)
+    return () if order == list(periods) else tuple(order)
+
+
 def candidates(label: str, cw_match: str, cw_modules: int, cw_module_size: int, offset: int):
     arch, schedule = parse_arch(label)
     if arch != "cwrnn":
@@ -53,7 +58,8 @@ def candidates(label: str, cw_match: str, cw_modules: int, cw_module_size: int, 
     if cw_match == "modules" and not is_explicit(schedule):
         for g in range(1, 65):
             periods = periods_for(schedule, g)
-            yield ModelSpec(arch, g * cw_module_size, schedule, tuple(periods), (cw_module_size,) * g, offset)
+            yield ModelSpec(arch, g * cw_module_size, schedule, tuple(periods), (cw_module_size,) * g, offset,
+                            _order(schedule, periods))
         return
     periods = periods_for(schedule, cw_modules)
     g = len(periods)
@@ -62,7 +68,7 @@ def candidates(label: str, cw_match: str, cw_modules: int, cw_module_size: int, 
         # the remainder, so budgets are met to within one unit instead of one module width
         k, extra = divmod(n, g)
         sizes = tuple(k + 1 if i < extra else k for i in range(g))
-        yield ModelSpec(arch, n, schedule, tuple(periods), sizes, offset)
+        yield ModelSpec(arch, n, schedule, tuple(periods), sizes, offset, _order(schedule, periods))
 
 
 def match_budget(label: str, budget: int, input_size: int, output_size: int, *, tolerance: float = 0.1,

@@ -49,8 +49,9 @@ def train_one(config: dict, task, device: str, logger=None, progress: bool = Fal
     diverged or crashed run: the sweep goes on and the record says what happened)."""
     train = config["train"]
     pl.seed_everything(config["seed"], workers=True, verbose=False)
-    rnn = build_rnn(ModelSpec(**{**config["model"], "periods": tuple(config["model"]["periods"]),
-                                 "module_sizes": tuple(config["model"]["module_sizes"])}), task.input_size)
+    model_config = config["model"]
+    spec = ModelSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in model_config.items()})
+    rnn = build_rnn(spec, task.input_size)
     optim = OptimConfig(train["optimizer"], train["lr"], train["momentum"])
     model = SequenceModel(rnn, task, optim)
     effective = count_parameters(model)

@@ -7,7 +7,9 @@ periods T_1..T_g. At step t (0-based) module i fires iff (t - offset) mod T_i ==
     silent:  h_i(t) = h_i(t-1)
 
 Module i reads module j iff j == i or T_j > T_i: slow modules feed fast ones, never
-the reverse. The weights are stored dense, in the order of `module_sizes`, and the
+the reverse. `order` can decouple this connection pattern from the clock (module i
+reads j iff j == i or order_j > order_i); it defaults to the periods, as in the paper,
+and exists for the "dense" control: every module clocked at 1, connected like a CW-RNN. The weights are stored dense, in the order of `module_sizes`, and the
 structurally absent blocks of W_H are held at zero by a fixed mask; they are not
 trainable parameters in any meaningful sense and `structural_zeros()` tells the
 parameter counter to leave them out.
@@ -23,19 +25,21 @@ import math
 import torch
 from torch import nn
 
+from models.backends import FAST_BACKENDS
 from models.errors import UserInputError
 from models.schedules import validate_periods
 
 
-def connectivity(module_sizes, periods) -> torch.Tensor:
+def reads(order, i: int, j: int) -> bool:
+    """Does module i read module j's previous state? Itself and slower modules only."""
+    return i == j or order[j] > order[i]
+
+
+def connectivity(module_sizes, order) -> torch.Tensor:
     """Unit-level mask M (n, n): M[u, v] = 1 iff unit u's module reads unit v's module."""
-    blocks = [
-        [
-            torch.full((k_i, k_j), float(i == j or t_j > t_i))
-            for k_j, t_j, j in zip(module_sizes, periods, range(len(periods)))
-        ]
-        for k_i, t_i, i in zip(module_sizes, periods, range(len(periods)))
-    ]
+    g = len(module_sizes)
+    blocks = [[torch.full((module_sizes[i], module_sizes[j]), float(reads(order, i, j))) for j in range(g)]
+              for i in range(g)]
     return torch.cat([torch.cat(row, dim=1) for row in blocks], dim=0)
 
 
@@ -58,18 +62,23 @@ def reference_recurrence(xw, h, weight_hh, fires):
     return torch.stack(outputs, dim=1), h
 
 
-# name -> recurrence(xw, h0, masked weight_hh, fires, module) -> (outputs, h_last)
+# name -> recurrence(xw, h0, masked weight_hh, fires, module) -> (outputs, h_last);
+# the fast ones live in models/backends.py (which imports nothing from this file)
 BACKENDS = {
     "reference": lambda xw, h, w, fires, module: reference_recurrence(xw, h, w, fires),
+    **FAST_BACKENDS,
 }
 
 
 class ClockworkRNN(nn.Module):
     """A CW-RNN with the torch.nn.RNN calling convention (batch_first)."""
 
-    def __init__(self, input_size: int, module_sizes, periods, offset: int = 0, backend: str = "auto"):
+    def __init__(self, input_size: int, module_sizes, periods, offset: int = 0, order=None, backend: str = "auto"):
         super().__init__()
         periods = validate_periods(periods)
+        order = list(periods) if order is None else list(order)
+        if len(order) != len(periods):
+            raise UserInputError(f"connection order {order} has {len(order)} entries for {len(periods)} modules")
         module_sizes = list(module_sizes)
         if len(module_sizes) != len(periods):
             raise UserInputError(
@@ -86,6 +95,7 @@ class ClockworkRNN(nn.Module):
         self.input_size = input_size
         self.module_sizes = module_sizes
         self.periods = periods
+        self.order = order
         self.offset = offset
         self.backend = backend
         self.hidden_size = n = sum(module_sizes)
@@ -93,7 +103,7 @@ class ClockworkRNN(nn.Module):
         self.weight_ih = nn.Parameter(torch.empty(n, input_size))
         self.weight_hh = nn.Parameter(torch.empty(n, n))
         self.bias = nn.Parameter(torch.empty(n))
-        self.register_buffer("mask", connectivity(module_sizes, periods), persistent=False)
+        self.register_buffer("mask", connectivity(module_sizes, order), persistent=False)
         unit_periods = torch.repeat_interleave(torch.tensor(periods), torch.tensor(module_sizes))
         self.register_buffer("unit_periods", unit_periods, persistent=False)
         self.reset_parameters()
@@ -139,4 +149,4 @@ class ClockworkRNN(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"input_size={self.input_size}, module_sizes={self.module_sizes}, "
-                f"periods={self.periods}, offset={self.offset}, backend={self.backend}")
+                f"periods={self.periods}, offset={self.offset}, order={self.order}, backend={self.backend}")

@@ -26,11 +26,12 @@ def library_rnn_count(arch: str, input_size: int, hidden_size: int) -> int:
     return GATES[arch] * (h * input_size + h * h + 2 * h)
 
 
-def clockwork_count(input_size: int, module_sizes, periods) -> int:
-    """sum_i k_i (I + 1 + sum_{j readable by i} k_j); j readable iff j == i or T_j > T_i."""
+def clockwork_count(input_size: int, module_sizes, order) -> int:
+    """sum_i k_i (I + 1 + sum_{j readable by i} k_j); j readable iff j == i or order_j > order_i
+    (the order is the periods unless a schedule decouples connectivity from the clock)."""
     total = 0
-    for i, (k_i, t_i) in enumerate(zip(module_sizes, periods)):
-        readable = sum(k_j for j, (k_j, t_j) in enumerate(zip(module_sizes, periods)) if j == i or t_j > t_i)
+    for i, k_i in enumerate(module_sizes):
+        readable = sum(k_j for j, k_j in enumerate(module_sizes) if j == i or order[j] > order[i])
         total += k_i * (input_size + 1 + readable)
     return total
 

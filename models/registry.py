@@ -23,6 +23,11 @@ class ModelSpec:
     periods: tuple[int, ...] = field(default_factory=tuple)
     module_sizes: tuple[int, ...] = field(default_factory=tuple)
     offset: int = 0
+    order: tuple[int, ...] = field(default_factory=tuple)  # connection order; empty = the periods
+
+    @property
+    def connection_order(self) -> tuple[int, ...]:
+        return self.order or self.periods
 
     @property
     def label(self) -> str:
@@ -31,7 +36,7 @@ class ModelSpec:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        d["periods"], d["module_sizes"] = list(self.periods), list(self.module_sizes)
+        d["periods"], d["module_sizes"], d["order"] = list(self.periods), list(self.module_sizes), list(self.order)
         return d
 
 
@@ -40,7 +45,8 @@ def _library(cls):
 
 
 def _clockwork(spec: ModelSpec, input_size: int):
-    return ClockworkRNN(input_size, list(spec.module_sizes), list(spec.periods), offset=spec.offset)
+    return ClockworkRNN(input_size, list(spec.module_sizes), list(spec.periods), offset=spec.offset,
+                        order=list(spec.connection_order))
 
 
 # name -> (builder(spec, input_size) -> module with nn.RNN's calling convention, description)
@@ -67,7 +73,7 @@ def build_rnn(spec: ModelSpec, input_size: int) -> nn.Module:
 def closed_form_count(spec: ModelSpec, input_size: int, output_size: int) -> int:
     """Effective parameters of recurrent layer + linear readout, without building it."""
     if spec.arch == "cwrnn":
-        recurrent = clockwork_count(input_size, spec.module_sizes, spec.periods)
+        recurrent = clockwork_count(input_size, spec.module_sizes, spec.connection_order)
     else:
         recurrent = library_rnn_count(spec.arch, input_size, spec.hidden_size)
     return recurrent + readout_count(spec.hidden_size, output_size)

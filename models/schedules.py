@@ -7,7 +7,8 @@ line and in result tables:
     exponential:3    1, 3, 9, 27, ...
     linear           1, 2, 3, ..., g
     fibonacci        1, 2, 3, 5, 8, ...
-    dense            1, 1, 1, ...             (the clock switched off: a block-triangular RNN)
+    dense            1, 1, 1, ...             (the clock switched off, the CW-RNN's connectivity
+                                               kept: a block-triangular RNN)
     1,4,16,64        an explicit list (fixes g)
 """
 
@@ -85,3 +86,15 @@ def periods_for(spec: str, g: int | None) -> list[int]:
     if arg:
         raise UserInputError(f"schedule '{name}' takes no argument (got '{spec}')")
     return SCHEDULES[name](g)
+
+
+def connection_order_for(spec: str, periods: list[int]) -> list[int]:
+    """The order that defines who reads whom (module i reads j iff order_j > order_i).
+
+    For every schedule it is the periods themselves, except "dense": there all periods
+    are 1, and the modules are connected as the exponential schedule's would be, so the
+    control differs from a CW-RNN in its clock only.
+    """
+    if spec.strip() == "dense":
+        return list(range(1, len(periods) + 1))
+    return list(periods)
