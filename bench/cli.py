@@ -55,8 +55,10 @@ def cmd_run(args) -> int:
         profile.train = replace(profile.train, steps=args.steps, val_every=min(profile.train.val_every, args.steps))
     for key, value in args.task_param:
         profile.task_params[key] = value
+    if args.target:
+        profile.task_params["target"] = args.target
     runs = resolve(args.task, args.profile, profile)
-    command = "cwbench " + shlex.join(sys.argv[1:]) if args.command is None else args.command
+    command = "cwbench " + shlex.join(args.argv) if args.command is None else args.command
     counts = run_suite(runs, args.results, device=args.device, wandb=args.wandb, progress=args.progress,
                        command=command)
     print(", ".join(f"{k}: {v}" for k, v in counts.items()))
@@ -118,6 +120,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--steps", type=_positive_int, help="override the profile's training steps")
     run.add_argument("--param", dest="task_param", action="append", type=_task_param, default=[],
                      metavar="KEY=VALUE", help="override a task parameter (YAML value; a list is a grid axis)")
+    run.add_argument("--target", action="append", metavar="PATH",
+                     help="audio task: a WAV/FLAC/OGG file to generate (repeatable; replaces the built-in targets)")
     run.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="results directory (default results/)")
     run.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     run.add_argument("--wandb", action="store_true", help="mirror each run to Weights & Biases (WANDB_MODE honoured)")
@@ -139,7 +143,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser().parse_args(argv)
+    args.argv = argv
     try:
         return args.func(args) or 0
     except UserInputError as err:

@@ -18,7 +18,7 @@ from bench.store import ResultsStore
 from bench.suite import run_id
 from models.counting import count_parameters
 from models.lightning import Diverged, OptimConfig, SequenceModel
-from models.registry import ModelSpec, build_rnn
+from models.registry import ModelSpec, build_rnn, freeze_input_weights, initialise
 
 for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning.fabric"):
     logging.getLogger(name).setLevel(logging.WARNING)
@@ -52,8 +52,11 @@ def train_one(config: dict, task, device: str, logger=None, progress: bool = Fal
     model_config = config["model"]
     spec = ModelSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in model_config.items()})
     rnn = build_rnn(spec, task.input_size)
+    if task.zero_input:
+        freeze_input_weights(rnn)
     optim = OptimConfig(train["optimizer"], train["lr"], train["momentum"])
     model = SequenceModel(rnn, task, optim)
+    initialise(model.rnn, model.readout, train["init_std"], train["lstm_forget_bias"])
     effective = count_parameters(model)
     if effective != config["params"]:
         raise AssertionError(f"closed-form count {config['params']} != built count {effective} for {config['arch']}")
@@ -63,6 +66,7 @@ def train_one(config: dict, task, device: str, logger=None, progress: bool = Fal
         check_val_every_n_epoch=None, num_sanity_val_steps=0, gradient_clip_val=train["clip"] or None,
         deterministic=True, logger=logger if logger is not None else False, enable_checkpointing=False,
         enable_progress_bar=progress, enable_model_summary=False, callbacks=[curve],
+        log_every_n_steps=max(1, min(50, train["steps"] // 20)),
     )
     data = task.datamodule(train["batch_size"], config["seed"], train["steps"])
     result = {"status": "ok", "reason": "", "metrics": {}, "artifacts": {}}
@@ -116,7 +120,7 @@ def run_suite(runs, results_dir: Path, *, device: str = "auto", wandb: bool = Fa
         wall = time.perf_counter() - started
         record = {
             "run_id": rid, **config, "status": result.pop("status"), "reason": result.pop("reason"), **result,
-            "baselines": task.baselines(), "primary_metric": task.primary_metric,
+            "sources": task.sources(), "baselines": task.baselines(), "primary_metric": task.primary_metric,
             "higher_is_better": task.higher_is_better, "wall_time_s": round(wall, 3),
             "device": provenance.device_name(device), "git_commit": provenance.git_commit(),
             "versions": provenance.versions(), "date": provenance.now(), "command": command,

@@ -31,6 +31,8 @@ class TrainConfig:
     momentum: float = 0.95
     clip: float = 1.0  # gradient-norm clipping; 0 turns it off
     val_every: int = 100
+    init_std: float = 0.0  # weights ~ N(0, init_std), biases 0; 0 keeps the library init
+    lstm_forget_bias: float | None = None
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,7 @@ class Profile:
     task_params: dict = field(default_factory=dict)
     match: MatchConfig = field(default_factory=MatchConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    arch_train: dict = field(default_factory=dict)  # per-architecture overrides of train, e.g. lstm: {lr: 3e-5}
 
 
 def _dataclass_from(cls, values: dict | None, where: str):
@@ -114,6 +117,19 @@ def validate_train(train: TrainConfig) -> None:
         raise UserInputError(f"bad learning rate {train.lr!r}: it must be positive")
 
 
+def counted_inputs(task) -> int:
+    """Input features that carry parameters: none for an all-zero input."""
+    return 0 if task.zero_input else task.input_size
+
+
+def train_for(profile: Profile, arch: str) -> TrainConfig:
+    overrides = profile.arch_train.get(arch, {})
+    train = _dataclass_from(TrainConfig, {**dataclasses.asdict(profile.train), **overrides},
+                            f"arch_train.{arch}")
+    validate_train(train)
+    return train
+
+
 def resolve(task_name: str, profile_name: str, profile: Profile):
     """All runs of a suite as (config, task) pairs, in sweep order."""
     validate_train(profile.train)
@@ -125,7 +141,7 @@ def resolve(task_name: str, profile_name: str, profile: Profile):
         for budget in profile.budgets:
             for label in profile.archs:
                 m = profile.match
-                match = match_budget(label, budget, task.input_size, task.output_size, tolerance=m.tolerance,
+                match = match_budget(label, budget, counted_inputs(task), task.output_size, tolerance=m.tolerance,
                                      cw_match=m.cw_match, cw_modules=m.cw_modules,
                                      cw_module_size=m.cw_module_size, offset=m.offset)
                 for seed in range(profile.seeds):
@@ -137,7 +153,7 @@ def resolve(task_name: str, profile_name: str, profile: Profile):
                         "model": match.spec.to_dict(),
                         "budget": budget,
                         "params": match.params,
-                        "train": dataclasses.asdict(profile.train),
+                        "train": dataclasses.asdict(train_for(profile, match.spec.arch)),
                         "seed": seed,
                     }
                     runs.append((config, task))

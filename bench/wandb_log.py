@@ -22,6 +22,7 @@ def make_logger(config: dict, run_id: str, task):
         id=run_id,
         tags=[config["task"], config["arch"], f"budget={config['budget']}", f"profile={config['profile']}"],
         config={**config, "run_id": run_id},
+        save_dir=os.environ.get("WANDB_DIR") or ".",  # WandbLogger would otherwise override WANDB_DIR
         reinit=True,
     )
 

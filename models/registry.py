@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+import torch
 from torch import nn
 
 from models.clockwork import ClockworkRNN
@@ -68,6 +69,32 @@ def check_arch(arch: str) -> None:
 def build_rnn(spec: ModelSpec, input_size: int) -> nn.Module:
     check_arch(spec.arch)
     return ARCHITECTURES[spec.arch][0](spec, input_size)
+
+
+def freeze_input_weights(rnn: nn.Module) -> None:
+    """For a task whose input is all zeros: the input weights can do nothing, so they are
+    fixed at zero and left out of the trainable (and counted) parameters."""
+    for name, p in rnn.named_parameters():
+        if name.startswith("weight_ih"):
+            p.requires_grad_(False)
+            nn.init.zeros_(p)
+
+
+@torch.no_grad()
+def initialise(rnn: nn.Module, readout: nn.Module, std: float = 0.0, lstm_forget_bias: float | None = None):
+    """Optional paper-style initialisation: weights ~ N(0, std), biases 0 (std 0 keeps the
+    library's default); an LSTM's forget-gate bias set high so it starts remembering."""
+    if std:
+        for module in (rnn, readout):
+            for p in module.parameters():
+                if p.requires_grad:
+                    nn.init.normal_(p, 0.0, std) if p.dim() > 1 else nn.init.zeros_(p)
+        if isinstance(rnn, ClockworkRNN):
+            rnn.weight_hh.mul_(rnn.mask)
+    if lstm_forget_bias is not None and isinstance(rnn, nn.LSTM):
+        h = rnn.hidden_size
+        rnn.bias_ih_l0[h:2 * h] = lstm_forget_bias  # gate order i, f, g, o
+        rnn.bias_hh_l0[h:2 * h] = 0.0
 
 
 def closed_form_count(spec: ModelSpec, input_size: int, output_size: int) -> int:

@@ -47,6 +47,14 @@ class Task(abc.ABC):
     def metrics(self, y_hat: torch.Tensor, batch: dict) -> dict[str, torch.Tensor]:
         """Scalar metrics of one evaluation batch; averaged over batches by batch size."""
 
+    #: True for a task whose input is all zeros (audio generation): the input weights
+    #: then do nothing, are frozen at zero and are not counted as parameters
+    zero_input: bool = False
+
+    def sources(self) -> dict[str, Any]:
+        """Where the task's data came from; recorded with each run, not part of its id."""
+        return {}
+
     def baselines(self) -> dict[str, float]:
         """Reference values reported beside results (e.g. a memoryless baseline)."""
         return {}

@@ -7,7 +7,13 @@ import torch
 
 from models import ClockworkRNN, UserInputError
 
-torch.set_default_dtype(torch.float64)
+
+
+@pytest.fixture(autouse=True)
+def _float64():
+    torch.set_default_dtype(torch.float64)  # equivalence to 1e-10 needs double precision
+    yield
+    torch.set_default_dtype(torch.float32)
 
 
 def equations(x, weight_ih, weight_hh, bias, module_sizes, periods, offset, h0=None):

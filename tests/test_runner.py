@@ -1,0 +1,162 @@
+"""End to end: sweeps into a temporary results dir, resume, divergence, failures, CLI errors."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from bench import runner
+from bench.cli import main
+from bench.store import ResultsStore
+from tasks.copy import CopyTask
+from wandb_offline import read_run
+
+TINY = ["--archs", "rnn", "cwrnn/exponential", "--seeds", "2", "--steps", "4", "--budgets", "400",
+        "--param", "delay=3", "--param", "variable_delay=false"]
+
+
+def store_lines(results):
+    return (results / "copy" / "runs.jsonl").read_text().splitlines()
+
+
+def test_quick_sweep_writes_store_and_leaderboard(tmp_path, capsys):
+    assert main(["run", "copy", "--results", str(tmp_path), *TINY]) == 0
+    records = [json.loads(line) for line in store_lines(tmp_path)]
+    assert len(records) == 4 and {r["status"] for r in records} == {"ok"}
+    r = records[0]
+    for key in ("run_id", "task_params", "model", "budget", "params", "effective_params", "seed", "metrics",
+                "status", "wall_time_s", "device", "git_commit", "versions", "date", "curve", "command"):
+        assert key in r
+    assert r["params"] == r["effective_params"] and 0 <= r["metrics"]["recall_accuracy"] <= 1
+    out = capsys.readouterr().out
+    assert "[1/4]" in out and "[4/4]" in out
+    for name in ("leaderboard.md", "leaderboard.csv", "recall_accuracy_vs_delay.png", "learning_curves.png"):
+        assert (tmp_path / "copy" / name).stat().st_size > 0
+    board = (tmp_path / "copy" / "leaderboard.md").read_text()
+    assert "cwrnn/exponential" in board and "cwbench run copy" in board
+
+    before = store_lines(tmp_path)
+    assert main(["run", "copy", "--results", str(tmp_path), *TINY]) == 0
+    assert "0 to run" in capsys.readouterr().out
+    assert store_lines(tmp_path) == before
+
+
+def test_killed_sweep_resumes_without_loss_or_duplicates(tmp_path, monkeypatch, capsys):
+    real = runner.train_one
+    calls = []
+
+    def killed_on_third(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "train_one", killed_on_third)
+    assert main(["run", "copy", "--results", str(tmp_path), *TINY]) == 130
+    first = store_lines(tmp_path)
+    assert len(first) == 2
+    monkeypatch.setattr(runner, "train_one", real)
+    assert main(["run", "copy", "--results", str(tmp_path), *TINY]) == 0
+    assert "2 already in the store, 2 to run" in capsys.readouterr().out
+    lines = store_lines(tmp_path)
+    assert lines[:2] == first and len(lines) == 4
+    assert len({json.loads(line)["run_id"] for line in lines}) == 4
+
+
+class NaNCopy(CopyTask):
+    def loss(self, y_hat, batch):
+        return super().loss(y_hat, batch) * float("nan")
+
+
+class BrokenCopy(CopyTask):
+    def datamodule(self, *args):
+        raise RuntimeError("no data today")
+
+
+def _config(seed, steps=3):
+    return {"task": "copy", "profile": "test", "task_params": {"delay": 2}, "arch": "rnn",
+            "model": {"arch": "rnn", "hidden_size": 4, "schedule": "", "periods": [], "module_sizes": [],
+                      "offset": 0, "order": []},
+            "budget": 109, "params": 109, "seed": seed,
+            "train": {"steps": steps, "batch_size": 4, "optimizer": "sgd", "lr": 0.1, "momentum": 0.95,
+                      "clip": 1.0, "val_every": steps, "init_std": 0.0, "lstm_forget_bias": None}}
+
+
+def test_divergence_and_failure_are_recorded_and_the_sweep_goes_on(tmp_path):
+    task = CopyTask(delay=2, eval_batches=1, eval_batch_size=8)
+    runs = [(_config(0), NaNCopy(delay=2)), (_config(1), BrokenCopy(delay=2)), (_config(2), task)]
+    counts = runner.run_suite(runs, tmp_path, log=lambda *a, **k: None)
+    assert counts == {"ok": 1, "diverged": 1, "failed": 1, "skipped": 0}
+    records = ResultsStore(tmp_path / "copy" / "runs.jsonl").load()
+    status = {r["seed"]: (r["status"], r["reason"]) for r in records}
+    assert status[0][0] == "diverged" and "nan" in status[0][1]
+    assert status[1] == ("failed", "RuntimeError: no data today")
+    assert status[2][0] == "ok"
+
+
+def test_same_seed_same_numbers():
+    task = CopyTask(delay=3, eval_batches=1, eval_batch_size=16)
+    config = {**_config(7, steps=5), "arch": "cwrnn/exponential",
+              "model": {"arch": "cwrnn", "hidden_size": 6, "schedule": "exponential", "periods": [1, 2, 4],
+                        "module_sizes": [2, 2, 2], "offset": 0, "order": []}}
+    from models.registry import ModelSpec, closed_form_count
+    config["params"] = closed_form_count(ModelSpec("cwrnn", 6, "exponential", (1, 2, 4), (2, 2, 2)), 10, 9)
+    a = runner.train_one(config, task, "cpu")
+    b = runner.train_one(config, task, "cpu")
+    assert a["status"] == "ok" and a["metrics"] == b["metrics"] and a["curve"] == b["curve"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "copy", "--archs", "transformer"], "unknown architecture 'transformer'"),
+    (["run", "copy", "--archs", "cwrnn/1,0,4"], "bad clock period 0"),
+    (["run", "copy", "--archs", "cwrnn/sawtooth"], "unknown schedule 'sawtooth'"),
+    (["run", "copy", "--budgets", "30"], "budget 30 is impossible"),
+    (["run", "chess"], "unknown task 'chess'"),
+    (["run", "copy", "--profile", "huge"], "unknown profile 'huge'"),
+    (["run", "copy", "--param", "delay=0"], "bad delay 0"),
+    (["run", "copy", "--param", "colour=red"], "bad parameters for task copy"),
+    (["leaderboard", "copy"], "no runs stored for task copy"),
+])
+def test_bad_input_is_one_line_and_nonzero(tmp_path, capsys, args, message):
+    assert main([*args, "--results", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and "\n" not in err
+    assert not (tmp_path / "copy" / "runs.jsonl").exists()
+
+
+def test_corrupt_store_stops_the_sweep_and_keeps_the_file(tmp_path, capsys):
+    path = tmp_path / "copy" / "runs.jsonl"
+    path.parent.mkdir()
+    path.write_text('{"run_id": "x", "status": "ok"}\nnot json\n')
+    assert main(["run", "copy", "--results", str(tmp_path), *TINY]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "corrupt at line 2" in err and "\n" not in err
+    assert path.read_text() == '{"run_id": "x", "status": "ok"}\nnot json\n'
+
+
+def test_module_entry_point_exits_nonzero():
+    done = subprocess.run([sys.executable, "-m", "bench", "run", "copy", "--archs", "nope"],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and done.stderr.strip().startswith("error: unknown architecture 'nope'")
+
+
+def test_wandb_offline_run_is_written_and_readable(tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    args = ["run", "copy", "--results", str(tmp_path), "--wandb", "--archs", "rnn", "--seeds", "1",
+            "--steps", "4", "--budgets", "400", "--param", "delay=3", "--param", "variable_delay=false"]
+    assert main(args) == 0
+    record = ResultsStore(tmp_path / "copy" / "runs.jsonl").load()[0]
+    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and record["run_id"] in runs[0].name
+    logged = read_run(runs[0])
+    assert logged["summary"]["final/recall_accuracy"] == pytest.approx(record["metrics"]["recall_accuracy"])
+    assert logged["summary"]["status"] == "ok" and logged["summary"]["effective_params"] == record["params"]
+    assert logged["config"]["run_id"] == record["run_id"]
+    assert logged["config"]["arch"] == "rnn"
+    losses = [h["train/loss"] for h in logged["history"] if "train/loss" in h]
+    assert len(losses) >= 2 and all(isinstance(v, float) for v in losses)
