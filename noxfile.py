@@ -1,4 +1,4 @@
-"""Sessions: tests, lint, copy, audio, timit, leaderboard, speed.
+"""Sessions: tests, lint, copy, audio, timit, synthwords, leaderboard, speed.
 
 Every session installs torch==2.13.0 first (the CPU build), then the project, so that
 nothing resolves to another torch build. Virtualenvs are reused between runs.
@@ -41,6 +41,31 @@ def lint(session):
 def copy(session):
     """The copying-task suite (quick profile unless `-- --profile paper`)."""
     suite(session, "copy")
+
+
+@nox.session(python="3.11")
+def audio(session):
+    """Paper task 1, audio generation (built-in targets unless `-- --target PATH ...`)."""
+    suite(session, "audio")
+
+
+@nox.session(python="3.11")
+def timit(session):
+    """Paper task 2, TIMIT spoken words: needs `-- --timit-root DIR` or $TIMIT_ROOT."""
+    suite(session, "timit")
+
+
+@nox.session(python="3.11")
+def synthwords(session):
+    """The TIMIT pipeline on the offline synthetic stand-in corpus (not TIMIT)."""
+    suite(session, "synthwords")
+
+
+@nox.session(python="3.11")
+def speed(session):
+    """Speed benchmark: CW-RNN backends vs library RNN/LSTM/GRU; writes results/speed/."""
+    install(session)
+    session.run("cwbench", "speed", *session.posargs)
 
 
 @nox.session(python="3.11")

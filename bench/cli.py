@@ -57,6 +57,8 @@ def cmd_run(args) -> int:
         profile.task_params[key] = value
     if args.target:
         profile.task_params["target"] = args.target
+    if args.timit_root:
+        profile.task_params["timit_root"] = str(args.timit_root)
     runs = resolve(args.task, args.profile, profile)
     command = "cwbench " + shlex.join(args.argv) if args.command is None else args.command
     counts = run_suite(runs, args.results, device=args.device, wandb=args.wandb, progress=args.progress,
@@ -122,6 +124,7 @@ def parser() -> argparse.ArgumentParser:
                      metavar="KEY=VALUE", help="override a task parameter (YAML value; a list is a grid axis)")
     run.add_argument("--target", action="append", metavar="PATH",
                      help="audio task: a WAV/FLAC/OGG file to generate (repeatable; replaces the built-in targets)")
+    run.add_argument("--timit-root", type=Path, help="timit task: the LDC TIMIT root (default: $TIMIT_ROOT)")
     run.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="results directory (default results/)")
     run.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     run.add_argument("--wandb", action="store_true", help="mirror each run to Weights & Biases (WANDB_MODE honoured)")

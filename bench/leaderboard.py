@@ -13,7 +13,7 @@ from bench.store import ResultsStore
 from bench.suite import load_suite
 from models.errors import UserInputError
 
-NOX_SESSION = {"copy": "copy", "audio": "audio", "timit": "timit"}
+NOX_SESSION = {"copy": "copy", "audio": "audio", "timit": "timit", "synthwords": "synthwords"}
 
 
 def runs_frame(records: list[dict]) -> pd.DataFrame:

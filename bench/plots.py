@@ -83,7 +83,71 @@ def learning_curves(df, records, suite, out: Path):
     return out / "learning_curves.png"
 
 
+def waveforms(df, records, suite, out: Path):
+    """The paper's figure: target vs generated waveform per architecture at the largest
+    budget (first target, seed 0)."""
+    from tasks.audio import plot_waveforms
+
+    ok = [r for r in records if r["status"] == "ok" and r["artifacts"].get("generated")]
+    if not ok:
+        return None
+    budget = max(r["budget"] for r in ok)
+    target = sorted({r["task_params"]["target"] for r in ok})[0]
+    chosen = {}
+    for r in sorted(ok, key=lambda r: r["seed"]):
+        if r["budget"] == budget and r["task_params"]["target"] == target:
+            chosen.setdefault(r["arch"], r)
+    fig, axes = plt.subplots(len(chosen), 1, figsize=(8, 1.8 * len(chosen)), sharex=True, squeeze=False)
+    for ax, (arch, r) in zip(axes[:, 0], sorted(chosen.items())):
+        plot_waveforms(ax, r["artifacts"]["target"], r["artifacts"]["generated"], label=arch,
+                       sample_rate=r["task_params"]["sample_rate"])
+        ax.set_title(f"{arch}: {r['params']} params, NMSE {r['metrics']['nmse']:.3g}", fontsize=9)
+    fig.suptitle(f"{target}, budget {budget}: target vs generated")
+    return _save(fig, out / "waveforms.png")
+
+
+def metric_by_arch(df, records, suite, out: Path):
+    """Primary metric per architecture with its spread over seeds (one box per budget)."""
+    primary = df["primary"].iloc[0]
+    data = _ok(df)
+    if data.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    sns.boxplot(data=data, x="arch", y=f"metric.{primary}", hue="budget", ax=ax, fliersize=0)
+    sns.stripplot(data=data, x="arch", y=f"metric.{primary}", hue="budget", dodge=True, ax=ax,
+                  palette="dark:k", size=3, legend=False)
+    ax.set(xlabel="", ylabel=primary, title=f"{suite.get('title', suite['task'])}: {primary} per architecture")
+    ax.tick_params(axis="x", rotation=20)
+    return _save(fig, out / f"{primary}_by_arch.png")
+
+
+def confusion(df, records, suite, out: Path):
+    """Confusion matrix of the best run (lowest primary metric) from its test predictions."""
+    from tasks import TASKS
+
+    ok = [r for r in records if r["status"] == "ok" and r["artifacts"].get("true")]
+    if not ok:
+        return None
+    sign = -1 if ok[0]["higher_is_better"] else 1
+    best = min(ok, key=lambda r: (sign * r["metrics"][r["primary_metric"]], r["run_id"]))
+    names = list(getattr(TASKS[best["task"]], "class_names", []))
+    n = len(names) or 1 + max(best["artifacts"]["true"] + best["artifacts"]["pred"])
+    matrix = pd.crosstab(pd.Categorical(best["artifacts"]["true"], categories=range(n)),
+                         pd.Categorical(best["artifacts"]["pred"], categories=range(n)), dropna=False)
+    if names:
+        matrix.index, matrix.columns = names, names
+    fig, ax = plt.subplots(figsize=(8, 7))
+    sns.heatmap(matrix, annot=True, fmt="d", cbar=False, cmap="Blues", ax=ax, annot_kws={"size": 6})
+    ax.set(xlabel="predicted", ylabel="true",
+           title=f"best run: {best['arch']}, {best['params']} params, seed {best['seed']}, "
+                 f"{best['primary_metric']} {best['metrics'][best['primary_metric']]:.3g}")
+    return _save(fig, out / "confusion_best.png")
+
+
 PLOTS = {
+    "waveforms": waveforms,
+    "metric_by_arch": metric_by_arch,
+    "confusion": confusion,
     "metric_vs_x": metric_vs_x,
     "metric_vs_budget": metric_vs_budget,
     "learning_curves": learning_curves,

@@ -24,6 +24,7 @@ for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "ligh
     logging.getLogger(name).setLevel(logging.WARNING)
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
 warnings.filterwarnings("ignore", ".*is smaller than the logging interval.*")
+warnings.filterwarnings("ignore", ".*treespec.*")  # pytorch-lightning internals on torch 2.13
 
 
 class CurveRecorder(pl.Callback):

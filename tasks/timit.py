@@ -1,0 +1,296 @@
+"""Spoken-word classification on TIMIT (the paper's task 2), and its synthetic stand-in.
+
+25 words in 5 groups that share a suffix (making / walking / ..., subway / leeway / ...):
+the end of a word names only its group, so telling the words of a group apart needs the
+beginning of the word remembered until its last frame, where the class is read out.
+For every word 7 examples from 7 different speakers, 5 to train and 2 to test: 125 train
+and 50 test sequences of 13 features per 10 ms frame (12 MFCCs + log energy), each channel
+normalised with the training set's mean and standard deviation. Training inputs get
+Gaussian noise (sigma 0.6, what both public reimplementations do; to check in the paper).
+
+Reading the corpus, choosing the examples, the features and the cache live in
+`tasks.timit_corpus`; the stand-in corpus in `tasks.timit_synth`. TIMIT is licensed by
+the LDC and never shipped: `TimitWords` reads it from ``timit_root`` or $TIMIT_ROOT.
+`SynthWords` runs the same pipeline on a corpus it builds itself; it is "synthwords" in
+every table, never TIMIT.
+
+The paper trains with early stopping on the training error and has no validation set:
+val and test loaders both give the 50 test sequences.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.nn import functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from tasks.base import Task
+from tasks.errors import UserInputError
+from tasks.timit_corpus import (
+    GROUPS,
+    SELECTION_RULE,
+    WORDS,
+    FeatureConfig,
+    WordFeatures,
+    default_cache_dir,
+    load_word_features,
+)
+from tasks.timit_synth import ensure_synthetic_corpus
+
+TRAIN_NOISE_STD = 0.6  # [to check] in the paper; both public reimplementations use it
+
+
+def normalisation_stats(train_features: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and standard deviation over every frame of the training set."""
+    frames = np.concatenate(train_features).astype(np.float64)
+    std = frames.std(axis=0)
+    return frames.mean(axis=0), np.where(std > 0, std, 1.0)  # a constant channel stays 0
+
+
+def pad_batch(sequences: list[torch.Tensor], labels: list[int], indices: list[int]) -> dict:
+    """x (B, T, F) zero-padded after each sequence's end, lengths (B,), y (B,), index (B,)."""
+    lengths = torch.tensor([len(s) for s in sequences])
+    x = torch.zeros(len(sequences), int(lengths.max()), sequences[0].shape[1])
+    for row, seq in enumerate(sequences):
+        x[row, : len(seq)] = seq
+    return {"x": x, "lengths": lengths, "y": torch.tensor(labels), "index": torch.tensor(indices)}
+
+
+class WordSequences(Dataset):
+    """A split as items (features (T, F), label, index within the split)."""
+
+    def __init__(self, sequences: list[torch.Tensor], labels: list[int]):
+        self.sequences, self.labels = sequences, labels
+
+    def __len__(self):
+        return len(self.sequences)
+
+    def __getitem__(self, i):
+        return self.sequences[i], self.labels[i], i
+
+
+def collate(items) -> dict:
+    sequences, labels, indices = zip(*items, strict=True)
+    return pad_batch(list(sequences), list(labels), list(indices))
+
+
+@functools.lru_cache(maxsize=16)
+def _epoch_order(n: int, seed: int, epoch: int) -> tuple[int, ...]:
+    # even seeds for the shuffling, odd ones for the noise: the two streams never coincide
+    generator = torch.Generator().manual_seed(2 * (seed * 1_000_003 + epoch))
+    return tuple(torch.randperm(n, generator=generator).tolist())
+
+
+class TrainBatches(Dataset):
+    """``count`` training batches cycling through the training set, reshuffled each epoch.
+
+    Sequence j of the stream (batch j // batch_size) is item j % n of epoch j // n's
+    permutation; batch i's noise comes from (seed, i) alone, so any batch can be rebuilt
+    on its own, whatever was drawn before it."""
+
+    def __init__(self, data: WordSequences, count: int, batch_size: int, seed: int,
+                 noise_std: float):
+        self.data, self.count, self.batch_size = data, count, batch_size
+        self.seed, self.noise_std = seed, noise_std
+
+    def __len__(self):
+        return self.count
+
+    def __getitem__(self, i):
+        if not 0 <= i < self.count:
+            raise IndexError(i)
+        n = len(self.data)
+        stream = range(i * self.batch_size, (i + 1) * self.batch_size)
+        batch = collate([self.data[_epoch_order(n, self.seed, j // n)[j % n]] for j in stream])
+        if self.noise_std > 0:
+            generator = torch.Generator().manual_seed(2 * (self.seed * 1_000_003 + i) + 1)
+            noise = torch.randn(batch["x"].shape, generator=generator) * self.noise_std
+            real = torch.arange(batch["x"].shape[1]) < batch["lengths"][:, None]  # (B, T)
+            batch["x"] += noise * real[..., None]  # padding stays exactly zero
+        return batch
+
+
+class WordsData(pl.LightningDataModule):
+    def __init__(self, train: WordSequences, test: WordSequences, batch_size: int, seed: int,
+                 train_steps: int, noise_std: float):
+        super().__init__()
+        self.train = TrainBatches(train, train_steps, batch_size, seed, noise_std)
+        self.test, self.batch_size = test, batch_size
+
+    def train_dataloader(self):
+        return DataLoader(self.train, batch_size=None)
+
+    def val_dataloader(self):
+        return DataLoader(self.test, batch_size=self.batch_size, shuffle=False, collate_fn=collate)
+
+    def test_dataloader(self):
+        return self.val_dataloader()
+
+
+@dataclasses.dataclass
+class _Prepared:
+    words: WordFeatures
+    train: WordSequences
+    test: WordSequences
+    mean: np.ndarray
+    std: np.ndarray
+
+
+class TimitWords(Task):
+    """The paper's TIMIT task. Params: timit_root (or $TIMIT_ROOT; kept out of params(),
+    which records the corpus content fingerprint instead), train_noise_std, cache_dir
+    (default $CWBENCH_CACHE/timit or ~/.cache/cwbench/timit; not a param either: it does
+    not change results) and the fields of FeatureConfig (n_mfcc, energy, preemphasis,
+    win_ms, hop_ms, n_mels, window).
+
+    The corpus is read lazily, on the first call that needs it (params, datamodule, ...),
+    so constructing the task never touches the disk."""
+
+    name = "timit"
+    primary_metric = "error"
+    higher_is_better = False
+    input_size = 13
+    output_size = len(WORDS)
+    class_names = WORDS
+
+    def __init__(self, timit_root: str | Path | None = None,
+                 train_noise_std: float = TRAIN_NOISE_STD,
+                 cache_dir: str | Path | None = None, **features):
+        self.timit_root = timit_root
+        self._configure(train_noise_std, cache_dir, features)
+
+    def _configure(self, train_noise_std, cache_dir, features: dict) -> None:
+        if isinstance(train_noise_std, bool) or not isinstance(train_noise_std, (int, float)) \
+                or not train_noise_std >= 0:
+            raise UserInputError(
+                f"{self.name} task: bad train_noise_std {train_noise_std!r}: give a number >= 0 "
+                f"(default {TRAIN_NOISE_STD})"
+            )
+        self.train_noise_std = float(train_noise_std)
+        self.features = FeatureConfig.from_params(features)
+        self.input_size = self.features.n_features
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir(self.name)
+        self._prepared: _Prepared | None = None
+
+    def _corpus_root(self):
+        return self.timit_root  # resolve_root falls back to $TIMIT_ROOT and says what is missing
+
+    # -- data ---------------------------------------------------------------------------
+
+    def prepare(self) -> _Prepared:
+        """Load (or extract and cache) the features and normalise them; done once."""
+        if self._prepared is None:
+            words = load_word_features(self._corpus_root(), self.features, self.cache_dir)
+            splits = {"train": ([], []), "test": ([], [])}
+            for choice, feats in zip(words.choices, words.features, strict=True):
+                splits[choice.split][0].append(feats)
+                splits[choice.split][1].append(choice.label)
+            mean, std = normalisation_stats(splits["train"][0])  # training set only
+
+            def normalised(split):
+                feats, labels = splits[split]
+                return WordSequences(
+                    [torch.from_numpy(((f - mean) / std).astype(np.float32)) for f in feats],
+                    labels)
+
+            self._prepared = _Prepared(words, normalised("train"), normalised("test"), mean, std)
+        return self._prepared
+
+    @property
+    def cache_hit(self) -> bool:
+        """Whether the features came from the cache (False: extracted in this process)."""
+        return self.prepare().words.cache_hit
+
+    def selection(self) -> list[dict]:
+        """The 175 chosen examples (word, label, split, rank, speaker, utterance, path,
+        start, end), in data order within each split: write it beside the results."""
+        return [dataclasses.asdict(c) for c in self.prepare().words.choices]
+
+    def corpus_info(self) -> dict:
+        """Where the data came from, for logs and result notes (not part of params)."""
+        p = self.prepare()
+        return {"fingerprint": p.words.fingerprint, "sample_rate": p.words.sample_rate,
+                "cache_path": str(p.words.cache_path), "cache_hit": p.words.cache_hit,
+                "n_train": len(p.train), "n_test": len(p.test),
+                "norm_mean": p.mean.tolist(), "norm_std": p.std.tolist()}
+
+    # -- the Task interface -------------------------------------------------------------
+
+    def params(self) -> dict:
+        return {"corpus": self.prepare().words.fingerprint[:16],
+                "train_noise_std": self.train_noise_std, **dataclasses.asdict(self.features)}
+
+    def sources(self) -> dict:
+        """The corpus fingerprint and the 175 chosen word examples (ids and sample ranges
+        only: nothing from which the licensed audio could be rebuilt)."""
+        return {"corpus_fingerprint": self.prepare().words.fingerprint, "selection_rule": SELECTION_RULE,
+                "selection": [f"{c['split']} {c['word']} {c['utterance']} {c['start']}-{c['end']}"
+                              for c in self.selection()]}
+
+    def datamodule(self, batch_size: int, seed: int, train_steps: int) -> WordsData:
+        p = self.prepare()
+        return WordsData(p.train, p.test, batch_size, seed, train_steps, self.train_noise_std)
+
+    @staticmethod
+    def last_step(y_hat: torch.Tensor, batch: dict) -> torch.Tensor:
+        """The readout (B, O) at each sequence's last real frame."""
+        rows = torch.arange(len(y_hat), device=y_hat.device)
+        return y_hat[rows, batch["lengths"].to(y_hat.device) - 1]
+
+    def loss(self, y_hat: torch.Tensor, batch: dict) -> torch.Tensor:
+        return F.cross_entropy(self.last_step(y_hat, batch), batch["y"])
+
+    def metrics(self, y_hat: torch.Tensor, batch: dict) -> dict[str, torch.Tensor]:
+        logits = self.last_step(y_hat, batch)
+        error = (logits.argmax(-1) != batch["y"]).float().mean()
+        return {"error": error, "ce": F.cross_entropy(logits, batch["y"])}
+
+    def predictions(self, y_hat: torch.Tensor, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """(true, predicted) class indices (B,), for a confusion matrix over class_names."""
+        return batch["y"], self.last_step(y_hat, batch).argmax(-1)
+
+    def artifacts(self, y_hat: torch.Tensor, batch: dict) -> dict[str, list]:
+        true, pred = self.predictions(y_hat, batch)
+        return {"true": true.tolist(), "pred": pred.tolist()}
+
+    def baselines(self) -> dict[str, float]:
+        n, per_group = len(WORDS), len(GROUPS[0])
+        return {
+            "error": 1 - 1 / n,  # chance
+            "ce": math.log(n),
+            # a model that hears only the shared suffix finds the group, then guesses
+            "error_suffix_only": 1 - 1 / per_group,
+        }
+
+
+class SynthWords(TimitWords):
+    """The same task on the synthetic stand-in corpus (`tasks.timit_synth`), which it
+    builds into its cache dir on first use. Params: corpus_seed, n_speakers (>= 7),
+    train_noise_std, the feature settings, cache_dir (default $CWBENCH_CACHE/synthwords
+    or ~/.cache/cwbench/synthwords)."""
+
+    name = "synthwords"
+
+    def __init__(self, corpus_seed: int = 0, n_speakers: int = 8,
+                 train_noise_std: float = TRAIN_NOISE_STD,
+                 cache_dir: str | Path | None = None, **features):
+        for key, value, low in (("corpus_seed", corpus_seed, 0), ("n_speakers", n_speakers, 7)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise UserInputError(
+                    f"synthwords task: bad {key} {value!r}: give an integer >= {low}")
+        self.corpus_seed, self.n_speakers = corpus_seed, n_speakers
+        self.timit_root = None
+        self._configure(train_noise_std, cache_dir, features)
+
+    def _corpus_root(self):
+        return ensure_synthetic_corpus(self.cache_dir, self.corpus_seed, self.n_speakers)
+
+    def params(self) -> dict:
+        return {"corpus_seed": self.corpus_seed, "n_speakers": self.n_speakers, **super().params()}

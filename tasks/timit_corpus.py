@@ -1,0 +1,650 @@
+"""TIMIT on disk: SPHERE audio, the LDC folder layout, word selection, MFCCs, feature cache.
+
+The pipeline, in the order `load_word_features` runs it:
+
+1. find the corpus: ``<root>/TRAIN|TEST/DR1..DR8/<speaker>/<utt>.WAV`` with ``.WRD`` word
+   alignments beside; every name is matched case-insensitively because distributions
+   differ (the LDC discs are upper case, many copies are lower case);
+2. cache key: the feature settings plus (relative path, size, mtime) of every .WAV/.WRD
+   file, so a second run only walks the folders and loads the cached features;
+3. on a miss, read every .WRD, choose 7 speakers per word (`select_words`, rule below),
+   cut the words out of the NIST SPHERE audio (our own reader: `read_sphere`), compute
+   12 MFCCs + log energy per 10 ms frame (`mfcc_features`) and store them, un-normalised,
+   with HF `datasets` (Arrow) together with the choice of examples and a content
+   fingerprint of the audio actually used.
+
+The content fingerprint (not the path, not mtimes) is what identifies the corpus in a
+run's config, so two copies of the same TIMIT give the same run id. Normalisation to zero
+mean / unit variance uses training statistics and is applied by the task, not cached.
+
+Everything a user can get wrong raises `UserInputError` with one line saying what is
+missing and how to fix it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from tasks.errors import UserInputError
+
+log = logging.getLogger(__name__)
+
+# The paper's 25 words: 5 groups sharing a suffix, so the end of a word says only which
+# group it is in and the network has to remember how the word began.
+GROUPS: tuple[tuple[str, ...], ...] = (
+    ("making", "walking", "cooking", "looking", "working"),
+    ("biblical", "cyclical", "technical", "classical", "critical"),
+    ("tradition", "addition", "audition", "recognition", "competition"),
+    ("musicians", "discussions", "regulations", "accusations", "conditions"),
+    ("subway", "leeway", "freeway", "highway", "hallway"),
+)
+WORDS: tuple[str, ...] = tuple(w for group in GROUPS for w in group)
+EXAMPLES_PER_WORD = 7  # from 7 different speakers
+TRAIN_PER_WORD = 5  # the other 2 are the test set: 125 train, 50 test sequences
+
+SELECTION_RULE = (
+    "v1: per word, each speaker's first occurrence in (utterance id, start sample) order; "
+    "speakers ranked by sha256('<word>/<SPEAKER>'); the first 7 are used, ranks 0-4 train, "
+    "5-6 test"
+)
+# Bump when the extracted features change for the same corpus and settings.
+FEATURES_VERSION = 1
+
+ROOT_NOT_SET = (
+    "TIMIT root not set: pass --timit-root DIR or set TIMIT_ROOT; "
+    "TIMIT is licensed by the LDC and not shipped"
+)
+
+
+# --------------------------------------------------------------------------------------
+# NIST SPHERE audio
+
+SPHERE_MAGIC = b"NIST_1A"
+
+
+@dataclasses.dataclass(frozen=True)
+class SphereHeader:
+    header_size: int
+    sample_rate: int
+    sample_count: int  # per channel
+    sample_n_bytes: int
+    byte_order: str  # numpy byte order: '<', '>' or '|' (one byte)
+    channel_count: int
+    sample_coding: str
+    fields: dict
+
+
+def _sphere_error(path, problem: str) -> UserInputError:
+    return UserInputError(
+        f"audio file {path} is not readable NIST SPHERE ({problem}): "
+        "replace it with the file from an intact TIMIT copy"
+    )
+
+
+def parse_sphere_header(raw: bytes, path="<bytes>") -> SphereHeader:
+    """Parse the ASCII header of a SPHERE file (``raw`` holds at least the header)."""
+    if not raw.startswith(SPHERE_MAGIC):
+        raise _sphere_error(path, "no NIST_1A header")
+    lines = raw[: min(len(raw), 1 << 16)].split(b"\n")
+    try:
+        header_size = int(lines[1])
+    except (IndexError, ValueError):
+        raise _sphere_error(path, "bad header size line") from None
+    text = raw[:header_size].decode("ascii", errors="replace")
+    fields: dict = {}
+    for line in text.split("\n")[2:]:
+        line = line.rstrip("\r")
+        if line.strip() == "end_head":
+            break
+        if not line.strip() or line.startswith(";"):
+            continue
+        parts = line.split(" ", 2)
+        if len(parts) < 3:
+            raise _sphere_error(path, f"bad header line {line!r}")
+        name, kind, value = parts
+        if kind == "-i":
+            fields[name] = int(value)
+        elif kind == "-r":
+            fields[name] = float(value)
+        elif kind.startswith("-s"):
+            fields[name] = value[: int(kind[2:])]
+        else:
+            raise _sphere_error(path, f"unknown field type {kind!r}")
+    else:
+        raise _sphere_error(path, "no end_head")
+
+    n_bytes = int(fields.get("sample_n_bytes", 2))
+    coding = str(fields.get("sample_coding", "pcm")).strip().lower()
+    byte_format = str(fields.get("sample_byte_format", "01" if n_bytes > 1 else "1")).strip()
+    if "shorten" in coding or "shortpack" in byte_format or "wavpack" in coding:
+        raise UserInputError(
+            f"audio file {path} is compressed SPHERE (sample_coding '{coding}'), which this "
+            "reader does not decode: decompress the corpus first (e.g. `sph2pipe -f sph` or "
+            "NIST `w_decode`) and pass the decompressed root"
+        )
+    if coding != "pcm":
+        raise UserInputError(
+            f"audio file {path} has SPHERE sample_coding '{coding}': only uncompressed "
+            "linear PCM is read; convert the corpus to PCM SPHERE or WAV"
+        )
+    if n_bytes not in (1, 2, 4):
+        raise _sphere_error(path, f"sample_n_bytes {n_bytes}")
+    # "01" = least significant byte first (little endian), "10" big endian; the 4-byte
+    # forms are "0123" / "3210".
+    ascending = "".join(str(i) for i in range(n_bytes))
+    if n_bytes == 1:
+        order = "|"
+    elif byte_format == ascending:
+        order = "<"
+    elif byte_format == ascending[::-1]:
+        order = ">"
+    else:
+        raise _sphere_error(path, f"sample_byte_format {byte_format!r}")
+    return SphereHeader(
+        header_size=header_size,
+        sample_rate=int(fields.get("sample_rate", 0)),
+        sample_count=int(fields.get("sample_count", -1)),
+        sample_n_bytes=n_bytes,
+        byte_order=order,
+        channel_count=int(fields.get("channel_count", 1)),
+        sample_coding=coding,
+        fields=fields,
+    )
+
+
+def read_sphere(path) -> tuple[np.ndarray, int]:
+    """Integer samples, shape (n,) mono or (n, channels), and the sample rate."""
+    raw = Path(path).read_bytes()
+    head = parse_sphere_header(raw, path)
+    if head.sample_rate <= 0:
+        raise _sphere_error(path, "no sample_rate")
+    dtype = np.dtype(f"{head.byte_order}i{head.sample_n_bytes}")
+    data = raw[head.header_size :]
+    frame_bytes = head.sample_n_bytes * head.channel_count
+    count = head.sample_count if head.sample_count >= 0 else len(data) // frame_bytes
+    if len(data) < count * frame_bytes:
+        raise _sphere_error(path, f"truncated: {len(data)} data bytes for {count} samples")
+    samples = np.frombuffer(data, dtype=dtype, count=count * head.channel_count)
+    samples = samples.astype(dtype.newbyteorder("="))
+    if head.channel_count > 1:
+        samples = samples.reshape(count, head.channel_count)
+    return samples, head.sample_rate
+
+
+def write_sphere(path, samples: np.ndarray, sample_rate: int, byte_format: str = "01",
+                 extra_fields: dict | None = None) -> None:
+    """Write 16-bit mono PCM as NIST SPHERE with a 1024-byte header (the TIMIT form)."""
+    samples = np.asarray(samples)
+    if samples.dtype != np.int16 or samples.ndim != 1:
+        raise ValueError("write_sphere takes a 1-D int16 array")
+    order = {"01": "<", "10": ">"}[byte_format]
+    fields = dict(extra_fields or {})
+    fields.update(
+        channel_count=1,
+        sample_count=len(samples),
+        sample_rate=int(sample_rate),
+        sample_n_bytes=2,
+        sample_byte_format=byte_format,
+        sample_sig_bits=16,
+        sample_coding="pcm",
+    )
+    lines = ["NIST_1A", "   1024"]
+    for name, value in fields.items():
+        if isinstance(value, int):
+            lines.append(f"{name} -i {value}")
+        elif isinstance(value, float):
+            lines.append(f"{name} -r {value}")
+        else:
+            lines.append(f"{name} -s{len(str(value))} {value}")
+    lines.append("end_head")
+    header = ("\n".join(lines) + "\n").encode("ascii")
+    if len(header) > 1024:
+        raise ValueError("SPHERE header fields do not fit in 1024 bytes")
+    header += b" " * (1024 - len(header))
+    Path(path).write_bytes(header + samples.astype(f"{order}i2").tobytes())
+
+
+def read_audio(path) -> tuple[np.ndarray, int]:
+    """Mono float64 samples in [-1, 1) and the rate, from SPHERE or (converted) RIFF WAV."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(8)
+    except OSError as e:
+        raise UserInputError(
+            f"audio file {path} cannot be opened ({e.strerror}): check the TIMIT copy"
+        ) from None
+    if magic.startswith(SPHERE_MAGIC):
+        samples, rate = read_sphere(path)
+        if samples.ndim > 1:  # TIMIT is mono; keep the first channel of anything else
+            samples = samples[:, 0]
+        return samples.astype(np.float64) / float(2 ** (8 * samples.dtype.itemsize - 1)), rate
+    if magic.startswith(b"RIFF"):  # some copies convert the .WAV files to RIFF in place
+        import soundfile
+
+        try:
+            samples, rate = soundfile.read(path, dtype="float64", always_2d=True)
+        except Exception as e:  # soundfile raises several types for bad files
+            raise UserInputError(
+                f"audio file {path} is not readable RIFF WAV ({e}): "
+                "replace it with the file from an intact TIMIT copy"
+            ) from None
+        return samples[:, 0], int(rate)
+    raise UserInputError(
+        f"audio file {path} is neither NIST SPHERE nor RIFF WAV (starts with {magic[:7]!r}): "
+        "replace it with the file from an intact TIMIT copy"
+    )
+
+
+# --------------------------------------------------------------------------------------
+# The corpus layout (case-insensitive)
+
+
+@dataclasses.dataclass(frozen=True)
+class Utterance:
+    uid: str  # canonical id, upper case, e.g. "TRAIN/DR1/FCJF0/SX127"
+    speaker: str  # upper case, e.g. "FCJF0" (TIMIT speaker ids are unique corpus-wide)
+    wrd: Path
+    wav: Path | None  # None: the .WRD has no audio beside it
+
+
+def resolve_root(timit_root) -> Path:
+    """The corpus root from the argument or TIMIT_ROOT; the folder holding TRAIN/TEST."""
+    root = timit_root or os.environ.get("TIMIT_ROOT")
+    if not root:
+        raise UserInputError(ROOT_NOT_SET)
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise UserInputError(
+            f"TIMIT root {root} does not exist or is not a folder: pass --timit-root DIR "
+            "(or TIMIT_ROOT) naming the folder that holds TRAIN/ and TEST/"
+        )
+    # Accept the folder above as well (e.g. the LDC disc's timit/TIMIT/TRAIN).
+    for base in [root] + sorted(p for p in root.iterdir() if p.is_dir()):
+        if _split_dirs(base):
+            return base
+    raise UserInputError(
+        f"TIMIT root {root} is not a TIMIT layout (no TRAIN/ or TEST/ folder with DR1..DR8 "
+        "inside): pass the folder that holds TRAIN/ and TEST/"
+    )
+
+
+def _split_dirs(base: Path) -> list[Path]:
+    try:
+        children = sorted(base.iterdir())
+    except OSError:
+        return []
+    return [p for p in children if p.is_dir() and p.name.upper() in ("TRAIN", "TEST")
+            and any(_is_dialect_dir(d) for d in p.iterdir())]
+
+
+def _is_dialect_dir(p: Path) -> bool:
+    return p.is_dir() and re.fullmatch(r"DR\d+", p.name.upper()) is not None
+
+
+def scan_corpus(base: Path) -> tuple[list[Utterance], list[tuple[str, int, int]]]:
+    """All utterances that have a .WRD, and (relative path, size, mtime_ns) of every
+    .WAV/.WRD file: the cheap stat listing that keys the feature cache."""
+    utterances, stats = [], []
+    for split in _split_dirs(base):
+        for dialect in sorted(filter(_is_dialect_dir, split.iterdir())):
+            for speaker in sorted(p for p in dialect.iterdir() if p.is_dir()):
+                by_stem: dict[str, dict[str, Path]] = {}
+                for f in sorted(speaker.iterdir()):
+                    ext = f.suffix.upper()
+                    if ext in (".WAV", ".WRD") and f.is_file():
+                        # first of any names equal up to case wins (sorted, deterministic)
+                        by_stem.setdefault(f.stem.upper(), {}).setdefault(ext, f)
+                        st = f.stat()
+                        stats.append((f.relative_to(base).as_posix(), st.st_size, st.st_mtime_ns))
+                for stem, files in sorted(by_stem.items()):
+                    if ".WRD" not in files:
+                        continue
+                    uid = "/".join(p.name.upper() for p in (split, dialect, speaker)) + "/" + stem
+                    utterances.append(Utterance(uid, speaker.name.upper(), files[".WRD"],
+                                                files.get(".WAV")))
+    if not utterances:
+        raise UserInputError(
+            f"TIMIT root {base} has no .WRD word alignments under TRAIN|TEST/DR*/<speaker>/: "
+            "pass the root of a complete TIMIT copy"
+        )
+    return utterances, sorted(stats)
+
+
+def read_wrd(path: Path) -> list[tuple[int, int, str]]:
+    """(start_sample, end_sample, word) lines of a TIMIT .WRD file; words lower-cased."""
+    out = []
+    for n, line in enumerate(path.read_text(encoding="ascii", errors="replace").splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        try:
+            start, end, word = int(parts[0]), int(parts[1]), parts[2]
+        except (ValueError, IndexError):
+            raise UserInputError(
+                f"word alignment {path} line {n} is not 'start end word': "
+                "replace it with the file from an intact TIMIT copy"
+            ) from None
+        out.append((start, end, word.lower()))
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# Which examples
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice:
+    """One chosen word example; written beside results so anyone can check the data."""
+
+    word: str
+    label: int  # index into WORDS
+    split: str  # "train" | "test"
+    rank: int  # 0..6 in the speaker ranking of this word
+    speaker: str
+    utterance: str  # canonical upper-case id, e.g. "TEST/DR3/MJMP0/SX95"
+    path: str  # the audio file relative to the root, as named on disk
+    start: int  # sample range [start, end) from the .WRD file
+    end: int
+
+
+def _speaker_rank(word: str, speaker: str) -> str:
+    return hashlib.sha256(f"{word}/{speaker}".encode()).hexdigest()
+
+
+def select_words(utterances: list[Utterance], base: Path) -> list[Choice]:
+    """7 examples per word from 7 different speakers, by the rule in SELECTION_RULE.
+
+    Ranking speakers by a hash of (word, speaker) instead of by name is deterministic but
+    not biased towards the speakers that sort first (TIMIT ids start with F or M, so
+    alphabetical order would pick mostly women)."""
+    first: dict[str, dict[str, tuple]] = {w: {} for w in WORDS}  # word -> speaker -> occ
+    for utt in sorted(utterances, key=lambda u: u.uid):
+        for start, end, word in read_wrd(utt.wrd):
+            if word in first:
+                occ = (utt.uid, start, end, utt)
+                prev = first[word].get(utt.speaker)
+                if prev is None or occ[:2] < prev[:2]:
+                    first[word][utt.speaker] = occ
+
+    missing = [w for w in WORDS if not first[w]]
+    if missing:
+        raise UserInputError(
+            f"TIMIT at {base} lacks {len(missing)} of the 25 words in its .WRD files: "
+            f"{', '.join(missing)}; pass the root of a complete TIMIT copy (TRAIN and TEST)"
+        )
+    short = [(w, len(first[w])) for w in WORDS if len(first[w]) < EXAMPLES_PER_WORD]
+    if short:
+        listed = ", ".join(f"{w} ({n} speakers)" for w, n in short)
+        raise UserInputError(
+            f"TIMIT at {base} has fewer than {EXAMPLES_PER_WORD} speakers for "
+            f"{len(short)} word(s): {listed}; pass the root of a complete TIMIT copy "
+            "(TRAIN and TEST)"
+        )
+
+    choices = []
+    for label, word in enumerate(WORDS):
+        speakers = sorted(first[word], key=lambda s: _speaker_rank(word, s))
+        for rank, speaker in enumerate(speakers[:EXAMPLES_PER_WORD]):
+            uid, start, end, utt = first[word][speaker]
+            if utt.wav is None:
+                raise UserInputError(
+                    f"TIMIT utterance {utt.wrd} has a .WRD but no .WAV beside it: "
+                    "restore the audio from an intact TIMIT copy"
+                )
+            choices.append(Choice(
+                word=word, label=label, split="train" if rank < TRAIN_PER_WORD else "test",
+                rank=rank, speaker=speaker, utterance=uid,
+                path=utt.wav.relative_to(base).as_posix(), start=start, end=end,
+            ))
+    return choices
+
+
+def cut_segments(choices: list[Choice], base: Path) -> tuple[list[np.ndarray], int]:
+    """The audio of every chosen word, and the (single) sample rate."""
+    segments, rates = [], set()
+    for c in choices:
+        samples, rate = read_audio(base / c.path)  # a file rarely holds two chosen words
+        if not 0 <= c.start < c.end <= len(samples) + 1:
+            # tolerate an end index one past the audio (an inclusive end); more is an error
+            raise UserInputError(
+                f"word '{c.word}' at samples {c.start}-{c.end} in {base / c.path} lies outside "
+                f"its {len(samples)} samples: the .WRD and .WAV do not match; restore both "
+                "from an intact TIMIT copy"
+            )
+        segments.append(samples[c.start : min(c.end, len(samples))])
+        rates.add(rate)
+    if len(rates) != 1:
+        raise UserInputError(
+            f"TIMIT at {base}: the chosen words have different sample rates {sorted(rates)}: "
+            "use one consistent copy of the corpus (TIMIT is 16 kHz)"
+        )
+    return segments, rates.pop()
+
+
+def content_fingerprint(choices: list[Choice], segments: list[np.ndarray], rate: int) -> str:
+    """sha256 of what the task uses: the choice of examples and their samples.
+
+    Independent of where the corpus lies, of its name case, of mtimes and of file format,
+    so it can stand in the run config for the (licensed, unshippable) corpus."""
+    h = hashlib.sha256(f"{SELECTION_RULE}|{rate}\n".encode())
+    for c, seg in zip(choices, segments, strict=True):
+        h.update(f"{c.word}|{c.split}|{c.speaker}|{c.utterance}|{c.start}|{c.end}\n".encode())
+        h.update(np.round(seg * 32768).astype("<i4").tobytes())
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------------------
+# Features
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureConfig:
+    """MFCC settings; every field is a task param (so it enters the run config).
+
+    Per frame: [energy, c1..c_n_mfcc]. energy="log" is the natural log of the frame's
+    energy (sum of squared pre-emphasised samples before windowing), which replaces c0 as
+    in HTK/python_speech_features; energy="c0" keeps the 0th cepstral coefficient instead.
+    No liftering: it scales each coefficient by a constant, which the per-channel
+    normalisation removes anyway.
+    """
+
+    n_mfcc: int = 12
+    energy: str = "log"  # "log" | "c0"
+    preemphasis: float = 0.97
+    win_ms: float = 25.0
+    hop_ms: float = 10.0
+    n_mels: int = 26
+    window: str = "hamming"
+
+    def __post_init__(self):
+        def bad(field, why):
+            return UserInputError(f"feature setting {field}={getattr(self, field)!r} is invalid: {why}")
+
+        def is_int(v):
+            return isinstance(v, int) and not isinstance(v, bool)
+
+        if not is_int(self.n_mfcc) or self.n_mfcc < 1:
+            raise bad("n_mfcc", "give a positive integer (the paper uses 12)")
+        if not is_int(self.n_mels) or self.n_mels <= self.n_mfcc:
+            raise bad("n_mels", "give an integer above n_mfcc (default 26)")
+        if self.energy not in ("log", "c0"):
+            raise bad("energy", "use 'log' or 'c0'")
+        for field, low, high in (("preemphasis", 0.0, 1.0), ("win_ms", 0.0, math.inf), ("hop_ms", 0.0, math.inf)):
+            value = getattr(self, field)
+            if not (is_int(value) or isinstance(value, float)) or not low <= value < high \
+                    or (field != "preemphasis" and value == 0):
+                raise bad(field, f"give a number in {'[0, 1)' if high == 1.0 else '(0, inf)'}")
+            # 25 and 25.0 are the same setting: one form, so they give one run id and cache entry
+            object.__setattr__(self, field, float(value))
+        import scipy.signal
+
+        try:
+            scipy.signal.get_window(self.window, 8)
+        except (ValueError, TypeError):
+            raise bad("window", "name a scipy window such as 'hamming' or 'hann'") from None
+
+    @property
+    def n_features(self) -> int:
+        return self.n_mfcc + 1
+
+    @classmethod
+    def from_params(cls, params: dict) -> FeatureConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(params) - known)
+        if unknown:
+            raise UserInputError(
+                f"unknown timit feature setting(s) {', '.join(unknown)}: "
+                f"known are {', '.join(sorted(known))}"
+            )
+        return cls(**params)
+
+
+def mfcc_features(signal: np.ndarray, rate: int, cfg: FeatureConfig) -> np.ndarray:
+    """(T, n_mfcc + 1) float32 features of one word; T = 1 + (N - win) // hop frames.
+
+    Frames are the plain win-sample windows (no centring, no padding at the ends, as in
+    HTK); a word shorter than one window is zero-padded to one frame."""
+    import librosa
+
+    win = max(2, round(cfg.win_ms * rate / 1000))
+    hop = max(1, round(cfg.hop_ms * rate / 1000))
+    n_fft = 1 << (win - 1).bit_length()  # next power of two: 512 for 400 samples
+    y = np.asarray(signal, dtype=np.float64)
+    # y'[n] = y[n] - coef * y[n-1], with y'[0] = y[0] (zi=0, as python_speech_features)
+    y = librosa.effects.preemphasis(y, coef=cfg.preemphasis, zi=[0.0])
+    if len(y) < win:
+        y = np.pad(y, (0, win - len(y)))
+    frames = librosa.util.frame(y, frame_length=win, hop_length=hop, axis=0)  # (T, win)
+    tiny = np.finfo(np.float64).tiny * 1e10  # floor for logs of silent frames
+    log_energy = np.log(np.maximum((frames**2).sum(axis=1), tiny))
+    window = librosa.filters.get_window(cfg.window, win, fftbins=True)
+    power = np.abs(np.fft.rfft(frames * window, n=n_fft, axis=1)) ** 2 / n_fft
+    mel = librosa.filters.mel(sr=rate, n_fft=n_fft, n_mels=cfg.n_mels, htk=True, norm=None,
+                              dtype=np.float64)
+    log_mel = np.log(np.maximum(power @ mel.T, tiny))  # (T, n_mels)
+    cep = librosa.feature.mfcc(S=log_mel.T, n_mfcc=cfg.n_mfcc + 1, dct_type=2, norm="ortho").T
+    if cfg.energy == "log":
+        cep[:, 0] = log_energy
+    return cep.astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------
+# The cache
+
+
+def default_cache_dir(task_name: str) -> Path:
+    """$CWBENCH_CACHE/<task> if set (the bench-wide cache root), else ~/.cache/cwbench/<task>."""
+    root = os.environ.get("CWBENCH_CACHE")
+    return (Path(root) if root else Path.home() / ".cache" / "cwbench") / task_name
+
+
+@dataclasses.dataclass
+class WordFeatures:
+    """The extracted data set: un-normalised features of the 175 chosen words."""
+
+    choices: list[Choice]
+    features: list[np.ndarray]  # (T_i, n_features) float32, same order as choices
+    sample_rate: int
+    fingerprint: str  # content fingerprint of the corpus data used (see content_fingerprint)
+    cache_path: Path
+    cache_hit: bool
+    seconds: float  # wall time of load_word_features
+
+
+_INFO = "cwbench_cache.json"
+
+
+def load_word_features(timit_root, cfg: FeatureConfig, cache_dir) -> WordFeatures:
+    """Features of the chosen words, from the cache when the corpus files and settings match."""
+    t0 = time.perf_counter()
+    base = resolve_root(timit_root)
+    utterances, stats = scan_corpus(base)
+    key = hashlib.sha256(json.dumps(
+        {"version": FEATURES_VERSION, "rule": SELECTION_RULE,
+         "features": dataclasses.asdict(cfg), "files": stats},
+        sort_keys=True,
+    ).encode()).hexdigest()[:24]
+    path = Path(cache_dir).expanduser() / f"features-{key}"
+
+    if (path / _INFO).is_file():
+        try:
+            choices, features, info = _load(path)
+            log.info("timit features: cache hit %s", path)
+            return WordFeatures(choices, features, info["sample_rate"], info["fingerprint"],
+                                path, True, time.perf_counter() - t0)
+        except Exception as e:  # a damaged cache entry is rebuilt, never trusted
+            log.warning("timit features: cache entry %s unreadable (%s); rebuilding", path, e)
+
+    log.info("timit features: cache miss, extracting from %s", base)
+    choices = select_words(utterances, base)
+    segments, rate = cut_segments(choices, base)
+    features = [mfcc_features(seg, rate, cfg) for seg in segments]
+    fingerprint = content_fingerprint(choices, segments, rate)
+    info = {"version": FEATURES_VERSION, "selection_rule": SELECTION_RULE,
+            "features": dataclasses.asdict(cfg), "sample_rate": rate,
+            "fingerprint": fingerprint, "corpus_root": str(base)}
+    try:
+        _save(path, choices, features, info)
+    except OSError as e:  # an unwritable cache costs time, not the run
+        log.warning("timit features: could not write cache %s (%s)", path, e)
+    return WordFeatures(choices, features, rate, fingerprint, path, False,
+                        time.perf_counter() - t0)
+
+
+def _save(path: Path, choices: list[Choice], features: list[np.ndarray], info: dict) -> None:
+    import datasets
+
+    n_feat = features[0].shape[1]
+    schema = datasets.Features({
+        **{f.name: datasets.Value("int64" if f.type == "int" else "string")
+           for f in dataclasses.fields(Choice)},
+        "features": datasets.Array2D(shape=(None, n_feat), dtype="float32"),
+    })
+    columns = {f.name: [getattr(c, f.name) for c in choices] for f in dataclasses.fields(Choice)}
+    table = datasets.Dataset.from_dict({**columns, "features": features}, features=schema)
+
+    # Write beside, then rename: a killed run never leaves a half-written entry that
+    # looks complete (the info file is written last, inside the temporary folder).
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    bars = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        table.save_to_disk(str(tmp / "data"))
+    finally:
+        if bars:
+            datasets.enable_progress_bars()
+    (tmp / "selection.json").write_text(
+        json.dumps([dataclasses.asdict(c) for c in choices], indent=1))
+    (tmp / _INFO).write_text(json.dumps(info, indent=1, sort_keys=True))
+    try:
+        os.replace(tmp, path)
+    except OSError:  # another process finished the same entry first
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not (path / _INFO).is_file():
+            raise
+
+
+def _load(path: Path) -> tuple[list[Choice], list[np.ndarray], dict]:
+    import datasets
+
+    info = json.loads((path / _INFO).read_text())
+    table = datasets.load_from_disk(str(path / "data"))
+    names = [f.name for f in dataclasses.fields(Choice)]
+    columns = table.select_columns(names).to_dict()  # whole columns at once: rows are slow
+    choices = [Choice(*row) for row in zip(*(columns[n] for n in names), strict=True)]
+    features = [np.asarray(a, dtype=np.float32)
+                for a in table.with_format("numpy")[:]["features"]]
+    return choices, features, info
