@@ -147,7 +147,8 @@ def markdown(table: pd.DataFrame, df: pd.DataFrame, suite: dict, task: str, plot
         lines += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
     lines += ["## Provenance", "",
               f"- commits: {', '.join(sorted(df['git_commit'].unique()))}",
-              f"- torch: {', '.join(sorted(df['torch'].unique()))}; devices: {', '.join(sorted(df['device'].unique()))}",
+              f"- torch: {', '.join(sorted(df['torch'].unique()))}",
+              f"- devices: {', '.join(sorted(df['device'].unique()))}",
               f"- run dates: {df['date'].min()} … {df['date'].max()}", ""]
     if plots:
         lines += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots] + [""]

@@ -75,8 +75,9 @@ def learning_curves(df, records, suite, out: Path):
     if not points:
         return None
     data = pd.DataFrame(points)
-    grid = sns.relplot(data=data, x="step", y=primary, hue="arch", col="setting", col_wrap=min(4, data["setting"].nunique()),
-                       kind="line", errorbar=None, height=3, aspect=1.2, facet_kws={"sharey": True})
+    grid = sns.relplot(data=data, x="step", y=primary, hue="arch", col="setting",
+                       col_wrap=min(4, data["setting"].nunique()), kind="line", errorbar=None,
+                       height=3, aspect=1.2, facet_kws={"sharey": True})
     grid.figure.suptitle(f"{suite.get('title', suite['task'])}: validation {primary} during training", y=1.02)
     grid.savefig(out / "learning_curves.png", dpi=100, bbox_inches="tight")
     plt.close(grid.figure)

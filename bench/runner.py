@@ -88,8 +88,9 @@ def train_one(config: dict, task, device: str, logger=None, progress: bool = Fal
 
 
 def describe(config: dict) -> str:
-    setting = " ".join(f"{k}={v}" for k, v in config["task_params"].items() if k in ("delay", "variable_delay", "target"))
-    return f"{config['task']} {config['arch']} budget={config['budget']} {setting} seed={config['seed']}".replace("  ", " ")
+    shown = ("delay", "variable_delay", "target")
+    setting = "".join(f" {k}={v}" for k, v in config["task_params"].items() if k in shown)
+    return f"{config['task']} {config['arch']} budget={config['budget']}{setting} seed={config['seed']}"
 
 
 def run_suite(runs, results_dir: Path, *, device: str = "auto", wandb: bool = False, progress: bool = False,

@@ -103,7 +103,9 @@ def make_task(task_name: str, params: dict):
     try:
         return cls(**params)
     except TypeError as err:
-        raise UserInputError(f"bad parameters for task {task_name} ({err}): see bench/suites/{task_name}.yaml") from None
+        raise UserInputError(
+            f"bad parameters for task {task_name} ({err}): see bench/suites/{task_name}.yaml"
+        ) from None
 
 
 def validate_train(train: TrainConfig) -> None:

@@ -9,7 +9,9 @@ periods T_1..T_g. At step t (0-based) module i fires iff (t - offset) mod T_i ==
 Module i reads module j iff j == i or T_j > T_i: slow modules feed fast ones, never
 the reverse. `order` can decouple this connection pattern from the clock (module i
 reads j iff j == i or order_j > order_i); it defaults to the periods, as in the paper,
-and exists for the "dense" control: every module clocked at 1, connected like a CW-RNN. The weights are stored dense, in the order of `module_sizes`, and the
+and exists for the "dense" control: every module clocked at 1, connected like a CW-RNN.
+
+The weights are stored dense, in the order of `module_sizes`, and the
 structurally absent blocks of W_H are held at zero by a fixed mask; they are not
 trainable parameters in any meaningful sense and `structural_zeros()` tells the
 parameter counter to leave them out.
@@ -121,7 +123,8 @@ class ClockworkRNN(nn.Module):
 
     def to_dense(self):
         """(weight_ih (n, I), weight_hh (n, n) with structural zeros, bias (n))."""
-        return self.weight_ih.detach().clone(), (self.weight_hh * self.mask).detach().clone(), self.bias.detach().clone()
+        weight_hh = self.weight_hh * self.mask
+        return self.weight_ih.detach().clone(), weight_hh.detach().clone(), self.bias.detach().clone()
 
     @torch.no_grad()
     def load_dense(self, weight_ih, weight_hh, bias):

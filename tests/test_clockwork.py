@@ -8,7 +8,6 @@ import torch
 from models import ClockworkRNN, UserInputError
 
 
-
 @pytest.fixture(autouse=True)
 def _float64():
     torch.set_default_dtype(torch.float64)  # equivalence to 1e-10 needs double precision

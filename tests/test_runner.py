@@ -5,13 +5,12 @@ import subprocess
 import sys
 
 import pytest
-import torch
+from wandb_offline import read_run
 
 from bench import runner
 from bench.cli import main
 from bench.store import ResultsStore
 from tasks.copy import CopyTask
-from wandb_offline import read_run
 
 TINY = ["--archs", "rnn", "cwrnn/exponential", "--seeds", "2", "--steps", "4", "--budgets", "400",
         "--param", "delay=3", "--param", "variable_delay=false"]
