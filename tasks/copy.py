@@ -64,7 +64,7 @@ class GeneratedBatches(Dataset):
 
 
 class CopyData(pl.LightningDataModule):
-    def __init__(self, task: "CopyTask", batch_size: int, seed: int, train_steps: int):
+    def __init__(self, task: CopyTask, batch_size: int, seed: int, train_steps: int):
         super().__init__()
         delays = {"delay": task.delay, "min_delay": task.min_delay}
         # disjoint seed streams for train / val / test
