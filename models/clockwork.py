@@ -57,9 +57,11 @@ def reference_recurrence(xw, h, weight_hh, fires):
     xw: (B, T, n) input projection plus bias; h: (B, n); fires: (T, n) bool.
     """
     outputs = []
-    for t in range(xw.shape[1]):
-        candidate = torch.tanh(xw[:, t] + h @ weight_hh.T)
-        h = torch.where(fires[t], candidate, h)
+    # unbind, not xw[:, t]: the backward of T selects would write T full-size zero tensors
+    # (O(T^2) time and memory); unbind's backward is one stack
+    for xw_t, fires_t in zip(xw.unbind(1), fires.unbind(0)):
+        candidate = torch.tanh(xw_t + h @ weight_hh.T)
+        h = torch.where(fires_t, candidate, h)
         outputs.append(h)
     return torch.stack(outputs, dim=1), h
 
