@@ -7,6 +7,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from models.clockwork import BACKENDS
 from models.errors import UserInputError
 
 DEFAULT_RESULTS = Path("results")
@@ -62,7 +63,7 @@ def cmd_run(args) -> int:
     runs = resolve(args.task, args.profile, profile)
     command = "cwbench " + shlex.join(args.argv) if args.command is None else args.command
     counts = run_suite(runs, args.results, device=args.device, wandb=args.wandb, progress=args.progress,
-                       command=command)
+                       command=command, cw_backend=args.cw_backend)
     print(", ".join(f"{k}: {v}" for k, v in counts.items()))
     if not args.no_leaderboard:
         build_leaderboard(suite["task"], args.results)
@@ -127,6 +128,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--timit-root", type=Path, help="timit task: the LDC TIMIT root (default: $TIMIT_ROOT)")
     run.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="results directory (default results/)")
     run.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    run.add_argument("--cw-backend", default="auto", choices=["auto", *BACKENDS],
+                     help="CW-RNN implementation (default auto: the fastest for the device); recorded per run")
     run.add_argument("--wandb", action="store_true", help="mirror each run to Weights & Biases (WANDB_MODE honoured)")
     run.add_argument("--progress", action="store_true", help="show Lightning's progress bar")
     run.add_argument("--no-leaderboard", action="store_true", help="do not rebuild the leaderboard afterwards")

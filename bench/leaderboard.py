@@ -149,6 +149,7 @@ def markdown(table: pd.DataFrame, df: pd.DataFrame, suite: dict, task: str, plot
               f"- commits: {', '.join(sorted(df['git_commit'].unique()))}",
               f"- torch: {', '.join(sorted(df['torch'].unique()))}",
               f"- devices: {', '.join(sorted(df['device'].unique()))}",
+              f"- recurrence implementations: {', '.join(sorted(df['backend'].unique()))}",
               f"- run dates: {df['date'].min()} … {df['date'].max()}", ""]
     if plots:
         lines += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots] + [""]
@@ -171,6 +172,7 @@ def build_leaderboard(task: str, results_dir: Path, log=print) -> list[Path]:
     df["torch"] = [r["versions"]["torch"] for r in records]
     df["device"] = [r["device"] for r in records]
     df["date"] = [r["date"] for r in records]
+    df["backend"] = [r.get("backend", "unrecorded") for r in records]
     table = leaderboard_table(df, suite)
     plots = make_plots(task, df, records, suite, out)
     csv = table.drop(columns=[c for c in table.columns if c.endswith("_mean")])

@@ -16,6 +16,7 @@ import torch
 from bench import provenance
 from bench.store import ResultsStore
 from bench.suite import run_id
+from models.clockwork import ClockworkRNN
 from models.counting import count_parameters
 from models.lightning import Diverged, OptimConfig, SequenceModel
 from models.registry import ModelSpec, build_rnn, freeze_input_weights, initialise
@@ -45,14 +46,22 @@ def pick_device(device: str) -> str:
     return device
 
 
-def train_one(config: dict, task, device: str, logger=None, progress: bool = False) -> dict:
+def recurrence_backend(rnn, task, device: str) -> str:
+    """The implementation that ran the recurrence: a CW-RNN backend, or torch's kernel."""
+    if not isinstance(rnn, ClockworkRNN):
+        return "torch"
+    return rnn.resolved_backend(torch.empty(1, 1, task.input_size, device=device))
+
+
+def train_one(config: dict, task, device: str, logger=None, progress: bool = False,
+              cw_backend: str = "auto") -> dict:
     """Train one run; returns status, metrics, curve and artifacts (never raises for a
     diverged or crashed run: the sweep goes on and the record says what happened)."""
     train = config["train"]
     pl.seed_everything(config["seed"], workers=True, verbose=False)
     model_config = config["model"]
     spec = ModelSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in model_config.items()})
-    rnn = build_rnn(spec, task.input_size)
+    rnn = build_rnn(spec, task.input_size, cw_backend)
     if task.zero_input:
         freeze_input_weights(rnn)
     optim = OptimConfig(train["optimizer"], train["lr"], train["momentum"])
@@ -84,6 +93,7 @@ def train_one(config: dict, task, device: str, logger=None, progress: bool = Fal
         result.update(metrics=metrics, artifacts=model.test_artifacts)
     result["curve"] = curve.points
     result["effective_params"] = effective
+    result["backend"] = recurrence_backend(rnn, task, device)
     return result
 
 
@@ -94,7 +104,7 @@ def describe(config: dict) -> str:
 
 
 def run_suite(runs, results_dir: Path, *, device: str = "auto", wandb: bool = False, progress: bool = False,
-              command: str = "", log=print) -> dict:
+              command: str = "", cw_backend: str = "auto", log=print) -> dict:
     """Runs what is missing from the store; returns counts by status."""
     device = pick_device(device)
     stores: dict[str, ResultsStore] = {}
@@ -115,10 +125,10 @@ def run_suite(runs, results_dir: Path, *, device: str = "auto", wandb: bool = Fa
             logger = make_logger(config, rid, task)
         started = time.perf_counter()
         try:
-            result = train_one(config, task, device, logger, progress)
+            result = train_one(config, task, device, logger, progress, cw_backend)
         except Exception as err:  # a crashed run is recorded, and the sweep goes on
             result = {"status": "failed", "reason": f"{type(err).__name__}: {err}", "metrics": {},
-                      "artifacts": {}, "curve": [], "effective_params": None}
+                      "artifacts": {}, "curve": [], "effective_params": None, "backend": cw_backend}
         wall = time.perf_counter() - started
         record = {
             "run_id": rid, **config, "status": result.pop("status"), "reason": result.pop("reason"), **result,

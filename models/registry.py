@@ -42,15 +42,16 @@ class ModelSpec:
 
 
 def _library(cls):
-    return lambda spec, input_size: cls(input_size, spec.hidden_size, batch_first=True)
+    return lambda spec, input_size, backend="auto": cls(input_size, spec.hidden_size, batch_first=True)
 
 
-def _clockwork(spec: ModelSpec, input_size: int):
+def _clockwork(spec: ModelSpec, input_size: int, backend: str = "auto"):
     return ClockworkRNN(input_size, list(spec.module_sizes), list(spec.periods), offset=spec.offset,
-                        order=list(spec.connection_order))
+                        order=list(spec.connection_order), backend=backend)
 
 
-# name -> (builder(spec, input_size) -> module with nn.RNN's calling convention, description)
+# name -> (builder(spec, input_size, backend) -> module with nn.RNN's calling convention, description);
+# `backend` picks the CW-RNN implementation (library RNNs have one)
 ARCHITECTURES = {
     "rnn": (_library(nn.RNN), "vanilla tanh RNN (torch.nn.RNN: oneDNN/cuDNN kernel)"),
     "lstm": (_library(nn.LSTM), "LSTM (torch.nn.LSTM)"),
@@ -66,9 +67,9 @@ def check_arch(arch: str) -> None:
         )
 
 
-def build_rnn(spec: ModelSpec, input_size: int) -> nn.Module:
+def build_rnn(spec: ModelSpec, input_size: int, backend: str = "auto") -> nn.Module:
     check_arch(spec.arch)
-    return ARCHITECTURES[spec.arch][0](spec, input_size)
+    return ARCHITECTURES[spec.arch][0](spec, input_size, backend)
 
 
 def freeze_input_weights(rnn: nn.Module) -> None:

@@ -29,6 +29,7 @@ def test_quick_sweep_writes_store_and_leaderboard(tmp_path, capsys):
                 "status", "wall_time_s", "device", "git_commit", "versions", "date", "curve", "command"):
         assert key in r
     assert r["params"] == r["effective_params"] and 0 <= r["metrics"]["recall_accuracy"] <= 1
+    assert {x["backend"] for x in records} == {"torch", "compiled"}  # what auto picks on a CPU with numba
     out = capsys.readouterr().out
     assert "[1/4]" in out and "[4/4]" in out
     for name in ("leaderboard.md", "leaderboard.csv", "recall_accuracy_vs_delay.png", "learning_curves.png"):
@@ -105,6 +106,10 @@ def test_same_seed_same_numbers():
     a = runner.train_one(config, task, "cpu")
     b = runner.train_one(config, task, "cpu")
     assert a["status"] == "ok" and a["metrics"] == b["metrics"] and a["curve"] == b["curve"]
+    reference = runner.train_one(config, task, "cpu", cw_backend="reference")
+    assert reference["backend"] == "reference"
+    for key, value in a["metrics"].items():  # another implementation: equal up to float32 rounding
+        assert reference["metrics"][key] == pytest.approx(value, rel=1e-3, abs=1e-4)
 
 
 @pytest.mark.parametrize("args, message", [
