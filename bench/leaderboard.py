@@ -125,9 +125,8 @@ def markdown(table: pd.DataFrame, df: pd.DataFrame, suite: dict, task: str, plot
         settings = setting_columns(runs, board.get("aggregate_over", []))
         shown = ["arch", *_varying(part, ["offset"]), *_varying(part, settings), "budget", "params",
                  "deviation", "shape"]
-        metrics = [c for c in part.columns if c not in shown and c not in table.columns[:0]
-                   and c in {m.removeprefix("metric.") for m in df.columns if m.startswith("metric.")}]
-        metrics.sort(key=lambda m: m != primary)
+        metrics = sorted((m.removeprefix("metric.") for m in df.columns if m.startswith("metric.")),
+                         key=lambda m: m != primary)
         extra = [c for c in ("baseline", "paper") if c in part]
         view = part[shown + metrics + extra + ["n", "diverged", "failed", "mean_wall_s"]]
         view = view.rename(columns={c: c.removeprefix("task.").removeprefix("train.") for c in view.columns})
