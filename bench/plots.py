@@ -35,15 +35,15 @@ def metric_vs_x(df, records, suite, out: Path):
     data = _ok(df)
     if data.empty or f"task.{x}" not in data:
         return None
-    style = next((c for c in data.columns if c.startswith("task.") and c != f"task.{x}"
-                  and data[c].nunique() > 1 and data[c].nunique() <= 4), None)
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    style = suite["leaderboard"].get("style")
+    style = f"task.{style}" if style else None
+    fig, ax = plt.subplots(figsize=(9, 4.5))
     sns.lineplot(data=data, x=f"task.{x}", y=f"metric.{primary}", hue="arch", style=style, marker="o",
                  errorbar="sd", ax=ax)
     ax.set(xlabel=x, ylabel=primary, title=f"{suite.get('title', suite['task'])}: {primary} vs {x}")
     if f"baseline.{primary}" in data:
-        ax.axhline(data[f"baseline.{primary}"].mean(), color="grey", ls=":", label="memoryless baseline")
-    ax.legend(fontsize=7, loc="best")
+        ax.axhline(data[f"baseline.{primary}"].mean(), color="grey", ls=":", label="baseline")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
     return _save(fig, out / f"{primary}_vs_{x}.png")
 
 
