@@ -94,8 +94,10 @@ def leaderboard_table(df: pd.DataFrame, suite: dict) -> pd.DataFrame:
     table = pd.DataFrame(rows)
     if primary and f"{primary}_mean" in table:
         higher = bool(df["higher_is_better"].iloc[0])
-        table = table.sort_values(["profile", *settings, "budget", f"{primary}_mean"],
-                                  ascending=[True] * (len(settings) + 2) + [not higher], kind="stable")
+        # rank within a task setting and budget; train settings may differ per architecture
+        tasks = [c for c in settings if c.startswith("task.")]
+        table = table.sort_values(["profile", *tasks, "budget", f"{primary}_mean"],
+                                  ascending=[True] * (len(tasks) + 2) + [not higher], kind="stable")
     return table
 
 
