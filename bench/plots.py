@@ -13,6 +13,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only, never a window
 
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
@@ -113,6 +114,7 @@ def metric_by_arch(df, records, suite, out: Path):
     data = _ok(df)
     if data.empty:
         return None
+    np.random.seed(0)  # the strip plot's jitter: the same picture on every rebuild
     fig, ax = plt.subplots(figsize=(7, 4.5))
     sns.boxplot(data=data, x="arch", y=f"metric.{primary}", hue="budget", ax=ax, fliersize=0)
     sns.stripplot(data=data, x="arch", y=f"metric.{primary}", hue="budget", dodge=True, ax=ax,

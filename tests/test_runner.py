@@ -37,6 +37,10 @@ def test_quick_sweep_writes_store_and_leaderboard(tmp_path, capsys):
     board = (tmp_path / "copy" / "leaderboard.md").read_text()
     assert "cwrnn/exponential" in board and "cwbench run copy" in board
 
+    written = {p.name: p.read_bytes() for p in (tmp_path / "copy").glob("leaderboard.*")}
+    assert main(["leaderboard", "copy", "--results", str(tmp_path)]) == 0
+    assert written == {p.name: p.read_bytes() for p in (tmp_path / "copy").glob("leaderboard.*")}  # a rebuild
+
     before = store_lines(tmp_path)
     assert main(["run", "copy", "--results", str(tmp_path), *TINY]) == 0
     assert "0 to run" in capsys.readouterr().out
