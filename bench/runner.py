@@ -97,9 +97,17 @@ def train_one(config: dict, task, device: str, logger=None, progress: bool = Fal
     return result
 
 
-def describe(config: dict) -> str:
-    shown = ("delay", "variable_delay", "target")
-    setting = "".join(f" {k}={v}" for k, v in config["task_params"].items() if k in shown)
+def varying_params(runs) -> list[str]:
+    """The task parameters that differ between runs of a sweep: what names a run's setting."""
+    values: dict[str, set] = {}
+    for config, _ in runs:
+        for key, value in config["task_params"].items():
+            values.setdefault(key, set()).add(repr(value))
+    return [key for key, seen in values.items() if len(seen) > 1]
+
+
+def describe(config: dict, shown: list[str]) -> str:
+    setting = "".join(f" {k}={config['task_params'][k]}" for k in shown if k in config["task_params"])
     return f"{config['task']} {config['arch']} budget={config['budget']}{setting} seed={config['seed']}"
 
 
@@ -115,14 +123,15 @@ def run_suite(runs, results_dir: Path, *, device: str = "auto", wandb: bool = Fa
         if rid not in store.finished_ids():
             todo.append((rid, config, task, store))
     counts = {"ok": 0, "diverged": 0, "failed": 0, "skipped": len(runs) - len(todo)}
+    setting_keys = varying_params(runs)
     log(f"{len(runs)} runs in the suite, {counts['skipped']} already in the store, {len(todo)} to run on {device}")
     for number, (rid, config, task, store) in enumerate(todo, start=1):
-        log(f"[{number}/{len(todo)}] {describe(config)} ...", end=" ", flush=True)
+        log(f"[{number}/{len(todo)}] {describe(config, setting_keys)} ...", end=" ", flush=True)
         logger = None
         if wandb:
             from bench.wandb_log import make_logger  # wandb is imported only when asked for
 
-            logger = make_logger(config, rid, task)
+            logger = make_logger(config, rid, setting_keys)
         started = time.perf_counter()
         try:
             result = train_one(config, task, device, logger, progress, cw_backend)

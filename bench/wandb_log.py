@@ -9,11 +9,12 @@ import os
 PROJECT = os.environ.get("WANDB_PROJECT", "clockwork-bench")
 
 
-def make_logger(config: dict, run_id: str, task):
+def make_logger(config: dict, run_id: str, varying: list[str]):
+    """One W&B run; grouped by task, profile and the task setting (the params that vary in
+    the sweep), with the architecture as job type."""
     from pytorch_lightning.loggers import WandbLogger
 
-    setting = "-".join(f"{k}{v}" for k, v in sorted(config["task_params"].items())
-                       if k in ("delay", "variable_delay"))
+    setting = "-".join(f"{k}{config['task_params'][k]}" for k in sorted(varying) if k != "target")
     return WandbLogger(
         project=PROJECT,
         group=f"{config['task']}-{config['profile']}" + (f"-{setting}" if setting else ""),
