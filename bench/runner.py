@@ -115,12 +115,15 @@ def run_suite(runs, results_dir: Path, *, device: str = "auto", wandb: bool = Fa
               command: str = "", cw_backend: str = "auto", log=print) -> dict:
     """Runs what is missing from the store; returns counts by status."""
     device = pick_device(device)
-    stores: dict[str, ResultsStore] = {}
+    stores: dict[str, tuple[ResultsStore, set[str]]] = {}
     todo = []
     for config, task in runs:
-        store = stores.setdefault(task.name, ResultsStore(Path(results_dir) / task.name / "runs.jsonl"))
+        if task.name not in stores:  # read each store once, not once per run
+            store = ResultsStore(Path(results_dir) / task.name / "runs.jsonl")
+            stores[task.name] = (store, store.finished_ids())
+        store, finished = stores[task.name]
         rid = run_id(config)
-        if rid not in store.finished_ids():
+        if rid not in finished:
             todo.append((rid, config, task, store))
     counts = {"ok": 0, "diverged": 0, "failed": 0, "skipped": len(runs) - len(todo)}
     setting_keys = varying_params(runs)
