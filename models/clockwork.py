@@ -110,6 +110,7 @@ class ClockworkRNN(nn.Module):
         self.register_buffer("mask", connectivity(module_sizes, order), persistent=False)
         unit_periods = torch.repeat_interleave(torch.tensor(periods), torch.tensor(module_sizes))
         self.register_buffer("unit_periods", unit_periods, persistent=False)
+        self._schedules: dict = {}
         self.reset_parameters()
 
     def reset_parameters(self):
@@ -142,12 +143,20 @@ class ClockworkRNN(nn.Module):
 
         return pick_backend(self, x)
 
+    def firing_schedule(self, steps: int) -> torch.Tensor:
+        """The (steps, n) schedule, built once per length and device: a training loop
+        calls forward with the same length every step."""
+        key = (steps, self.unit_periods.device)
+        if key not in self._schedules:
+            self._schedules[key] = firing_schedule(steps, self.unit_periods, self.offset)
+        return self._schedules[key]
+
     def forward(self, x: torch.Tensor, h0: torch.Tensor | None = None):
         """x (B, T, I), h0 (1, B, n) or None -> outputs (B, T, n), h_T (1, B, n)."""
         batch, steps, _ = x.shape
         h = x.new_zeros(batch, self.hidden_size) if h0 is None else h0.reshape(batch, self.hidden_size)
         xw = nn.functional.linear(x, self.weight_ih, self.bias)
-        fires = firing_schedule(steps, self.unit_periods, self.offset)
+        fires = self.firing_schedule(steps)
         recurrence = BACKENDS[self.resolved_backend(x)]
         outputs, h_last = recurrence(xw, h, self.weight_hh * self.mask, fires, self)
         return outputs, h_last.unsqueeze(0)
