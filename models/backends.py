@@ -190,7 +190,10 @@ def repeat_rows(compact, repeat, start, length):
 def modular_recurrence(xw, h0, weight_hh, fires, module):
     batch, steps, n = xw.shape
     plan = modular_plan(*module_key(module), steps)
-    if plan.run_order is None:  # no period can be computed before the others: step by step
+    # Step by step where there is no order to compute the periods in, or where nothing
+    # fires at all (a sequence shorter than every module's first firing): the reference
+    # is as cheap there, and it gives the weights a zero gradient rather than none.
+    if plan.run_order is None or all(grp.steps == 0 for grp in plan.groups):
         from models.clockwork import reference_recurrence
 
         return reference_recurrence(xw, h0, weight_hh, fires)

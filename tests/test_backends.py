@@ -61,9 +61,10 @@ def run(case, backend, device="cpu", dtype=torch.float64, seed=0, with_h0=True):
     loss = (out * out_weight).sum() + (h_last * last_weight).sum()
     loss.backward()
     leaves = [model.weight_ih, model.weight_hh, model.bias, x] + ([h0] if with_h0 else [])
-    # a gradient that is None is zero (e.g. no module fires within the sequence)
-    grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in leaves]
-    return [out, h_last] + grads
+    # every backend gives every leaf a gradient, zero where nothing fires (as the reference does)
+    missing = [name for name, p in zip(NAMES[2:], leaves) if p.grad is None]
+    assert not missing, f"{backend}: no gradient for {missing}"
+    return [out, h_last] + [p.grad for p in leaves]
 
 
 NAMES = ["outputs", "h_last", "grad weight_ih", "grad weight_hh", "grad bias", "grad x", "grad h0"]
