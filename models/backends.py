@@ -36,6 +36,7 @@ the module order already, and nothing is permuted.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from dataclasses import dataclass
 
@@ -321,7 +322,8 @@ class CompiledRecurrence(torch.autograd.Function):
         if xw.shape[0] == 1:  # one row: skip the thread pool's start-up
             kernels.forward_block(xw_np, h0_np, w_np, *plan_arrays, offset, out_np, np.zeros(1, dtype=np.int64))
         else:
-            kernels.forward(xw_np, h0_np, w_np, *plan_arrays, offset, out_np)
+            with torch_threads_kept():
+                kernels.forward(xw_np, h0_np, w_np, *plan_arrays, offset, out_np)
         ctx.save_for_backward(outputs, h0, weight_hh)
         ctx.plan_arrays, ctx.offset = plan_arrays, offset
         return outputs, outputs[:, -1].clone()  # a view would tie the two outputs together
@@ -340,16 +342,18 @@ class CompiledRecurrence(torch.autograd.Function):
         else:  # e.g. out.sum()'s expanded ones: the contiguous copy is ours, the kernel writes
             grad_outputs = grad_xw = grad_outputs.contiguous()  # xw's gradient over it (one B*T*n less)
         grad_h0 = torch.empty_like(outputs[:, 0])
-        chunks = min(batch, kernels.CHUNKS)
+        chunks = min(-(-batch // kernels.ROWS), kernels.CHUNKS)  # blocks of ROWS rows, at most CHUNKS
         grad_w = outputs.new_zeros(chunks, n, n)
         g_out, g_last, out, h0_np = numpy(grad_outputs), numpy(grad_h_last), outputs.numpy(), numpy(h0)
         w, plan, offset = numpy(weight_hh), ctx.plan_arrays, ctx.offset
+        w_t = np.ascontiguousarray(w.T)
         g_xw, g_h0, g_w = grad_xw.numpy(), grad_h0.numpy(), grad_w.numpy()
         if batch == 1:  # one row: skip the thread pool's start-up
-            kernels.backward_block(g_out, g_last, out, h0_np, w, *plan, offset, g_xw, g_h0, g_w[0],
+            kernels.backward_block(g_out, g_last, out, h0_np, w, w_t, *plan, offset, g_xw, g_h0, g_w[0],
                                    np.zeros(1, dtype=np.int64))
         else:
-            kernels.backward(g_out, g_last, out, h0_np, w, *plan, offset, g_xw, g_h0, g_w)
+            with torch_threads_kept():
+                kernels.backward(g_out, g_last, out, h0_np, w, w_t, *plan, offset, g_xw, g_h0, g_w)
         for chunk in grad_w[1:]:  # in a fixed order: the sum does not depend on the threads
             grad_w[0] += chunk
         return grad_xw, grad_h0, grad_w[0], None, None
@@ -385,6 +389,21 @@ def numba_kernels():
 
     numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
     return _numba_kernels
+
+
+@contextlib.contextmanager
+def torch_threads_kept():
+    """numba's OpenMP pool starts by setting OpenMP's thread count to all cores, which torch
+    then reads as its own: without this, torch.set_num_threads(1) no longer held after the
+    first compiled call (measured: 1 -> 2). numba's own "workqueue" pool would leave it
+    alone, but its threads and torch's OpenMP threads, each spinning while the other works,
+    made training steps 1.7x slower on 2 cores (measured, TIMIT shape)."""
+    threads = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
 
 
 @functools.cache
