@@ -429,12 +429,11 @@ def pick_backend(module, x) -> str:
     """The fastest backend for this device and shape, as measured (results/speed/).
 
     CPU (2 cores; fwd+bwd of modular / compiled, results/speed/speed_cpu.md): compiled
-    wins at every shape of the grid: 35-44x at the audio task (B = 1, n = 12..41), 7.4x
-    at the copy task (B = 32, n = 40), 3.6-1.4x at TIMIT (B = 16, n = 102..386), 1.7x at
-    B = 64 T = 512 n = 256 and 1.3x at B = 32 T = 256 n = 512; in a separate head-to-head
-    the two tie at n = 512, where the row loops start to lose to the modular backend's
-    GEMMs. compiled also has the lowest peak memory (0.5-0.8x the reference's). Without
-    numba, or for a dtype it does not run (half precision), modular.
+    wins at every shape of the grid: 43-48x at the audio task (B = 1, n = 12..41), 9.4x
+    at the copy task (B = 32, n = 40), 5.3-2.1x at TIMIT (B = 16, n = 102..386), 2.2x at
+    B = 64 T = 512 n = 256 and 1.4x at B = 32 T = 256 n = 512. compiled also has the
+    lowest peak memory (0.5-0.7x the reference's). Without numba, or for a dtype it does
+    not run (half precision), modular.
 
     GPU: modular (cuDNN per clock period); compiled is CPU code.
     """
