@@ -15,9 +15,10 @@ libm's tanh: 7.8 ms):
   call into libm per unit and step, which cost more than the products (7.8 -> 3.7 ms).
   float64 calls libm's tanh, so that float64 matches the reference to rounding;
 - the rows of a block go through the inner loop together, one accumulator each, so
-  that each weight element loaded serves every row (3.7 -> 2.6 ms). The accumulators
+  that each weight element loaded serves every row (3.7 -> 2.6 ms), and two units at a
+  time, so that each state element loaded serves both (2.4 -> 2.0 ms). The accumulators
   start from a zero of the array's dtype: from the literal 0.0 they are float64 and
-  every float32 product is converted (4.6 ms).
+  every float32 product is converted (4.6 ms instead of 2.6).
 The inner loops run over slices indexed from 0: with `range(reads[m], n)` numba cannot
 prove an index non-negative, keeps its negative-index wraparound and does not vectorise
 (2.5x slower, measured). `fastmath` is limited to reassociation and fused multiply-add,
@@ -103,46 +104,72 @@ def forward_block(xw, h0, w, starts, stops, reads, periods, offset, out, rows):
                 for i in range(count):
                     out[rows[i], t, lo:hi] = prev[i, lo:hi]
                 continue
-            p0, p1, p2, p3 = prev[0, r:], prev[1, r:], prev[2, r:], prev[3, r:]
-            for u in range(lo, hi):
-                w_u = w[u, r:]
-                a0 = a1 = a2 = a3 = zero
-                if count == 1:  # B = 1 (the audio task): one accumulator, not four
+            p0 = prev[0, r:]
+            if count == 1:  # B = 1 (the audio task): one row, one accumulator
+                for u in range(lo, hi):
+                    w_u, a0 = w[u, r:], zero
                     for v in range(w_u.shape[0]):
                         a0 += w_u[v] * p0[v]
-                else:
+                    out[rows[0], t, u] = activation(xw[rows[0], t, u] + a0)
+                continue
+            p1, p2, p3 = prev[1, r:], prev[2, r:], prev[3, r:]
+            u = lo
+            while u < hi:
+                if u + 2 > hi:  # the module's last unit
+                    w_u = w[u, r:]
+                    a0 = a1 = a2 = a3 = zero
                     for v in range(w_u.shape[0]):
                         a0 += w_u[v] * p0[v]
                         a1 += w_u[v] * p1[v]
                         a2 += w_u[v] * p2[v]
                         a3 += w_u[v] * p3[v]
+                    for i, acc in enumerate((a0, a1, a2, a3)):
+                        if i < count:
+                            out[rows[i], t, u] = activation(xw[rows[i], t, u] + acc)
+                    u += 1
+                    continue
+                # two units x four rows: each weight and state element loaded serves 4 and 2 products
+                w_u, w_x = w[u, r:], w[u + 1, r:]
+                a0 = a1 = a2 = a3 = b0 = b1 = b2 = b3 = zero
+                for v in range(w_u.shape[0]):
+                    a0 += w_u[v] * p0[v]
+                    a1 += w_u[v] * p1[v]
+                    a2 += w_u[v] * p2[v]
+                    a3 += w_u[v] * p3[v]
+                    b0 += w_x[v] * p0[v]
+                    b1 += w_x[v] * p1[v]
+                    b2 += w_x[v] * p2[v]
+                    b3 += w_x[v] * p3[v]
                 for i, acc in enumerate((a0, a1, a2, a3)):
                     if i < count:
                         out[rows[i], t, u] = activation(xw[rows[i], t, u] + acc)
+                for i, acc in enumerate((b0, b1, b2, b3)):
+                    if i < count:
+                        out[rows[i], t, u + 1] = activation(xw[rows[i], t, u + 1] + acc)
+                u += 2
 
 
 @numba.njit(**_FLAGS)
-def backward_block(grad_out, grad_last, out, h0, w, w_t, starts, stops, reads, periods, offset, grad_xw, grad_h0,
+def backward_block(grad_out, grad_last, out, h0, w, starts, stops, reads, periods, offset, grad_xw, grad_h0,
                    grad_w, rows):
-    """BPTT for the batch rows `rows` (at most ROWS); w_t is w transposed (contiguous).
-    grad_w accumulates (comes in zeroed); their rows of grad_xw and grad_h0 are written.
-    grad_xw may be grad_out itself: row t of grad_out is read before row t of grad_xw is
-    written.
+    """BPTT for the batch rows `rows` (at most ROWS). grad_w accumulates (comes in zeroed);
+    their rows of grad_xw and grad_h0 are written. grad_xw may be grad_out itself: row t
+    of grad_out is read before row t of grad_xw is written.
 
     carry is dL/dh(t) from the future (through h(t+1) and the final state). A silent unit
     passes it back unchanged; a firing unit turns it into delta = dL/dpre, which is the
-    gradient of xw, feeds W's gradient and goes back through W to h(t-1). With several
-    rows, both products run over the block's rows at once and store each element once:
-    W's gradient along a weight row, the carry along a row of w_t, so once per module and
-    not once per unit (b64: 53 -> 45 ms, TIMIT n = 386: 9.1 -> 6.4 ms, measured). One row
-    (B = 1, small modules) keeps the single pass over the weight row.
+    gradient of xw, feeds W's gradient and goes back through W to h(t-1). Both products
+    take four units and the block's four rows in one pass over the weight rows, so that
+    each carry element is loaded and stored once per four units and each state element
+    once per four weight-gradient rows (one row and one unit at a time: about 9 -> 4.3 ms
+    at the TIMIT shape, 50 -> 36 ms at B = 64 T = 512 n = 256, measured). One row
+    (B = 1: the audio task, modules of a few units) keeps one unit at a time.
     """
     steps, n, count = out.shape[1], out.shape[2], rows.shape[0]
     carry = np.zeros((ROWS, n), dtype=out.dtype)  # rows past the block's end stay zero
     grad = np.zeros((ROWS, n), dtype=out.dtype)
     delta = np.zeros((ROWS, n), dtype=out.dtype)
     prev = np.zeros((ROWS, n), dtype=out.dtype)
-    zero = prev[0, 0]
     for i in range(count):
         carry[i] = grad_last[rows[i]]
     for t in range(steps - 1, -1, -1):
@@ -166,33 +193,48 @@ def backward_block(grad_out, grad_last, out, h0, w, w_t, starts, stops, reads, p
                     h = out[rows[i], t, u]
                     delta[i, u] = grad[i, u] * (1 - h * h)
                     grad_xw[rows[i], t, u] = delta[i, u]
-            p0, p1, p2, p3 = prev[0, r:], prev[1, r:], prev[2, r:], prev[3, r:]
-            c0 = carry[0, r:]
-            for u in range(lo, hi):
-                d0, d1, d2, d3 = delta[0, u], delta[1, u], delta[2, u], delta[3, u]
-                w_u, grad_w_u = w[u, r:], grad_w[u, r:]
-                if count == 1:  # B = 1 (the audio task, small modules): both products in one pass
-                    for v in range(grad_w_u.shape[0]):
+            p0, c0 = prev[0, r:], carry[0, r:]
+            if count == 1:  # B = 1 (the audio task): a unit at a time, both products in one pass
+                for u in range(lo, hi):
+                    d0, w_u, grad_w_u = delta[0, u], w[u, r:], grad_w[u, r:]
+                    for v in range(w_u.shape[0]):
                         grad_w_u[v] += d0 * p0[v]
                         c0[v] += w_u[v] * d0
-                else:
-                    for v in range(grad_w_u.shape[0]):
-                        grad_w_u[v] += d0 * p0[v] + d1 * p1[v] + d2 * p2[v] + d3 * p3[v]
-            if count == 1:
                 continue
-            e0, e1, e2, e3 = delta[0, lo:hi], delta[1, lo:hi], delta[2, lo:hi], delta[3, lo:hi]
-            for v in range(r, n):
-                column = w_t[v, lo:hi]
-                a0 = a1 = a2 = a3 = zero
-                for j in range(column.shape[0]):
-                    a0 += column[j] * e0[j]
-                    a1 += column[j] * e1[j]
-                    a2 += column[j] * e2[j]
-                    a3 += column[j] * e3[j]
-                carry[0, v] += a0
-                carry[1, v] += a1
-                carry[2, v] += a2
-                carry[3, v] += a3
+            p1, p2, p3 = prev[1, r:], prev[2, r:], prev[3, r:]
+            c1, c2, c3 = carry[1, r:], carry[2, r:], carry[3, r:]
+            u = lo
+            while u < hi:
+                if u + 4 > hi:  # the module's last units, one at a time
+                    d0, d1, d2, d3 = delta[0, u], delta[1, u], delta[2, u], delta[3, u]
+                    w_u, grad_w_u = w[u, r:], grad_w[u, r:]
+                    for v in range(w_u.shape[0]):
+                        grad_w_u[v] += d0 * p0[v] + d1 * p1[v] + d2 * p2[v] + d3 * p3[v]
+                        c0[v] += w_u[v] * d0
+                        c1[v] += w_u[v] * d1
+                        c2[v] += w_u[v] * d2
+                        c3[v] += w_u[v] * d3
+                    u += 1
+                    continue
+                # four units x four rows: each carry element loaded and stored once per four units
+                wa, wb, wc, wd = w[u, r:], w[u + 1, r:], w[u + 2, r:], w[u + 3, r:]
+                ga, gb, gc, gd = grad_w[u, r:], grad_w[u + 1, r:], grad_w[u + 2, r:], grad_w[u + 3, r:]
+                a0, a1, a2, a3 = delta[0, u], delta[1, u], delta[2, u], delta[3, u]
+                b0, b1, b2, b3 = delta[0, u + 1], delta[1, u + 1], delta[2, u + 1], delta[3, u + 1]
+                e0, e1, e2, e3 = delta[0, u + 2], delta[1, u + 2], delta[2, u + 2], delta[3, u + 2]
+                f0, f1, f2, f3 = delta[0, u + 3], delta[1, u + 3], delta[2, u + 3], delta[3, u + 3]
+                for v in range(wa.shape[0]):
+                    q0, q1, q2, q3 = p0[v], p1[v], p2[v], p3[v]
+                    ga[v] += a0 * q0 + a1 * q1 + a2 * q2 + a3 * q3
+                    gb[v] += b0 * q0 + b1 * q1 + b2 * q2 + b3 * q3
+                    gc[v] += e0 * q0 + e1 * q1 + e2 * q2 + e3 * q3
+                    gd[v] += f0 * q0 + f1 * q1 + f2 * q2 + f3 * q3
+                    xa, xb, xc, xd = wa[v], wb[v], wc[v], wd[v]
+                    c0[v] += xa * a0 + xb * b0 + xc * e0 + xd * f0
+                    c1[v] += xa * a1 + xb * b1 + xc * e1 + xd * f1
+                    c2[v] += xa * a2 + xb * b2 + xc * e2 + xd * f2
+                    c3[v] += xa * a3 + xb * b3 + xc * e3 + xd * f3
+                u += 4
     for i in range(count):
         grad_h0[rows[i]] = carry[i]
 
@@ -207,7 +249,7 @@ def forward(xw, h0, w, starts, stops, reads, periods, offset, out):
 
 
 @numba.njit(parallel=True, **_FLAGS)
-def backward(grad_out, grad_last, out, h0, w, w_t, starts, stops, reads, periods, offset, grad_xw, grad_h0,
+def backward(grad_out, grad_last, out, h0, w, starts, stops, reads, periods, offset, grad_xw, grad_h0,
              grad_w_chunks):
     """All rows; block k adds its weight gradient to grad_w_chunks[k % chunks] (zeroed on entry)."""
     batch = out.shape[0]
@@ -216,5 +258,5 @@ def backward(grad_out, grad_last, out, h0, w, w_t, starts, stops, reads, periods
     for c in numba.prange(chunks):
         for block in range(c, blocks, chunks):
             rows = np.arange(block * ROWS, min(batch, (block + 1) * ROWS))
-            backward_block(grad_out, grad_last, out, h0, w, w_t, starts, stops, reads, periods, offset, grad_xw,
+            backward_block(grad_out, grad_last, out, h0, w, starts, stops, reads, periods, offset, grad_xw,
                            grad_h0, grad_w_chunks[c], rows)

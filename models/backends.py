@@ -346,14 +346,13 @@ class CompiledRecurrence(torch.autograd.Function):
         grad_w = outputs.new_zeros(chunks, n, n)
         g_out, g_last, out, h0_np = numpy(grad_outputs), numpy(grad_h_last), outputs.numpy(), numpy(h0)
         w, plan, offset = numpy(weight_hh), ctx.plan_arrays, ctx.offset
-        w_t = np.ascontiguousarray(w.T)
         g_xw, g_h0, g_w = grad_xw.numpy(), grad_h0.numpy(), grad_w.numpy()
         if batch == 1:  # one row: skip the thread pool's start-up
-            kernels.backward_block(g_out, g_last, out, h0_np, w, w_t, *plan, offset, g_xw, g_h0, g_w[0],
+            kernels.backward_block(g_out, g_last, out, h0_np, w, *plan, offset, g_xw, g_h0, g_w[0],
                                    np.zeros(1, dtype=np.int64))
         else:
             with torch_threads_kept():
-                kernels.backward(g_out, g_last, out, h0_np, w, w_t, *plan, offset, g_xw, g_h0, g_w)
+                kernels.backward(g_out, g_last, out, h0_np, w, *plan, offset, g_xw, g_h0, g_w)
         for chunk in grad_w[1:]:  # in a fixed order: the sum does not depend on the threads
             grad_w[0] += chunk
         return grad_xw, grad_h0, grad_w[0], None, None
