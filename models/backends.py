@@ -428,9 +428,9 @@ def pick_backend(module, x) -> str:
     """The fastest backend for this device and shape, as measured (results/speed/).
 
     CPU (2 cores; fwd+bwd of modular / compiled, results/speed/speed_cpu.md): compiled
-    wins at every shape of the grid: 43-48x at the audio task (B = 1, n = 12..41), 9.4x
-    at the copy task (B = 32, n = 40), 5.3-2.1x at TIMIT (B = 16, n = 102..386), 2.2x at
-    B = 64 T = 512 n = 256 and 1.4x at B = 32 T = 256 n = 512. compiled also has the
+    wins at every shape of the grid: 39-54x at the audio task (B = 1, n = 12..41), 9.2x
+    at the copy task (B = 32, n = 40), 3.7-6.4x at TIMIT (B = 16, n = 102..386), 2.9x at
+    B = 64 T = 512 n = 256 and 2.3x at B = 32 T = 256 n = 512. compiled also has the
     lowest peak memory (0.5-0.7x the reference's). Without numba, or for a dtype it does
     not run (half precision), modular.
 
