@@ -89,6 +89,15 @@ def previous_states(h0, out, t, rows, prev):
         prev[i] = h0[rows[i]] if t == 0 else out[rows[i], t - 1]
 
 
+@numba.njit(inline="always", **_FLAGS)
+def fire_unit(xw, out, rows, t, u, a0, a1, a2, a3):
+    """Unit u fires at step t: its new state in each row of the block, from the products
+    W_u h(t-1) of rows 0..3 (those past the block's end are dropped)."""
+    for i, acc in enumerate((a0, a1, a2, a3)):
+        if i < rows.shape[0]:
+            out[rows[i], t, u] = activation(xw[rows[i], t, u] + acc)
+
+
 @numba.njit(**_FLAGS)
 def forward_block(xw, h0, w, starts, stops, reads, periods, offset, out, rows):
     """The batch rows `rows` (at most ROWS): xw (B, T, n), h0 (B, n); their rows of out
@@ -123,9 +132,7 @@ def forward_block(xw, h0, w, starts, stops, reads, periods, offset, out, rows):
                         a1 += w_u[v] * p1[v]
                         a2 += w_u[v] * p2[v]
                         a3 += w_u[v] * p3[v]
-                    for i, acc in enumerate((a0, a1, a2, a3)):
-                        if i < count:
-                            out[rows[i], t, u] = activation(xw[rows[i], t, u] + acc)
+                    fire_unit(xw, out, rows, t, u, a0, a1, a2, a3)
                     u += 1
                     continue
                 # two units x four rows: each weight and state element loaded serves 4 and 2 products
@@ -140,12 +147,8 @@ def forward_block(xw, h0, w, starts, stops, reads, periods, offset, out, rows):
                     b1 += w_x[v] * p1[v]
                     b2 += w_x[v] * p2[v]
                     b3 += w_x[v] * p3[v]
-                for i, acc in enumerate((a0, a1, a2, a3)):
-                    if i < count:
-                        out[rows[i], t, u] = activation(xw[rows[i], t, u] + acc)
-                for i, acc in enumerate((b0, b1, b2, b3)):
-                    if i < count:
-                        out[rows[i], t, u + 1] = activation(xw[rows[i], t, u + 1] + acc)
+                fire_unit(xw, out, rows, t, u, a0, a1, a2, a3)
+                fire_unit(xw, out, rows, t, u + 1, b0, b1, b2, b3)
                 u += 2
 
 
