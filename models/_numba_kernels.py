@@ -37,8 +37,8 @@ ROWS = 4  # batch rows per block: the unrolled accumulators below are written fo
 
 # The backward gives each of at most CHUNKS chunks of blocks its own weight gradient,
 # whatever the thread count, and the chunks are added in a fixed order. So the result
-# does not depend on how many threads ran it: training stays bit-reproducible across
-# machines.
+# does not depend on how many threads ran it (torch's own matmuls around the recurrence
+# may still split their sums by thread count: see README).
 CHUNKS = 8
 
 

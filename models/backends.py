@@ -316,13 +316,13 @@ class CompiledRecurrence(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, xw, h0, weight_hh, plan_arrays, offset):
-        kernels = numba_kernels()
         outputs = torch.empty_like(xw, memory_format=torch.contiguous_format)
         xw_np, h0_np, w_np, out_np = numpy(xw), numpy(h0), numpy(weight_hh), outputs.numpy()
-        if xw.shape[0] == 1:  # one row: skip the thread pool's start-up
-            kernels.forward_block(xw_np, h0_np, w_np, *plan_arrays, offset, out_np, np.zeros(1, dtype=np.int64))
-        else:
-            with torch_threads_kept():
+        with numba_kernels() as kernels:
+            if xw.shape[0] == 1:  # one row: skip the thread pool
+                kernels.forward_block(xw_np, h0_np, w_np, *plan_arrays, offset, out_np,
+                                      np.zeros(1, dtype=np.int64))
+            else:
                 kernels.forward(xw_np, h0_np, w_np, *plan_arrays, offset, out_np)
         ctx.save_for_backward(outputs, h0, weight_hh)
         ctx.plan_arrays, ctx.offset = plan_arrays, offset
@@ -331,7 +331,6 @@ class CompiledRecurrence(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_outputs, grad_h_last):
-        kernels = numba_kernels()
         outputs, h0, weight_hh = ctx.saved_tensors
         batch, steps, n = outputs.shape
         grad_h_last = outputs.new_zeros(batch, n) if grad_h_last is None else grad_h_last
@@ -342,16 +341,18 @@ class CompiledRecurrence(torch.autograd.Function):
         else:  # e.g. out.sum()'s expanded ones: the contiguous copy is ours, the kernel writes
             grad_outputs = grad_xw = grad_outputs.contiguous()  # xw's gradient over it (one B*T*n less)
         grad_h0 = torch.empty_like(outputs[:, 0])
-        chunks = min(-(-batch // kernels.ROWS), kernels.CHUNKS)  # blocks of ROWS rows, at most CHUNKS
+        from models._numba_kernels import CHUNKS, ROWS
+
+        chunks = min(-(-batch // ROWS), CHUNKS)  # blocks of ROWS rows, at most CHUNKS
         grad_w = outputs.new_zeros(chunks, n, n)
         g_out, g_last, out, h0_np = numpy(grad_outputs), numpy(grad_h_last), outputs.numpy(), numpy(h0)
         w, plan, offset = numpy(weight_hh), ctx.plan_arrays, ctx.offset
         g_xw, g_h0, g_w = grad_xw.numpy(), grad_h0.numpy(), grad_w.numpy()
-        if batch == 1:  # one row: skip the thread pool's start-up
-            kernels.backward_block(g_out, g_last, out, h0_np, w, *plan, offset, g_xw, g_h0, g_w[0],
-                                   np.zeros(1, dtype=np.int64))
-        else:
-            with torch_threads_kept():
+        with numba_kernels() as kernels:
+            if batch == 1:  # one row: skip the thread pool
+                kernels.backward_block(g_out, g_last, out, h0_np, w, *plan, offset, g_xw, g_h0, g_w[0],
+                                       np.zeros(1, dtype=np.int64))
+            else:
                 kernels.backward(g_out, g_last, out, h0_np, w, *plan, offset, g_xw, g_h0, g_w)
         for chunk in grad_w[1:]:  # in a fixed order: the sum does not depend on the threads
             grad_w[0] += chunk
@@ -378,28 +379,26 @@ def compiled_recurrence(xw, h0, weight_hh, fires, module):
     return permute_out(perm, outputs, h_last)
 
 
+@contextlib.contextmanager
 def numba_kernels():
-    """The compiled loops: numba compiles them at their first call for each dtype (a few
-    seconds) and keeps the result in its on-disk cache (models/__pycache__) for later runs.
-    They use as many threads as torch does (the tests pin torch to one)."""
+    """The compiled loops, running on as many threads as torch uses (the tests pin torch to
+    one). numba compiles them at their first call for each dtype (a few seconds) and keeps
+    the result in its on-disk cache (models/__pycache__) for later runs.
+
+    numba's OpenMP pool starts (at `numba.set_num_threads`, or at the first parallel call)
+    by setting OpenMP's thread count to all cores, which torch then reads as its own:
+    without the restore below torch.set_num_threads(1) no longer held after the first
+    compiled call (measured: 1 -> 2). numba's own "workqueue" pool would leave it alone,
+    but its threads and torch's OpenMP threads, each spinning while the other works, made
+    training steps 1.7x slower on 2 cores (measured, TIMIT shape)."""
     import numba
 
     from models import _numba_kernels
 
-    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
-    return _numba_kernels
-
-
-@contextlib.contextmanager
-def torch_threads_kept():
-    """numba's OpenMP pool starts by setting OpenMP's thread count to all cores, which torch
-    then reads as its own: without this, torch.set_num_threads(1) no longer held after the
-    first compiled call (measured: 1 -> 2). numba's own "workqueue" pool would leave it
-    alone, but its threads and torch's OpenMP threads, each spinning while the other works,
-    made training steps 1.7x slower on 2 cores (measured, TIMIT shape)."""
     threads = torch.get_num_threads()
     try:
-        yield
+        numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+        yield _numba_kernels
     finally:
         if torch.get_num_threads() != threads:
             torch.set_num_threads(threads)
