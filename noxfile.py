@@ -1,4 +1,4 @@
-"""Sessions: tests, lint, copy, audio, timit, synthwords, leaderboard, speed.
+"""Sessions: tests, lint, copy, audio, timit, synthwords, tune, leaderboard, speed.
 
 Every session installs torch==2.13.0 first (the CPU build), then the project, so that
 nothing resolves to another torch build. Virtualenvs are reused between runs.
@@ -39,7 +39,7 @@ def lint(session):
 
 @nox.session(python="3.11")
 def copy(session):
-    """The copying-task suite (quick profile unless `-- --profile paper`)."""
+    """The copying-task suite (quick profile unless `-- --profile standard` or `long`)."""
     suite(session, "copy")
 
 
@@ -59,6 +59,13 @@ def timit(session):
 def synthwords(session):
     """The TIMIT pipeline on the offline synthetic stand-in corpus (not TIMIT)."""
     suite(session, "synthwords")
+
+
+@nox.session(python="3.11")
+def tune(session):
+    """Tune each architecture's learning rate for a profile: `nox -s tune -- audio --profile paper`."""
+    install(session)
+    session.run("cwbench", "tune", *session.posargs)
 
 
 @nox.session(python="3.11")

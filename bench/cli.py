@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -11,6 +14,7 @@ from models.clockwork import BACKENDS
 from models.errors import UserInputError
 
 DEFAULT_RESULTS = Path("results")
+NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
 def cmd_list(args) -> None:
@@ -37,10 +41,9 @@ def cmd_list(args) -> None:
     print(f"optimizers: {', '.join(OPTIMIZERS)}")
 
 
-def cmd_run(args) -> int:
-    from bench.leaderboard import build_leaderboard
-    from bench.runner import run_suite
-    from bench.suite import load_profile, load_suite, resolve
+def profile_from_args(args):
+    """The suite and its profile with the command line's overrides applied."""
+    from bench.suite import load_profile, load_suite
 
     suite = load_suite(args.task)
     profile = load_profile(suite, args.profile)
@@ -51,22 +54,55 @@ def cmd_run(args) -> int:
     if args.seeds is not None:
         profile.seeds = args.seeds
     if args.steps is not None:
-        from dataclasses import replace
+        profile.train = dataclasses.replace(profile.train, steps=args.steps,
+                                            val_every=min(profile.train.val_every, args.steps))
+    if args.train:
+        from bench.suite import TrainConfig, _dataclass_from
 
-        profile.train = replace(profile.train, steps=args.steps, val_every=min(profile.train.val_every, args.steps))
+        profile.train = _dataclass_from(TrainConfig, {**dataclasses.asdict(profile.train), **dict(args.train)},
+                                        "--train")
     for key, value in args.task_param:
         profile.task_params[key] = value
     if args.target:
         profile.task_params["target"] = args.target
     if args.timit_root:
         profile.task_params["timit_root"] = str(args.timit_root)
-    runs = resolve(args.task, args.profile, profile)
+    return suite, profile
+
+
+def cmd_run(args) -> int:
+    from bench.leaderboard import build_leaderboard
+    from bench.runner import run_suite
+    from bench.suite import resolve
+    from bench.tuning import needs_tuning, tuned_rates
+
+    suite, profile = profile_from_args(args)
+    tuned = tuned_rates(args.task, args.profile, profile, args.results) if needs_tuning(profile) else None
+    runs = resolve(args.task, args.profile, profile, tuned)
     command = "cwbench " + shlex.join(args.argv) if args.command is None else args.command
     counts = run_suite(runs, args.results, device=args.device, wandb=args.wandb, progress=args.progress,
-                       command=command, cw_backend=args.cw_backend)
+                       command=command, cw_backend=args.cw_backend, allow_dirty=args.allow_dirty)
     print(", ".join(f"{k}: {v}" for k, v in counts.items()))
     if not args.no_leaderboard:
         build_leaderboard(suite["task"], args.results)
+    return 0
+
+
+def cmd_tune(args) -> int:
+    from bench.runner import run_suite
+    from bench.store import ResultsStore
+    from bench.tuning import TUNING_STORE, choose, tuning_runs
+
+    suite, profile = profile_from_args(args)
+    runs = tuning_runs(args.task, args.profile, profile)
+    command = "cwbench " + shlex.join(args.argv) if args.command is None else args.command
+    counts = run_suite(runs, args.results, device=args.device, progress=args.progress, command=command,
+                       cw_backend=args.cw_backend, store_name=TUNING_STORE, evaluate="val",
+                       allow_dirty=args.allow_dirty)
+    print(", ".join(f"{k}: {v}" for k, v in counts.items()))
+    chosen = choose(runs, ResultsStore(args.results / args.task / TUNING_STORE).load())
+    for arch, lr in chosen.items():
+        print(f"chosen learning rate: {arch} {lr:g}")
     return 0
 
 
@@ -94,7 +130,11 @@ def _task_param(text: str):
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"'{text}' is not KEY=VALUE")
-    return key, yaml.safe_load(value)
+    parsed = yaml.safe_load(value)
+    if isinstance(parsed, str):  # YAML 1.1 reads 1e-3 (no dot) as a string; people mean the number
+        with contextlib.suppress(ValueError):
+            return key, float(parsed) if NUMBER.fullmatch(parsed) else parsed
+    return key, parsed
 
 
 def _positive_int(text: str) -> int:
@@ -115,26 +155,14 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("list", help="architectures, schedules, tasks and profiles").set_defaults(func=cmd_list)
 
     run = sub.add_parser("run", help="run a task's suite (skips runs already stored), then write its leaderboard")
-    run.add_argument("task", help="task name (see `cwbench list`)")
-    run.add_argument("--profile", default="quick", help="suite profile: quick (default) or paper")
-    run.add_argument("--archs", nargs="+", help="architectures, e.g. rnn lstm cwrnn/exponential cwrnn/1,4,16")
-    run.add_argument("--budgets", nargs="+", type=_positive_int, help="parameter budgets")
-    run.add_argument("--seeds", type=_positive_int, help="number of seeds (0..N-1)")
-    run.add_argument("--steps", type=_positive_int, help="override the profile's training steps")
-    run.add_argument("--param", dest="task_param", action="append", type=_task_param, default=[],
-                     metavar="KEY=VALUE", help="override a task parameter (YAML value; a list is a grid axis)")
-    run.add_argument("--target", action="append", metavar="PATH",
-                     help="audio task: a WAV/FLAC/OGG file to generate (repeatable; replaces the built-in targets)")
-    run.add_argument("--timit-root", type=Path, help="timit task: the LDC TIMIT root (default: $TIMIT_ROOT)")
-    run.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="results directory (default results/)")
-    run.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    run.add_argument("--cw-backend", default="auto", choices=["auto", *BACKENDS],
-                     help="CW-RNN implementation (default auto: the fastest for the device); recorded per run")
+    tune = sub.add_parser("tune", help="tune each architecture's learning rate on the profile's grid "
+                          "(validation data, never the test set); stored in results/<task>/tuning.jsonl")
+    for command in (run, tune):
+        suite_arguments(command)
     run.add_argument("--wandb", action="store_true", help="mirror each run to Weights & Biases (WANDB_MODE honoured)")
-    run.add_argument("--progress", action="store_true", help="show Lightning's progress bar")
     run.add_argument("--no-leaderboard", action="store_true", help="do not rebuild the leaderboard afterwards")
-    run.add_argument("--command", help=argparse.SUPPRESS)  # the reproduce command to record (set by nox)
     run.set_defaults(func=cmd_run)
+    tune.set_defaults(func=cmd_tune)
 
     board = sub.add_parser("leaderboard", help="rebuild tables and plots from stored runs")
     board.add_argument("task", nargs="?", help="one task (default: every task with stored runs)")
@@ -146,6 +174,32 @@ def parser() -> argparse.ArgumentParser:
     speed.add_argument("speed_args", nargs=argparse.REMAINDER)
     speed.set_defaults(func=cmd_speed)
     return top
+
+
+def suite_arguments(run: argparse.ArgumentParser) -> None:
+    """What `run` and `tune` share: the suite and its overrides, where results go, how runs run."""
+    run.add_argument("task", help="task name (see `cwbench list`)")
+    run.add_argument("--profile", default="quick", help="suite profile (see `cwbench list`; default quick)")
+    run.add_argument("--archs", nargs="+", help="architectures, e.g. rnn lstm cwrnn/exponential cwrnn/1,4,16")
+    run.add_argument("--budgets", nargs="+", type=_positive_int, help="parameter budgets")
+    run.add_argument("--seeds", type=_positive_int, help="number of seeds (0..N-1)")
+    run.add_argument("--steps", type=_positive_int, help="override the profile's training steps")
+    run.add_argument("--param", dest="task_param", action="append", type=_task_param, default=[],
+                     metavar="KEY=VALUE", help="override a task parameter (YAML value; a list is a grid axis)")
+    run.add_argument("--train", action="append", type=_task_param, default=[], metavar="KEY=VALUE",
+                     help="override a training setting of the profile, e.g. lr=0.01 or loss_reduction=sum")
+    run.add_argument("--target", action="append", metavar="PATH",
+                     help="audio task: a WAV/FLAC/OGG file to generate (repeatable; replaces the built-in targets)")
+    run.add_argument("--timit-root", type=Path, help="timit task: the LDC TIMIT root (default: $TIMIT_ROOT)")
+    run.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="results directory (default results/)")
+    run.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    run.add_argument("--cw-backend", default="auto", choices=["auto", *BACKENDS],
+                     help="CW-RNN implementation (default auto: the fastest for the device); recorded per run")
+    run.add_argument("--progress", action="store_true", help="show Lightning's progress bar")
+    run.add_argument("--allow-dirty", action="store_true",
+                     help="store runs under results/ from a tree with uncommitted code (an experiment: each record "
+                          "is marked dirty); without it such a tree is refused")
+    run.add_argument("--command", help=argparse.SUPPRESS)  # the reproduce command to record (set by nox)
 
 
 def main(argv=None) -> int:

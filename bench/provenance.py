@@ -13,15 +13,34 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 
 
-def git_commit() -> str:
+def _git(*args) -> str:
+    return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=True).stdout
+
+
+def uncommitted_code() -> list[str]:
+    """Paths with uncommitted changes (untracked ones included) outside results/: what
+    would make a run's commit name code other than the code that ran. Changes inside
+    results/ are the runs themselves."""
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                                check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
-                               capture_output=True, text=True, check=True).stdout.strip()
+        lines = _git("status", "--porcelain", "--untracked-files=all").splitlines()
+    except (OSError, subprocess.CalledProcessError):
+        return []
+    paths = [line[3:].split(" -> ")[-1].strip('"') for line in lines]
+    return [p for p in paths if not p.startswith("results/")]
+
+
+def git_commit() -> str:
+    """HEAD, with "-dirty" when code outside results/ has uncommitted changes."""
+    try:
+        commit = _git("rev-parse", "HEAD").strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
-    return commit + ("-dirty" if dirty else "")
+    return commit + ("-dirty" if uncommitted_code() else "")
+
+
+def publishes(results_dir: Path) -> bool:
+    """Is this results folder the repository's own results/ (what gets committed and cited)?"""
+    return Path(results_dir).resolve().is_relative_to((REPO / "results").resolve())
 
 
 def device_name(device: str) -> str:

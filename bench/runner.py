@@ -12,12 +12,14 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import EarlyStopping
 
 from bench import provenance
 from bench.store import ResultsStore
 from bench.suite import run_id
 from models.clockwork import ClockworkRNN
 from models.counting import count_parameters
+from models.errors import UserInputError
 from models.lightning import Diverged, OptimConfig, SequenceModel
 from models.registry import ModelSpec, build_rnn, freeze_input_weights, initialise
 
@@ -53,47 +55,86 @@ def recurrence_backend(rnn, task, device: str) -> str:
     return rnn.resolved_backend(torch.empty(1, 1, task.input_size, device=device))
 
 
-def train_one(config: dict, task, device: str, logger=None, progress: bool = False,
-              cw_backend: str = "auto") -> dict:
-    """Train one run; returns status, metrics, curve and artifacts (never raises for a
-    diverged or crashed run: the sweep goes on and the record says what happened)."""
+def build_model(config: dict, task, cw_backend: str = "auto") -> SequenceModel:
+    """The run's network, initialised as its config says (seeded by the caller)."""
     train = config["train"]
-    pl.seed_everything(config["seed"], workers=True, verbose=False)
-    model_config = config["model"]
-    spec = ModelSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in model_config.items()})
+    spec = ModelSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in config["model"].items()})
     rnn = build_rnn(spec, task.input_size, cw_backend)
     if task.zero_input:
         freeze_input_weights(rnn)
     optim = OptimConfig(train["optimizer"], train["lr"], train["momentum"])
-    model = SequenceModel(rnn, task, optim)
-    initialise(model.rnn, model.readout, train["init_std"], train["lstm_forget_bias"])
+    model = SequenceModel(rnn, task, optim, train["loss_reduction"], track_train_metric=train["patience"] > 0)
+    initialise(model.rnn, model.readout, train["init_std"], train["lstm_forget_bias"], train["bias_init"])
+    return model
+
+
+def make_trainer(train: dict, task, device: str, logger, progress: bool, callbacks: list) -> pl.Trainer:
+    """By steps (an endless stream of batches, validated every val_every steps), or by epochs
+    over the task's finite training set (validated once per epoch), with early stopping on
+    the training metric when train.patience is set."""
+    common = dict(accelerator=device, devices=1, num_sanity_val_steps=0, gradient_clip_val=train["clip"] or None,
+                  deterministic=True, logger=logger if logger is not None else False, enable_checkpointing=False,
+                  enable_progress_bar=progress, enable_model_summary=False, callbacks=callbacks)
+    if not train["epochs"]:
+        return pl.Trainer(max_steps=train["steps"], val_check_interval=train["val_every"],
+                          check_val_every_n_epoch=None, log_every_n_steps=max(1, min(50, train["steps"] // 20)),
+                          **common)
+    per_epoch = task.epoch_batches(train["batch_size"])
+    return pl.Trainer(max_epochs=train["epochs"], check_val_every_n_epoch=1, reload_dataloaders_every_n_epochs=1,
+                      log_every_n_steps=max(1, min(50, per_epoch)), **common)
+
+
+def train_one(config: dict, task, device: str, logger=None, progress: bool = False,
+              cw_backend: str = "auto", evaluate: str = "test") -> dict:
+    """Train one run; returns status, metrics, curve and artifacts (never raises for a
+    diverged or crashed run: the sweep goes on and the record says what happened).
+
+    The metrics are those of the test set, or with evaluate="val" those of the final
+    validation (what tuning scores: it never looks at the test set)."""
+    train = config["train"]
+    pl.seed_everything(config["seed"], workers=True, verbose=False)
+    model = build_model(config, task, cw_backend)
     effective = count_parameters(model)
     if effective != config["params"]:
         raise AssertionError(f"closed-form count {config['params']} != built count {effective} for {config['arch']}")
     curve = CurveRecorder()
-    trainer = pl.Trainer(
-        accelerator=device, devices=1, max_steps=train["steps"], val_check_interval=train["val_every"],
-        check_val_every_n_epoch=None, num_sanity_val_steps=0, gradient_clip_val=train["clip"] or None,
-        deterministic=True, logger=logger if logger is not None else False, enable_checkpointing=False,
-        enable_progress_bar=progress, enable_model_summary=False, callbacks=[curve],
-        log_every_n_steps=max(1, min(50, train["steps"] // 20)),
-    )
-    data = task.datamodule(train["batch_size"], config["seed"], train["steps"])
+    callbacks: list = [curve]
+    stopper = None
+    if train["patience"]:
+        stopper = EarlyStopping(monitor=f"train/{task.primary_metric}", patience=train["patience"],
+                                mode="max" if task.higher_is_better else "min", check_on_train_epoch_end=True)
+        callbacks.append(stopper)
+    trainer = make_trainer(train, task, device, logger, progress, callbacks)
+    if train["epochs"]:
+        data = task.datamodule(train["batch_size"], config["seed"], 0, by_epoch=True)
+    else:
+        data = task.datamodule(train["batch_size"], config["seed"], train["steps"])
     result = {"status": "ok", "reason": "", "metrics": {}, "artifacts": {}}
     try:
         trainer.fit(model, datamodule=data)
-        trainer.test(model, datamodule=data, verbose=False)
+        if evaluate == "test":
+            trainer.test(model, datamodule=data, verbose=False)
+        else:
+            trainer.validate(model, datamodule=data, verbose=False)
     except Diverged as err:
         result.update(status="diverged", reason=str(err))
     else:
-        metrics = {k.removeprefix("test/"): float(v) for k, v in trainer.callback_metrics.items()
-                   if k.startswith("test/")}
+        prefix = f"{evaluate}/"
+        metrics = {k.removeprefix(prefix): float(v) for k, v in trainer.callback_metrics.items()
+                   if k.startswith(prefix)}
         if not all(math.isfinite(v) for v in metrics.values()):
-            result.update(status="diverged", reason=f"non-finite test metrics {metrics}")
-        result.update(metrics=metrics, artifacts=model.test_artifacts)
+            result.update(status="diverged", reason=f"non-finite {evaluate} metrics {metrics}")
+        result.update(metrics=metrics, artifacts=model.test_artifacts if evaluate == "test" else {})
+    result["learned"] = task.learned(result["metrics"]) if result["status"] == "ok" else False
     result["curve"] = curve.points
+    result["steps_trained"] = trainer.global_step
+    if train["epochs"]:
+        result["epochs_trained"] = trainer.current_epoch
+        result["stopped"] = "patience" if stopper is not None and stopper.stopped_epoch > 0 else "cap"
+    else:
+        result["stopped"] = "steps"
     result["effective_params"] = effective
-    result["backend"] = recurrence_backend(rnn, task, device)
+    result["backend"] = recurrence_backend(rnn=model.rnn, task=task, device=device)
     return result
 
 
@@ -111,15 +152,32 @@ def describe(config: dict, shown: list[str]) -> str:
     return f"{config['task']} {config['arch']} budget={config['budget']}{setting} seed={config['seed']}"
 
 
+def check_clean_tree(results_dir: Path, allow_dirty: bool) -> bool:
+    """Runs stored under the repository's results/ are the ones people cite: they must come
+    from committed code. Returns whether the tree is dirty (allowed: the records say so)."""
+    changed = provenance.uncommitted_code()
+    if changed and provenance.publishes(results_dir) and not allow_dirty:
+        shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
+        raise UserInputError(
+            f"uncommitted changes outside results/ ({shown}): commit them first, so that the stored runs name "
+            "the code that made them, or pass --allow-dirty for an experiment (each record is then marked dirty), "
+            "or write to another folder with --results DIR"
+        )
+    return bool(changed)
+
+
 def run_suite(runs, results_dir: Path, *, device: str = "auto", wandb: bool = False, progress: bool = False,
-              command: str = "", cw_backend: str = "auto", log=print) -> dict:
-    """Runs what is missing from the store; returns counts by status."""
+              command: str = "", cw_backend: str = "auto", log=print, store_name: str = "runs.jsonl",
+              evaluate: str = "test", allow_dirty: bool = False) -> dict:
+    """Runs what is missing from the store (results_dir/<task>/<store_name>); returns counts
+    by status. `evaluate` "val" scores the final validation instead of the test set (tuning)."""
+    dirty = check_clean_tree(results_dir, allow_dirty)
     device = pick_device(device)
     stores: dict[str, tuple[ResultsStore, set[str]]] = {}
     todo = []
     for config, task in runs:
         if task.name not in stores:  # read each store once, not once per run
-            store = ResultsStore(Path(results_dir) / task.name / "runs.jsonl")
+            store = ResultsStore(Path(results_dir) / task.name / store_name)
             stores[task.name] = (store, store.finished_ids())
         store, finished = stores[task.name]
         rid = run_id(config)
@@ -137,10 +195,11 @@ def run_suite(runs, results_dir: Path, *, device: str = "auto", wandb: bool = Fa
             logger = make_logger(config, rid, setting_keys)
         started = time.perf_counter()
         try:
-            result = train_one(config, task, device, logger, progress, cw_backend)
+            result = train_one(config, task, device, logger, progress, cw_backend, evaluate)
         except Exception as err:  # a crashed run is recorded, and the sweep goes on
             result = {"status": "failed", "reason": f"{type(err).__name__}: {err}", "metrics": {},
-                      "artifacts": {}, "curve": [], "effective_params": None, "backend": cw_backend}
+                      "artifacts": {}, "curve": [], "effective_params": None, "backend": cw_backend,
+                      "learned": None}
         wall = time.perf_counter() - started
         record = {
             "run_id": rid, **config, "status": result.pop("status"), "reason": result.pop("reason"), **result,
@@ -148,7 +207,10 @@ def run_suite(runs, results_dir: Path, *, device: str = "auto", wandb: bool = Fa
             "higher_is_better": task.higher_is_better, "wall_time_s": round(wall, 3),
             "device": provenance.device_name(device), "git_commit": provenance.git_commit(),
             "versions": provenance.versions(), "date": provenance.now(), "command": command,
+            "evaluated_on": evaluate,
         }
+        if dirty:
+            record["dirty"] = True
         store.put(record)
         if logger is not None:
             from bench.wandb_log import finish
@@ -157,5 +219,6 @@ def run_suite(runs, results_dir: Path, *, device: str = "auto", wandb: bool = Fa
         counts[record["status"]] += 1
         shown = record["metrics"].get(task.primary_metric)
         log(f"{record['status']}" + (f" {task.primary_metric}={shown:.4g}" if shown is not None else "")
+            + (" (not learned)" if record["learned"] is False and record["status"] == "ok" else "")
             + (f" ({record['reason']})" if record["reason"] else "") + f" [{wall:.1f}s]")
     return counts

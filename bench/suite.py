@@ -22,17 +22,39 @@ from tasks import TASKS
 SUITES_DIR = Path(__file__).parent / "suites"
 
 
+TUNED = "tuned"  # train.lr: the value `cwbench tune` chose for the architecture
+LOSS_REDUCTIONS = ("mean", "sum")
+BIAS_INITS = ("zeros", "normal")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    steps: int = 1000
+    steps: int = 1000  # optimizer steps; with `epochs`, unused
     batch_size: int = 32
     optimizer: str = "adam"
-    lr: float = 1e-3
+    lr: float | str = 1e-3  # or "tuned"
     momentum: float = 0.95
     clip: float = 1.0  # gradient-norm clipping; 0 turns it off
-    val_every: int = 100
-    init_std: float = 0.0  # weights ~ N(0, init_std), biases 0; 0 keeps the library init
+    val_every: int = 100  # steps between validations; with `epochs`, once per epoch
+    init_std: float = 0.0  # weights ~ N(0, init_std); 0 keeps the library init
+    bias_init: str = "zeros"  # with init_std: biases 0, or "normal" ~ N(0, init_std) like the weights
     lstm_forget_bias: float | None = None
+    loss_reduction: str = "mean"  # over the scored time steps of a sequence: "mean" or "sum"
+    epochs: int = 0  # > 0: train by epochs over a finite training set, at most this many
+    patience: int = 0  # > 0 (with epochs): stop when the training metric has not improved for this many epochs
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    """How `cwbench tune` picks each architecture's learning rate: the same grid, seeds and
+    budget for every architecture, scored on the final validation metric (never the test
+    set; the task's `for_tuning` says what its validation data are)."""
+
+    grid: list = field(default_factory=list)  # learning rates, e.g. log-spaced
+    seeds: int = 2
+    budget: int = 0  # 0: the profile's first budget
+    steps: int = 0  # 0: the profile's steps
+    task_params: dict = field(default_factory=dict)  # overrides of the profile's task params (e.g. fewer targets)
 
 
 @dataclass(frozen=True)
@@ -53,6 +75,7 @@ class Profile:
     match: MatchConfig = field(default_factory=MatchConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     arch_train: dict = field(default_factory=dict)  # per-architecture overrides of train, e.g. lstm: {lr: 3e-5}
+    tune: TuneConfig | None = None
 
 
 def _dataclass_from(cls, values: dict | None, where: str):
@@ -83,7 +106,8 @@ def load_profile(suite: dict, name: str) -> Profile:
     where = f"bench/suites/{suite['task']}.yaml profile {name}"
     match = _dataclass_from(MatchConfig, raw.pop("match", None), where + " match")
     train = _dataclass_from(TrainConfig, raw.pop("train", None), where + " train")
-    return _dataclass_from(Profile, {**raw, "match": match, "train": train}, where)
+    tune = _dataclass_from(TuneConfig, raw.pop("tune"), where + " tune") if raw.get("tune") else None
+    return _dataclass_from(Profile, {**raw, "match": match, "train": train, "tune": tune}, where)
 
 
 def run_id(config: dict) -> str:
@@ -108,6 +132,10 @@ def make_task(task_name: str, params: dict):
         ) from None
 
 
+def _is_positive(value) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and value > 0
+
+
 def validate_train(train: TrainConfig) -> None:
     if train.optimizer not in OPTIMIZERS:
         raise UserInputError(f"unknown optimizer '{train.optimizer}': choose one of {', '.join(OPTIMIZERS)}")
@@ -115,8 +143,19 @@ def validate_train(train: TrainConfig) -> None:
         value = getattr(train, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise UserInputError(f"bad train.{name} {value!r}: it must be a positive integer")
-    if not train.lr > 0:
-        raise UserInputError(f"bad learning rate {train.lr!r}: it must be positive")
+    for name in ("epochs", "patience"):
+        value = getattr(train, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise UserInputError(f"bad train.{name} {value!r}: it must be an integer >= 0 (0 = off)")
+    if train.patience and not train.epochs:
+        raise UserInputError("train.patience needs train.epochs (the cap on epochs): set both")
+    if train.lr != TUNED and not _is_positive(train.lr):
+        raise UserInputError(f"bad learning rate train.lr={train.lr!r}: it must be positive, or '{TUNED}'")
+    if train.loss_reduction not in LOSS_REDUCTIONS:
+        raise UserInputError(f"bad train.loss_reduction {train.loss_reduction!r}: choose one of "
+                             f"{', '.join(LOSS_REDUCTIONS)}")
+    if train.bias_init not in BIAS_INITS:
+        raise UserInputError(f"bad train.bias_init {train.bias_init!r}: choose one of {', '.join(BIAS_INITS)}")
 
 
 def counted_inputs(task) -> int:
@@ -132,20 +171,32 @@ def train_for(profile: Profile, arch: str) -> TrainConfig:
     return train
 
 
-def resolve(task_name: str, profile_name: str, profile: Profile):
-    """All runs of a suite as (config, task) pairs, in sweep order."""
+def resolve(task_name: str, profile_name: str, profile: Profile, tuned: dict | None = None):
+    """All runs of a suite as (config, task) pairs, in sweep order. `tuned` maps an
+    architecture label to the learning rate `cwbench tune` chose for it (train.lr "tuned")."""
     validate_train(profile.train)
     if profile.seeds < 1:
         raise UserInputError(f"bad --seeds {profile.seeds}: run at least one seed")
     runs = []
     for params in _grid(profile.task_params):
         task = make_task(task_name, params)
+        if profile.train.epochs and task.epoch_batches(profile.train.batch_size) is None:
+            raise UserInputError(f"task {task_name} trains on an endless stream of batches: it has no epochs, "
+                                 "use train.steps (not train.epochs)")
         for budget in profile.budgets:
             for label in profile.archs:
                 m = profile.match
                 match = match_budget(label, budget, counted_inputs(task), task.output_size, tolerance=m.tolerance,
                                      cw_match=m.cw_match, cw_modules=m.cw_modules,
                                      cw_module_size=m.cw_module_size, offset=m.offset)
+                train = dataclasses.asdict(train_for(profile, match.spec.arch))
+                if train["lr"] == TUNED:
+                    if match.spec.label not in (tuned or {}):
+                        raise UserInputError(
+                            f"no tuned learning rate for {match.spec.label} in profile {profile_name} of task "
+                            f"{task_name}: run `cwbench tune {task_name} --profile {profile_name}` first "
+                            "(with the same --results folder)")
+                    train["lr"] = tuned[match.spec.label]
                 for seed in range(profile.seeds):
                     config = {
                         "task": task_name,
@@ -155,7 +206,7 @@ def resolve(task_name: str, profile_name: str, profile: Profile):
                         "model": match.spec.to_dict(),
                         "budget": budget,
                         "params": match.params,
-                        "train": dataclasses.asdict(train_for(profile, match.spec.arch)),
+                        "train": train,
                         "seed": seed,
                     }
                     runs.append((config, task))

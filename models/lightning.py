@@ -35,12 +35,19 @@ OPTIMIZERS = {
 
 
 class SequenceModel(pl.LightningModule):
-    def __init__(self, rnn: nn.Module, task, optim: OptimConfig):
+    """`loss_reduction` ("mean" or "sum" over a sequence's scored steps) is the task loss's;
+    with `track_train_metric` the task's primary metric on the training batches is logged
+    per epoch as train/<metric> (what early stopping on the training error watches)."""
+
+    def __init__(self, rnn: nn.Module, task, optim: OptimConfig, loss_reduction: str = "mean",
+                 track_train_metric: bool = False):
         super().__init__()
         self.rnn = rnn
         self.readout = nn.Linear(rnn.hidden_size, task.output_size)
         self.task = task
         self.optim = optim
+        self.loss_reduction = loss_reduction
+        self.track_train_metric = track_train_metric
         self.test_artifacts: dict[str, list] = {}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -48,10 +55,16 @@ class SequenceModel(pl.LightningModule):
         return self.readout(outputs)
 
     def training_step(self, batch, batch_idx):
-        loss = self.task.loss(self(batch["x"]), batch)
+        y_hat = self(batch["x"])
+        loss = self.task.loss(y_hat, batch, self.loss_reduction)
         if not torch.isfinite(loss):
             raise Diverged(f"training loss became {loss.item()} at step {self.global_step}")
         self.log("train/loss", loss, batch_size=len(batch["x"]))
+        if self.track_train_metric:
+            with torch.no_grad():
+                value = self.task.metrics(y_hat, batch)[self.task.primary_metric]
+            self.log(f"train/{self.task.primary_metric}", value, on_step=False, on_epoch=True,
+                     batch_size=len(batch["x"]))
         return loss
 
     def _evaluate(self, batch, stage: str):

@@ -82,14 +82,25 @@ def freeze_input_weights(rnn: nn.Module) -> None:
 
 
 @torch.no_grad()
-def initialise(rnn: nn.Module, readout: nn.Module, std: float = 0.0, lstm_forget_bias: float | None = None):
-    """Optional paper-style initialisation: weights ~ N(0, std), biases 0 (std 0 keeps the
-    library's default); an LSTM's forget-gate bias set high so it starts remembering."""
+def initialise(rnn: nn.Module, readout: nn.Module, std: float = 0.0, lstm_forget_bias: float | None = None,
+               bias_init: str = "zeros"):
+    """Optional paper-style initialisation: weights ~ N(0, std), biases 0 or, with
+    bias_init "normal", drawn like the weights (std 0 keeps the library's default); an
+    LSTM's forget-gate bias set high so it starts remembering.
+
+    Zero biases leave a no-input network dead at the start: with h(-1) = 0 every state is
+    tanh(0) = 0, so the recurrent and readout weights get no gradient until the biases
+    have moved. Biases drawn like the weights (the paper's "all weights ~ N(0, 0.1)")
+    avoid that."""
     if std:
         for module in (rnn, readout):
             for p in module.parameters():
-                if p.requires_grad:
-                    nn.init.normal_(p, 0.0, std) if p.dim() > 1 else nn.init.zeros_(p)
+                if not p.requires_grad:
+                    continue
+                if p.dim() > 1 or bias_init == "normal":
+                    nn.init.normal_(p, 0.0, std)
+                else:
+                    nn.init.zeros_(p)
         if isinstance(rnn, ClockworkRNN):
             rnn.weight_hh.mul_(rnn.mask)
     if lstm_forget_bias is not None and isinstance(rnn, nn.LSTM):

@@ -36,12 +36,30 @@ class Task(abc.ABC):
         """A LightningDataModule whose batches are dicts with at least ``x`` (B, T, I).
 
         ``train_dataloader`` must yield at least ``train_steps`` batches in total
-        (it may cycle); ``val_dataloader`` and ``test_dataloader`` are finite.
+        (it may cycle); ``val_dataloader`` and ``test_dataloader`` are finite. A task with
+        a finite training set (``epoch_batches``) also takes ``by_epoch=True``: then
+        ``train_dataloader`` gives one epoch, the trainer's current one.
         """
 
+    def epoch_batches(self, batch_size: int) -> int | None:
+        """Batches in one pass over a finite training set; None for a task whose training
+        data are an endless stream (it trains by steps only)."""
+        return None
+
+    def for_tuning(self) -> Task:
+        """The task that learning-rate tuning trains and scores on its *validation* data:
+        the validation loader must never give the test set. Here: the task itself (its
+        validation data are already apart from the test set); tasks whose validation
+        loader is the test set return a variant with a held-out part of the training data."""
+        return self
+
     @abc.abstractmethod
-    def loss(self, y_hat: torch.Tensor, batch: dict) -> torch.Tensor:
-        """Scalar training loss from the readout at every step, ``y_hat`` (B, T, O)."""
+    def loss(self, y_hat: torch.Tensor, batch: dict, reduction: str = "mean") -> torch.Tensor:
+        """Scalar training loss from the readout at every step, ``y_hat`` (B, T, O).
+
+        ``reduction`` says how the scored time steps of a sequence are combined: "mean"
+        (the loss per scored step) or "sum" (per sequence; a learning rate then means what
+        it means for a per-sequence loss). Sequences are always averaged over the batch."""
 
     @abc.abstractmethod
     def metrics(self, y_hat: torch.Tensor, batch: dict) -> dict[str, torch.Tensor]:
@@ -56,8 +74,22 @@ class Task(abc.ABC):
         return {}
 
     def baselines(self) -> dict[str, float]:
-        """Reference values reported beside results (e.g. a memoryless baseline)."""
+        """Reference values reported beside results (e.g. a memoryless baseline). The entry
+        named like the primary metric is the trivial baseline that `learned` compares with."""
         return {}
+
+    #: how far past the trivial baseline the primary metric must get to count as learned
+    learn_margin: float = 0.0
+
+    def learned(self, metrics: dict[str, float]) -> bool | None:
+        """Did the run beat the trivial baseline by more than `learn_margin`? None when
+        there is no metric or no baseline to compare with."""
+        value, baseline = metrics.get(self.primary_metric), self.baselines().get(self.primary_metric)
+        if value is None or baseline is None:
+            return None
+        if self.higher_is_better:
+            return value > baseline + self.learn_margin
+        return value < baseline - self.learn_margin
 
     def artifacts(self, y_hat: torch.Tensor, batch: dict) -> dict[str, list]:
         """Small JSON-able outputs of one test batch kept in the run record (lists are

@@ -1,5 +1,6 @@
 """End to end: sweeps into a temporary results dir, resume, divergence, failures, CLI errors."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from wandb_offline import read_run
 from bench import runner
 from bench.cli import main
 from bench.store import ResultsStore
+from bench.suite import TrainConfig
 from tasks.copy import CopyTask
 
 TINY = ["--archs", "rnn", "cwrnn/exponential", "--seeds", "2", "--steps", "4", "--budgets", "400",
@@ -70,8 +72,8 @@ def test_killed_sweep_resumes_without_loss_or_duplicates(tmp_path, monkeypatch, 
 
 
 class NaNCopy(CopyTask):
-    def loss(self, y_hat, batch):
-        return super().loss(y_hat, batch) * float("nan")
+    def loss(self, y_hat, batch, reduction="mean"):
+        return super().loss(y_hat, batch, reduction) * float("nan")
 
 
 class BrokenCopy(CopyTask):
@@ -84,8 +86,8 @@ def _config(seed, steps=3):
             "model": {"arch": "rnn", "hidden_size": 4, "schedule": "", "periods": [], "module_sizes": [],
                       "offset": 0, "order": []},
             "budget": 109, "params": 109, "seed": seed,
-            "train": {"steps": steps, "batch_size": 4, "optimizer": "sgd", "lr": 0.1, "momentum": 0.95,
-                      "clip": 1.0, "val_every": steps, "init_std": 0.0, "lstm_forget_bias": None}}
+            "train": dataclasses.asdict(TrainConfig(steps=steps, batch_size=4, optimizer="sgd", lr=0.1,
+                                                    val_every=steps))}
 
 
 def test_divergence_and_failure_are_recorded_and_the_sweep_goes_on(tmp_path):
