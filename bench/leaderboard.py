@@ -1,5 +1,9 @@
 """Leaderboards: the results store of a task turned into tables (Markdown, CSV) and
 plots. Every number here is computed from results/<task>/runs.jsonl; nothing is typed.
+
+A row's unit of replication is the seed: its std, bootstrap interval and Welch test are
+over one value per seed (for tasks aggregated over targets, the seed's mean over the
+targets it ran on), so that a row's spread is the spread of what a rerun would vary.
 """
 
 from __future__ import annotations
@@ -9,11 +13,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.stats import bootstrap_ci, welch_p
 from bench.store import ResultsStore
 from bench.suite import load_suite
 from models.errors import UserInputError
 
 NOX_SESSION = {"copy": "copy", "audio": "audio", "timit": "timit", "synthwords": "synthwords"}
+SEPARATED = 0.05  # a best row is shown in bold when every other row of its group differs at this p
 
 
 def runs_frame(records: list[dict]) -> pd.DataFrame:
@@ -28,6 +34,9 @@ def runs_frame(records: list[dict]) -> pd.DataFrame:
             "shape": (f"g={len(model['periods'])}, k={'/'.join(sorted({str(k) for k in model['module_sizes']}))}"
                       if model["periods"] else f"h={model['hidden_size']}"),
             "hidden": model["hidden_size"], "command": r.get("command", ""),
+            "learned": r.get("learned"),  # None: recorded before runs were checked against the baseline
+            "git_commit": r["git_commit"], "torch": r["versions"]["torch"], "device": r["device"],
+            "date": r["date"], "backend": r.get("backend", "unrecorded"),
         }
         row.update({f"task.{k}": (json.dumps(v) if isinstance(v, (list, dict)) else v)
                     for k, v in r["task_params"].items()})
@@ -35,7 +44,13 @@ def runs_frame(records: list[dict]) -> pd.DataFrame:
         row.update({f"metric.{k}": v for k, v in r["metrics"].items()})
         row.update({f"baseline.{k}": v for k, v in r.get("baselines", {}).items()})
         rows.append(row)
-    return pd.DataFrame(rows)
+    df = pd.DataFrame(rows)
+    # one primary metric per task: the first record's
+    primary = df["primary"] = records[0]["primary_metric"]
+    df["higher_is_better"] = records[0]["higher_is_better"]
+    if f"metric.{primary}" not in df:  # every run failed: the tables still get their columns
+        df[f"metric.{primary}"] = float("nan")
+    return df
 
 
 def setting_columns(df: pd.DataFrame, aggregate_over: list[str]) -> list[str]:
@@ -44,13 +59,46 @@ def setting_columns(df: pd.DataFrame, aggregate_over: list[str]) -> list[str]:
     return [c for c in df.columns if c.startswith(("task.", "train.")) and c not in skip]
 
 
-def _mean_std(values: pd.Series) -> str:
-    values = values.dropna()
-    if values.empty:
+def target_label(values: dict) -> str:
+    """A readable name for the aggregated settings of a run: `synth:pluck (e3844c3a)`,
+    a content hash cut to its first 8 characters."""
+    names = [str(v) for k, v in values.items() if k != "sha256"]
+    hashes = [f"({str(v)[:8]})" for k, v in values.items() if k == "sha256"]
+    return " ".join(names + hashes)
+
+
+def _per_seed(ok: pd.DataFrame, metric: str) -> pd.Series:
+    """One value per seed: the mean over the targets (or other aggregated settings) the
+    seed ran on; without aggregation, each seed's only run."""
+    return ok.groupby("seed")[metric].mean().dropna()
+
+
+def _mean(ok: pd.DataFrame, metric: str, per_seed: pd.Series, aggregated: list[str]) -> float:
+    if not aggregated:
+        return per_seed.mean()
+    # every target weighs the same, however many of its seeds finished
+    return ok.groupby(aggregated, dropna=False)[metric].mean().mean()
+
+
+def _mean_std(mean: float, per_seed: pd.Series) -> str:
+    if per_seed.empty:
         return "—"
-    if len(values) == 1:
-        return f"{values.iloc[0]:.4g}"
-    return f"{values.mean():.4g} ± {values.std(ddof=1):.2g}"
+    if len(per_seed) == 1:
+        return f"{mean:.4g}"
+    return f"{mean:.4g} ± {per_seed.std(ddof=1):.2g}"
+
+
+def _interval(per_seed: pd.Series) -> str:
+    ci = bootstrap_ci(per_seed)
+    return "—" if ci is None else f"[{ci[0]:.4g}, {ci[1]:.4g}]"
+
+
+def _p_text(p: float | None) -> str:
+    if p is None:
+        return "—"
+    text = f"{p:.2g}"
+    # 0.0496 must not read as "0.05" beside a bold best row
+    return f"< {SEPARATED}" if p < SEPARATED and float(text) >= SEPARATED else text
 
 
 def paper_value(suite: dict, arch: str, budget: int, setting: dict) -> str:
@@ -62,47 +110,90 @@ def paper_value(suite: dict, arch: str, budget: int, setting: dict) -> str:
     return ""
 
 
-def leaderboard_table(df: pd.DataFrame, suite: dict) -> pd.DataFrame:
+def leaderboard_table(df: pd.DataFrame, suite: dict, aggregate_over: list[str] | None = None) -> pd.DataFrame:
+    """One row per profile x setting x architecture x budget, ranked within each profile,
+    task setting and budget. `aggregate_over` (default: the suite's) names the task
+    parameters folded into a row; pass [] for one row per target. Columns starting with
+    "_" are helpers for the Markdown, not results."""
     board = suite.get("leaderboard", {})
-    primary = df["primary"].iloc[0] if "primary" in df else None
-    settings = setting_columns(df, board.get("aggregate_over", []))
+    if aggregate_over is None:
+        aggregate_over = board.get("aggregate_over", [])
+    aggregated = [f"task.{k}" for k in aggregate_over if f"task.{k}" in df]
+    primary = df["primary"].iloc[0]
+    settings = setting_columns(df, aggregate_over)
     keys = ["profile", *settings, "arch", "offset", "periods", "budget"]
-    metrics = [c for c in df.columns if c.startswith("metric.")]
-    if primary:  # primary metric first
-        metrics.sort(key=lambda c: c != f"metric.{primary}")
+    metrics = sorted((c for c in df.columns if c.startswith("metric.")), key=lambda c: c != f"metric.{primary}")
     rows = []
     for key, group in df.groupby(keys, dropna=False, sort=False):
         setting = dict(zip(keys, key))
         ok = group[group["status"] == "ok"]
+        not_learned = int(ok["learned"].eq(False).sum())
         row = {k: setting[k] for k in keys}
         row["shape"] = "; ".join(sorted(group["shape"].unique()))
         row["params"] = int(round(group["params"].mean()))
         row["deviation"] = f"{(group['params'].mean() - setting['budget']) / setting['budget']:+.1%}"
         for m in metrics:
-            row[m.removeprefix("metric.")] = _mean_std(ok[m])
-            row[m.removeprefix("metric.") + "_mean"] = ok[m].mean()
+            name = m.removeprefix("metric.")
+            per_seed = _per_seed(ok, m)
+            mean = _mean(ok, m, per_seed, aggregated)
+            row[name], row[f"_mean.{name}"] = _mean_std(mean, per_seed), mean
+            if name == primary:
+                if len(ok) and not_learned == len(ok):
+                    row[name] += " (not learned)"  # never to pass for a result
+                row["ci95"] = _interval(per_seed)
+                row["p"] = "—"  # against the best row of the group: _compare_to_best
+                row["_per_seed"] = tuple(per_seed)
         row["n"] = len(ok)
+        if aggregated:
+            row["seeds"] = len(row["_per_seed"])
+        row["not_learned"] = not_learned if ok["learned"].notna().any() else "—"
         row["diverged"] = int((group["status"] == "diverged").sum())
         row["failed"] = int((group["status"] == "failed").sum())
-        if primary and f"baseline.{primary}" in group:
+        if f"baseline.{primary}" in group:
             row["baseline"] = f"{group[f'baseline.{primary}'].mean():.4g}"
         paper = paper_value(suite, setting["arch"], setting["budget"], setting)
         if paper or board.get("paper"):
             row["paper"] = paper
         row["mean_wall_s"] = round(group["wall_time_s"].mean(), 1)
         rows.append(row)
-    table = pd.DataFrame(rows)
-    if primary and f"{primary}_mean" in table:
-        higher = bool(df["higher_is_better"].iloc[0])
-        # rank within a task setting and budget; train settings may differ per architecture
-        tasks = [c for c in settings if c.startswith("task.")]
-        table = table.sort_values(["profile", *tasks, "budget", f"{primary}_mean"],
-                                  ascending=[True] * (len(tasks) + 2) + [not higher], kind="stable")
+    higher = bool(df["higher_is_better"].iloc[0])
+    # rank within a task setting and budget; train settings may differ per architecture
+    groups = ["profile", *(c for c in settings if c.startswith("task.")), "budget"]
+    table = pd.DataFrame(rows).sort_values([*groups, f"_mean.{primary}"],
+                                           ascending=[True] * len(groups) + [not higher], kind="stable")
+    return _compare_to_best(table.reset_index(drop=True), groups, primary, higher)
+
+
+def _compare_to_best(table: pd.DataFrame, groups: list[str], primary: str, higher: bool) -> pd.DataFrame:
+    """Welch p of every row against the best row (by mean) of its group; the best row is
+    `_separated` when every other row of the group differs from it at p < SEPARATED."""
+    table["_separated"] = False
+    for _, group in table.groupby(groups, dropna=False, sort=False):
+        means = group[f"_mean.{primary}"]
+        if means.isna().all():
+            continue
+        best = means.idxmax() if higher else means.idxmin()  # a tie: the first in rank order
+        others = [i for i in group.index if i != best]
+        p = {i: welch_p(table.at[i, "_per_seed"], table.at[best, "_per_seed"]) for i in others}
+        for i in others:
+            table.at[i, "p"] = _p_text(p[i])
+        table.at[best, "p"] = "best"
+        # a row that cannot be tested (too few seeds) is not one the best is separated from
+        table.at[best, "_separated"] = bool(others) and all(v is not None and v < SEPARATED for v in p.values())
     return table
+
+
+def results_only(table: pd.DataFrame) -> pd.DataFrame:
+    """The table as written to CSV: without the helper columns."""
+    return table.drop(columns=[c for c in table.columns if c.startswith("_")])
 
 
 def _varying(table: pd.DataFrame, columns: list[str]) -> list[str]:
     return [c for c in columns if c in table and table[c].astype(str).nunique() > 1]
+
+
+def _short(view: pd.DataFrame) -> pd.DataFrame:
+    return view.rename(columns={c: c.removeprefix("task.").removeprefix("train.") for c in view.columns})
 
 
 def reproduce_commands(df: pd.DataFrame, task: str, profile: str) -> list[str]:
@@ -113,37 +204,76 @@ def reproduce_commands(df: pd.DataFrame, task: str, profile: str) -> list[str]:
     return [default] if not recorded else recorded
 
 
-def markdown(table: pd.DataFrame, df: pd.DataFrame, suite: dict, task: str, plots: list[Path]) -> str:
-    board = suite.get("leaderboard", {})
+def _header(df: pd.DataFrame, suite: dict, task: str) -> list[str]:
+    aggregate_over = suite.get("leaderboard", {}).get("aggregate_over", [])
     primary = df["primary"].iloc[0]
-    over = " and ".join(["seeds", *(["/".join(board["aggregate_over"])] if board.get("aggregate_over") else [])])
     lines = [f"# Leaderboard — {suite.get('title', task)}", "",
              f"Generated by `cwbench leaderboard {task}` from `results/{task}/runs.jsonl` "
              f"({len(df)} runs); regenerate, never edit by hand.", "",
              f"Ranked by **{primary}** ({'higher' if df['higher_is_better'].iloc[0] else 'lower'} is better): "
-             f"mean ± sample std over {over}"
-             + "; n = finished runs.", ""]
+             "mean ± sample std over seeds; `ci95` = 95% bootstrap interval of that mean (percentile, "
+             "9999 resamples, fixed seed); n = finished runs.", "",
+             "`p` = two-sided Welch t-test of the row's per-seed values against the best row of its profile, "
+             "task setting and budget (`best`); — = no test possible (fewer than 2 seeds on a side, "
+             "or no spread on either side).", ""]
+    if aggregate_over:
+        what, unit = target_label({k: k for k in aggregate_over}), aggregate_over[0]
+        lines += [f"Aggregated over {what}, the seed being the unit of replication: for each seed the metric "
+                  f"is first averaged over the {unit}s it ran on, and std, `ci95` and `p` are over these "
+                  f"per-seed averages (`seeds` = their number); the mean is the mean over {unit}s of each "
+                  f"{unit}'s mean over seeds. Each profile's \"Per target\" table shows every {unit} alone.", ""]
+    lines += ["`not_learned` = finished runs whose primary metric did not beat the task's trivial baseline by "
+              "its margin (— = not recorded by these runs); a row where no run learned has its metric marked "
+              "`(not learned)`.", ""]
+    return lines
+
+
+def _per_target_section(part: pd.DataFrame, runs: pd.DataFrame, suite: dict) -> list[str]:
+    aggregate_over = suite["leaderboard"]["aggregate_over"]
+    primary = runs["primary"].iloc[0]
+    part = part.assign(target=[target_label({k: row[f"task.{k}"] for k in aggregate_over if f"task.{k}" in part})
+                               for _, row in part.iterrows()]).sort_values("target", kind="stable")
+    settings = setting_columns(runs, aggregate_over)
+    shown = ["arch", *_varying(part, ["offset"]), *_varying(part, settings), "budget", "target",
+             primary, "ci95", "n", "not_learned"]
+    return ["### Per target", "", _short(part[shown]).to_markdown(index=False), ""]
+
+
+def markdown(table: pd.DataFrame, df: pd.DataFrame, suite: dict, task: str,
+             plots: dict[str, list[Path]], per_target: pd.DataFrame | None = None) -> str:
+    board = suite.get("leaderboard", {})
+    aggregate_over = board.get("aggregate_over", [])
+    primary = df["primary"].iloc[0]
+    lines = _header(df, suite, task)
     for profile, part in table.groupby("profile", sort=True):
         runs = df[df["profile"] == profile]
-        settings = setting_columns(runs, board.get("aggregate_over", []))
+        settings = setting_columns(runs, aggregate_over)
         shown = ["arch", *_varying(part, ["offset"]), *_varying(part, settings), "budget", "params",
                  "deviation", "shape"]
         metrics = sorted((m.removeprefix("metric.") for m in df.columns if m.startswith("metric.")),
                          key=lambda m: m != primary)
         extra = [c for c in ("baseline", "paper") if c in part]
-        view = part[shown + metrics + extra + ["n", "diverged", "failed", "mean_wall_s"]]
-        view = view.rename(columns={c: c.removeprefix("task.").removeprefix("train.") for c in view.columns})
+        counts = ["n", *(["seeds"] if "seeds" in part else []), "not_learned", "diverged", "failed"]
+        view = part.assign(arch=[f"**{a}**" if bold else a for a, bold in zip(part["arch"], part["_separated"])])
+        view = _short(view[[*shown, primary, "ci95", "p", *metrics[1:], *extra, *counts, "mean_wall_s"]])
         lines += [f"## Profile `{profile}`", "", "Reproduce:", ""]
         lines += [f"    {c}" for c in reproduce_commands(runs, task, profile)]
-        lines += ["", view.to_markdown(index=False), ""]
+        lines += ["", view.to_markdown(index=False), "",
+                  f"Bold arch: the best row, separated from every other row of its task setting and budget at "
+                  f"p < {SEPARATED} (Welch); a best row not in bold is tied with at least one other.", ""]
         fixed = {c.removeprefix("task.").removeprefix("train."): runs[c].iloc[0]
                  for c in settings if c not in _varying(part, settings)}
         if fixed:
             lines += ["Held fixed: " + ", ".join(f"{k}={v}" for k, v in fixed.items()), ""]
-        aggregated = [f"task.{k}" for k in board.get("aggregate_over", []) if f"task.{k}" in runs]
-        for column in aggregated:
-            lines += [f"Aggregated over {column.removeprefix('task.')}: "
-                      + ", ".join(f"`{v}`" for v in sorted(runs[column].astype(str).unique())), ""]
+        aggregated = [k for k in aggregate_over if f"task.{k}" in runs]
+        if aggregated:
+            names = sorted({target_label({k: row[f"task.{k}"] for k in aggregated}) for _, row in runs.iterrows()})
+            lines += [f"Aggregated over {target_label({k: k for k in aggregated})}: "
+                      + ", ".join(f"`{n}`" for n in names), ""]
+        if per_target is not None:
+            lines += _per_target_section(per_target[per_target["profile"] == profile], runs, suite)
+        if plots.get(profile):
+            lines += ["### Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots[profile]] + [""]
     notes = board.get("notes", [])
     if notes:
         lines += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
@@ -153,13 +283,12 @@ def markdown(table: pd.DataFrame, df: pd.DataFrame, suite: dict, task: str, plot
               f"- devices: {', '.join(sorted(df['device'].unique()))}",
               f"- recurrence implementations: {', '.join(sorted(df['backend'].unique()))}",
               f"- run dates: {df['date'].min()} … {df['date'].max()}", ""]
-    if plots:
-        lines += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots] + [""]
     return "\n".join(lines)
 
 
 def build_leaderboard(task: str, results_dir: Path, log=print) -> list[Path]:
-    """Writes results/<task>/leaderboard.{md,csv} and plots; returns the written paths."""
+    """Writes results/<task>/leaderboard.{md,csv} (and leaderboard_per_target.csv for a task
+    aggregated over targets) and one set of plots per profile; returns the written paths."""
     from bench.plots import make_plots  # matplotlib only when plotting
 
     out = Path(results_dir) / task
@@ -168,18 +297,18 @@ def build_leaderboard(task: str, results_dir: Path, log=print) -> list[Path]:
         raise UserInputError(f"no runs stored for task {task} in {out}: run `cwbench run {task}` first")
     suite = load_suite(task)
     df = runs_frame(records)
-    df["primary"] = records[0]["primary_metric"]
-    df["higher_is_better"] = records[0]["higher_is_better"]
-    df["git_commit"] = [r["git_commit"] for r in records]
-    df["torch"] = [r["versions"]["torch"] for r in records]
-    df["device"] = [r["device"] for r in records]
-    df["date"] = [r["date"] for r in records]
-    df["backend"] = [r.get("backend", "unrecorded") for r in records]
     table = leaderboard_table(df, suite)
+    written = [out / "leaderboard.md", out / "leaderboard.csv"]
+    results_only(table).to_csv(out / "leaderboard.csv", index=False)
+    per_target = None
+    if suite.get("leaderboard", {}).get("aggregate_over"):
+        per_target = leaderboard_table(df, suite, aggregate_over=[]).drop(columns=["p", "paper"], errors="ignore")
+        results_only(per_target).to_csv(out / "leaderboard_per_target.csv", index=False)
+        written.append(out / "leaderboard_per_target.csv")
+    for stale in out.glob("*.png"):  # the folder holds generated plots only; a dropped plot must not linger
+        stale.unlink()
     plots = make_plots(task, df, records, suite, out)
-    csv = table.drop(columns=[c for c in table.columns if c.endswith("_mean")])
-    csv.to_csv(out / "leaderboard.csv", index=False)
-    (out / "leaderboard.md").write_text(markdown(table, df, suite, task, plots))
-    written = [out / "leaderboard.md", out / "leaderboard.csv", *plots]
+    (out / "leaderboard.md").write_text(markdown(table, df, suite, task, plots, per_target))
+    written += [p for paths in plots.values() for p in paths]
     log(f"wrote {', '.join(str(p) for p in written)}")
     return written

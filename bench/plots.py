@@ -1,7 +1,10 @@
 """Leaderboard plots (seaborn, PNG), computed from the stored runs of one task.
 
 Each suite file lists its plots by name under `leaderboard.plots`; PLOTS maps those
-names to functions (df, records, suite, out_dir) -> written path or None.
+names to functions (df, records, suite, out_dir) -> written path or None. A function
+gets the runs of one profile only and names its file after it (`<name>_<profile>.png`):
+profiles differ in training protocol, so a figure pooling them would average apples
+with pears.
 """
 
 from __future__ import annotations
@@ -20,6 +23,17 @@ import seaborn as sns  # noqa: E402
 
 def _ok(df: pd.DataFrame) -> pd.DataFrame:
     return df[df["status"] == "ok"]
+
+
+def _path(out: Path, stem: str, df: pd.DataFrame) -> Path:
+    profiles = sorted(df["profile"].unique())
+    if len(profiles) != 1:
+        raise ValueError(f"a plot shows one profile's runs, got profiles {profiles}")
+    return out / f"{stem}_{profiles[0]}.png"
+
+
+def _title(suite, df) -> str:
+    return f"{suite.get('title', suite['task'])} [{df['profile'].iloc[0]}]"
 
 
 def _save(fig, path: Path) -> Path:
@@ -41,11 +55,11 @@ def metric_vs_x(df, records, suite, out: Path):
     fig, ax = plt.subplots(figsize=(9, 4.5))
     sns.lineplot(data=data, x=f"task.{x}", y=f"metric.{primary}", hue="arch", style=style, marker="o",
                  errorbar="sd", ax=ax)
-    ax.set(xlabel=x, ylabel=primary, title=f"{suite.get('title', suite['task'])}: {primary} vs {x}")
+    ax.set(xlabel=x, ylabel=primary, title=f"{_title(suite, df)}: {primary} vs {x}")
     if f"baseline.{primary}" in data:
         ax.axhline(data[f"baseline.{primary}"].mean(), color="grey", ls=":", label="baseline")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
-    return _save(fig, out / f"{primary}_vs_{x}.png")
+    return _save(fig, _path(out, f"{primary}_vs_{x}", df))
 
 
 def metric_vs_budget(df, records, suite, out: Path):
@@ -57,9 +71,9 @@ def metric_vs_budget(df, records, suite, out: Path):
     fig, ax = plt.subplots(figsize=(7, 4.5))
     sns.lineplot(data=data, x="budget", y=f"metric.{primary}", hue="arch", marker="o", errorbar="sd", ax=ax)
     ax.set(xscale="log", yscale="log", xlabel="parameter budget", ylabel=primary,
-           title=f"{suite.get('title', suite['task'])}: {primary} vs budget")
+           title=f"{_title(suite, df)}: {primary} vs budget")
     ax.legend(fontsize=7)
-    return _save(fig, out / f"{primary}_vs_budget.png")
+    return _save(fig, _path(out, f"{primary}_vs_budget", df))
 
 
 def learning_curves(df, records, suite, out: Path):
@@ -79,33 +93,39 @@ def learning_curves(df, records, suite, out: Path):
     grid = sns.relplot(data=data, x="step", y=primary, hue="arch", col="setting",
                        col_wrap=min(4, data["setting"].nunique()), kind="line", errorbar=None,
                        height=3, aspect=1.2, facet_kws={"sharey": True})
-    grid.figure.suptitle(f"{suite.get('title', suite['task'])}: validation {primary} during training", y=1.02)
-    grid.savefig(out / "learning_curves.png", dpi=100, bbox_inches="tight")
+    grid.figure.suptitle(f"{_title(suite, df)}: validation {primary} during training", y=1.02)
+    path = _path(out, "learning_curves", df)
+    grid.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(grid.figure)
-    return out / "learning_curves.png"
+    return path
 
 
 def waveforms(df, records, suite, out: Path):
-    """The paper's figure: target vs generated waveform per architecture at the largest
-    budget (first target, seed 0)."""
+    """The paper's figure: target vs generated waveform of each architecture's best run
+    (lowest NMSE) at the profile's largest budget, all on one target, the one of the best
+    run overall at that budget, so that the panels compare like with like."""
     from tasks.audio import plot_waveforms
 
     ok = [r for r in records if r["status"] == "ok" and r["artifacts"].get("generated")]
     if not ok:
         return None
     budget = max(r["budget"] for r in ok)
-    target = sorted({r["task_params"]["target"] for r in ok})[0]
+    at_budget = sorted((r for r in ok if r["budget"] == budget), key=lambda r: (r["metrics"]["nmse"], r["run_id"]))
+    on_target = lambda r: (r["task_params"]["target"], r["task_params"].get("sha256"))
+    target = on_target(at_budget[0])
     chosen = {}
-    for r in sorted(ok, key=lambda r: r["seed"]):
-        if r["budget"] == budget and r["task_params"]["target"] == target:
+    for r in at_budget:  # best first: the first run of an arch on the target is its best
+        if on_target(r) == target:
             chosen.setdefault(r["arch"], r)
     fig, axes = plt.subplots(len(chosen), 1, figsize=(8, 1.8 * len(chosen)), sharex=True, squeeze=False)
     for ax, (arch, r) in zip(axes[:, 0], sorted(chosen.items())):
         plot_waveforms(ax, r["artifacts"]["target"], r["artifacts"]["generated"], label=arch,
                        sample_rate=r["task_params"]["sample_rate"])
-        ax.set_title(f"{arch}: {r['params']} params, NMSE {r['metrics']['nmse']:.3g}", fontsize=9)
-    fig.suptitle(f"{target}, budget {budget}: target vs generated")
-    return _save(fig, out / "waveforms.png")
+        ax.set_title(f"{arch}: {r['params']} params, seed {r['seed']}, NMSE {r['metrics']['nmse']:.3g}", fontsize=9)
+    name = target[0] + (f" ({target[1][:8]})" if target[1] else "")
+    fig.suptitle(f"[{df['profile'].iloc[0]}] {name}, budget {budget}: best run per architecture, "
+                 "target vs generated", fontsize=10)
+    return _save(fig, _path(out, "waveforms", df))
 
 
 def metric_by_arch(df, records, suite, out: Path):
@@ -119,9 +139,9 @@ def metric_by_arch(df, records, suite, out: Path):
     sns.boxplot(data=data, x="arch", y=f"metric.{primary}", hue="budget", ax=ax, fliersize=0)
     sns.stripplot(data=data, x="arch", y=f"metric.{primary}", hue="budget", dodge=True, ax=ax,
                   palette="dark:k", size=3, legend=False)
-    ax.set(xlabel="", ylabel=primary, title=f"{suite.get('title', suite['task'])}: {primary} per architecture")
+    ax.set(xlabel="", ylabel=primary, title=f"{_title(suite, df)}: {primary} per architecture")
     ax.tick_params(axis="x", rotation=20)
-    return _save(fig, out / f"{primary}_by_arch.png")
+    return _save(fig, _path(out, f"{primary}_by_arch", df))
 
 
 def confusion(df, records, suite, out: Path):
@@ -142,9 +162,9 @@ def confusion(df, records, suite, out: Path):
     fig, ax = plt.subplots(figsize=(8, 7))
     sns.heatmap(matrix, annot=True, fmt="d", cbar=False, cmap="Blues", ax=ax, annot_kws={"size": 6})
     ax.set(xlabel="predicted", ylabel="true",
-           title=f"best run: {best['arch']}, {best['params']} params, seed {best['seed']}, "
+           title=f"[{best['profile']}] best run: {best['arch']}, {best['params']} params, seed {best['seed']}, "
                  f"{best['primary_metric']} {best['metrics'][best['primary_metric']]:.3g}")
-    return _save(fig, out / "confusion_best.png")
+    return _save(fig, _path(out, "confusion_best", df))
 
 
 PLOTS = {
@@ -157,10 +177,14 @@ PLOTS = {
 }
 
 
-def make_plots(task, df, records, suite, out: Path) -> list[Path]:
-    written = []
-    for name in suite.get("leaderboard", {}).get("plots", ["learning_curves"]):
-        path = PLOTS[name](df, records, suite, out)
-        if path is not None:
-            written.append(path)
+def make_plots(task, df, records, suite, out: Path) -> dict[str, list[Path]]:
+    """Every plot the suite lists, once per profile; returns {profile: written paths}."""
+    names = suite.get("leaderboard", {}).get("plots", ["learning_curves"])
+    written = {}
+    for profile in sorted(df["profile"].unique()):
+        mine = (df["profile"] == profile).to_numpy()
+        runs = df[mine]
+        runs_records = [r for r, keep in zip(records, mine) if keep]  # same order as runs: plots zip them
+        paths = [PLOTS[name](runs, runs_records, suite, out) for name in names]
+        written[profile] = [p for p in paths if p is not None]
     return written

@@ -34,7 +34,8 @@ def test_quick_sweep_writes_store_and_leaderboard(tmp_path, capsys):
     assert {x["backend"] for x in records} == {"torch", "compiled"}  # what auto picks on a CPU with numba
     out = capsys.readouterr().out
     assert "[1/4]" in out and "[4/4]" in out
-    for name in ("leaderboard.md", "leaderboard.csv", "recall_accuracy_vs_delay.png", "learning_curves.png"):
+    for name in ("leaderboard.md", "leaderboard.csv", "recall_accuracy_vs_delay_quick.png",
+                 "learning_curves_quick.png"):
         assert (tmp_path / "copy" / name).stat().st_size > 0
     board = (tmp_path / "copy" / "leaderboard.md").read_text()
     assert "cwrnn/exponential" in board and "cwbench run copy" in board

@@ -29,7 +29,8 @@ def test_audio_suite_end_to_end(tmp_path):
     assert all(len(r["artifacts"]["generated"]) == 320 for r in runs)
     assert all(r["sources"]["source"] == "synthesised" for r in runs)
     assert {r["params"] for r in runs if r["budget"] == 100} <= set(range(85, 116))
-    for name in ("leaderboard.md", "leaderboard.csv", "nmse_vs_budget.png", "waveforms.png"):
+    for name in ("leaderboard.md", "leaderboard.csv", "leaderboard_per_target.csv", "nmse_vs_budget_quick.png",
+                 "waveforms_quick.png"):
         assert (tmp_path / "audio" / name).stat().st_size > 0
     board = (tmp_path / "audio" / "leaderboard.md").read_text()
     assert "0.007 ± 0.004 [to check]" in board and "synth:bell" in board
@@ -46,6 +47,6 @@ def test_timit_suite_on_a_fixture_corpus(tmp_path, monkeypatch):
     assert len(runs) == 2 and all(r["status"] == "ok" for r in runs)
     assert len(runs[0]["artifacts"]["true"]) == 50 and len(runs[0]["sources"]["selection"]) == 175
     assert "timit_root" not in runs[0]["task_params"]  # the corpus is identified by content
-    for name in ("leaderboard.md", "error_by_arch.png", "confusion_best.png"):
+    for name in ("leaderboard.md", "error_by_arch_quick.png", "confusion_best_quick.png"):
         assert (tmp_path / "timit" / name).stat().st_size > 0
     assert "0.19–0.23 ± 0.03 [to check]" in (tmp_path / "timit" / "leaderboard.md").read_text()

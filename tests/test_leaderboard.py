@@ -1,0 +1,194 @@
+"""Leaderboards from hand-made run records: statistics, the test against the best row,
+per-seed aggregation over targets, not-learned runs, and one set of plots per profile."""
+
+import hashlib
+import json
+import re
+
+import pytest
+
+from bench import plots
+from bench.leaderboard import build_leaderboard, leaderboard_table, markdown, runs_frame
+from bench.stats import bootstrap_ci, welch_p
+
+COPY = {"task": "copy", "title": "Copy", "leaderboard": {"aggregate_over": []}}
+AUDIO = {"task": "audio", "title": "Audio", "leaderboard": {"aggregate_over": ["target", "sha256"]}}
+SHA = {t: hashlib.sha256(t.encode()).hexdigest() for t in ("synth:pluck", "synth:chord")}
+
+
+def record(arch="rnn", seed=0, value=0.5, profile="quick", budget=100, task_params=None, learned=None,
+           primary="recall_accuracy", higher=True, artifacts=None):
+    """A run record of the shape the runner stores; `learned` None: an old record without the field."""
+    task_params = task_params or {"delay": 10, "variable_delay": False}
+    r = {
+        "run_id": hashlib.sha256(repr((arch, seed, profile, budget, task_params)).encode()).hexdigest()[:16],
+        "task": "copy", "profile": profile, "task_params": task_params, "arch": arch,
+        "model": {"arch": arch, "hidden_size": 4, "schedule": "", "periods": [], "module_sizes": [], "offset": 0,
+                  "order": []},
+        "budget": budget, "params": budget, "effective_params": budget, "seed": seed, "status": "ok", "reason": "",
+        "train": {"steps": 10, "batch_size": 4, "optimizer": "adam", "lr": 0.01},
+        "metrics": {primary: value}, "curve": [{"step": step, f"val/{primary}": value} for step in (5, 10)],
+        "artifacts": artifacts or {}, "backend": "torch", "sources": {}, "baselines": {primary: 0.125},
+        "primary_metric": primary, "higher_is_better": higher, "wall_time_s": 1.0, "device": "cpu",
+        "git_commit": "abc", "versions": {"torch": "2"}, "date": "2026-01-01T00:00:00+00:00",
+        "command": f"cwbench run copy --profile {profile}",
+    }
+    if learned is not None:
+        r["learned"] = learned
+    return r
+
+
+def runs(arch, values, **kwargs):
+    return [record(arch, seed, v, **kwargs) for seed, v in enumerate(values)]
+
+
+def row(table, arch, **where):
+    match = table[table["arch"] == arch]
+    for k, v in where.items():
+        match = match[match[k] == v]
+    assert len(match) == 1
+    return match.iloc[0]
+
+
+def board(records, suite=COPY, per_target=None):
+    df = runs_frame(records)
+    return markdown(leaderboard_table(df, suite), df, suite, suite["task"], {}, per_target)
+
+
+def table_lines(md):
+    return [line for line in md.splitlines() if line.startswith("|")]
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_interval_columns_contain_the_mean_and_degenerate_rows_do_not_crash():
+    records = runs("rnn", [0.2, 0.3, 0.25, 0.4]) + runs("lstm", [0.6]) + runs("gru", [0.5, 0.5, 0.5])
+    table = leaderboard_table(runs_frame(records), COPY)
+    rnn = row(table, "rnn")
+    low, high = map(float, rnn["ci95"].strip("[]").split(", "))
+    assert low < rnn["_mean.recall_accuracy"] < high and rnn["recall_accuracy"] == "0.2875 ± 0.085"
+    assert row(table, "lstm")["ci95"] == "—"  # one seed: no interval
+    assert row(table, "gru")["ci95"] == "[0.5, 0.5]"  # no spread: the degenerate one
+    assert "ci95" in table_lines(board(records))[0]
+    seeds = [0.1 * i + 0.01 * i * i for i in range(12)]
+    assert bootstrap_ci(seeds) == bootstrap_ci(seeds)  # a fixed seed: a rebuild is byte-identical
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_p_against_the_best_row_and_bold_only_when_separated():
+    separated = runs("a", [0.9, 0.92, 0.91, 0.93]) + runs("b", [0.5, 0.52, 0.49, 0.51]) + runs("c", [0.2, 0.2, 0.2])
+    table = leaderboard_table(runs_frame(separated), COPY)
+    assert row(table, "a")["p"] == "best" and all(float(row(table, x)["p"]) < 0.05 for x in "bc")
+    md = board(separated)
+    assert "| **a** " in md and "**b**" not in md and "at p < 0.05 (Welch)" in md
+
+    tied = runs("a", [0.5, 0.7, 0.6]) + runs("b", [0.45, 0.75, 0.55]) + runs("c", [0.1, 0.12, 0.11])
+    table = leaderboard_table(runs_frame(tied), COPY)
+    assert row(table, "a")["p"] == "best" and float(row(table, "b")["p"]) > 0.05 > float(row(table, "c")["p"])
+    assert "**a**" not in board(tied)
+
+    lower = runs("a", [0.1, 0.12, 0.11], primary="nmse", higher=False) + runs("b", [0.9, 0.8, 0.85], primary="nmse",
+                                                                               higher=False)
+    assert row(leaderboard_table(runs_frame(lower), COPY), "a")["p"] == "best"  # direction from higher_is_better
+
+    untestable = runs("a", [0.9]) + runs("b", [0.5, 0.6]) + runs("c", [0.4, 0.4], budget=500) + runs(
+        "d", [0.3, 0.3], budget=500) + runs("e", [0.2, 0.2, 0.2], budget=1000)
+    table = leaderboard_table(runs_frame(untestable), COPY)
+    assert row(table, "b")["p"] == "—"  # one seed on the best side
+    assert row(table, "d")["p"] == "—"  # no spread on either side
+    assert row(table, "e")["p"] == "best"  # alone in its budget: nothing to be separated from
+    assert "**" not in "".join(table_lines(board(untestable)))
+    assert welch_p([0.5, 0.5], [0.4, 0.4]) is None and welch_p([0.5, 0.5], [0.4, 0.41]) is not None
+
+
+def test_aggregated_rows_average_each_seed_over_its_targets_first():
+    def audio(arch, seed, target, value):
+        return record(arch, seed, value, primary="nmse", higher=False,
+                      task_params={"target": target, "sha256": SHA[target], "length": 320})
+
+    # per seed: (0.1 + 0.9) / 2 = 0.5 and (0.2 + 1.0) / 2 = 0.6, std 0.071; pooled over runs it would be 0.47
+    balanced = [audio("rnn", 0, "synth:pluck", 0.1), audio("rnn", 0, "synth:chord", 0.9),
+                audio("rnn", 1, "synth:pluck", 0.2), audio("rnn", 1, "synth:chord", 1.0)]
+    rnn = leaderboard_table(runs_frame(balanced), AUDIO).iloc[0]
+    assert rnn["nmse"] == "0.55 ± 0.071" and rnn["n"] == 4 and rnn["seeds"] == 2
+    assert rnn["_per_seed"] == pytest.approx((0.5, 0.6))
+
+    # seed 2 ran on pluck only: targets' means 0.2 and 0.95 weigh the same, so the mean is 0.575
+    # (the mean over runs would be 0.5, over per-seed averages 0.4667)
+    unbalanced = balanced + [audio("rnn", 2, "synth:pluck", 0.3)]
+    rnn = leaderboard_table(runs_frame(unbalanced), AUDIO).iloc[0]
+    assert rnn["_mean.nmse"] == pytest.approx(0.575) and rnn["_per_seed"] == pytest.approx((0.5, 0.6, 0.3))
+
+    df = runs_frame(unbalanced + [audio("lstm", 0, "synth:pluck", 0.4), audio("lstm", 0, "synth:chord", 0.6)])
+    per_target = leaderboard_table(df, AUDIO, aggregate_over=[])
+    md = markdown(leaderboard_table(df, AUDIO), df, AUDIO, "audio", {}, per_target)
+    assert "### Per target" in md and "Aggregated over target (sha256), the seed" in md
+    assert re.search(r"[0-9a-f]{64}", md) is None  # no full hash anywhere
+    pluck, chord = (f"{t} ({SHA[t][:8]})" for t in ("synth:pluck", "synth:chord"))
+    assert f"Aggregated over target (sha256): `{chord}`, `{pluck}`" in md
+    per_target_rows = [line for line in md.split("### Per target")[1].splitlines() if line.startswith("| rnn")]
+    assert len(per_target_rows) == 2 and pluck in per_target_rows[1] and "0.2 ± 0.1" in per_target_rows[1]
+
+
+def test_not_learned_runs_are_counted_and_a_row_with_none_learned_is_marked():
+    records = (runs("a", [0.13, 0.12], learned=False) + [record("b", 0, 0.9, learned=True), record("b", 1, 0.12,
+               learned=False)] + runs("c", [0.12, 0.13]))  # c: old records, unknown
+    table = leaderboard_table(runs_frame(records), COPY)
+    a, b, c = (row(table, x) for x in "abc")
+    assert (a["not_learned"], b["not_learned"], c["not_learned"]) == (2, 1, "—")
+    assert a["recall_accuracy"].endswith(" (not learned)")
+    assert "not learned" not in b["recall_accuracy"] + c["recall_accuracy"]
+    md = board(records)
+    assert "not_learned" in table_lines(md)[0] and "`not_learned` = finished runs" in md
+
+
+def _copy_runs(profile, values):
+    return [record(arch, seed, v, profile=profile, task_params={"delay": 10, "variable_delay": False, "min_delay": 5})
+            for arch in ("rnn", "lstm") for seed, v in enumerate(values)]
+
+
+def test_plots_are_per_profile_and_stale_ones_go(tmp_path, monkeypatch):
+    out = tmp_path / "copy"
+    out.mkdir()
+    records = _copy_runs("quick", [0.2, 0.3]) + _copy_runs("paper", [0.6, 0.7])
+    (out / "runs.jsonl").write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+    for stale in ("learning_curves.png", "error_by_arch_quick.png"):
+        (out / stale).write_bytes(b"old")
+    seen = []
+    for name, plot in list(plots.PLOTS.items()):
+        def spy(df, recs, suite, out_dir, plot=plot):
+            seen.append((set(df["profile"]), {r["profile"] for r in recs}, len(df) == len(recs)))
+            return plot(df, recs, suite, out_dir)
+        monkeypatch.setitem(plots.PLOTS, name, spy)
+
+    build_leaderboard("copy", tmp_path, log=lambda *a: None)
+    assert sorted(p.name for p in out.glob("*.png")) == [
+        "learning_curves_paper.png", "learning_curves_quick.png",
+        "recall_accuracy_vs_delay_paper.png", "recall_accuracy_vs_delay_quick.png"]
+    assert len(seen) == 4
+    assert all(len(frame) == 1 and frame == recs and same_length for frame, recs, same_length in seen)
+    md = (out / "leaderboard.md").read_text()
+    paper, quick = md.split("## Profile `paper`")[1].split("## Profile `quick`")
+    assert "(learning_curves_paper.png)" in paper and "_quick.png" not in paper
+    assert "(learning_curves_quick.png)" in quick and "_paper.png" not in quick
+    with pytest.raises(ValueError, match="one profile"):
+        plots.learning_curves(runs_frame(records), records, COPY, out)
+
+
+def test_waveforms_show_each_archs_best_run_on_the_best_runs_target(tmp_path, monkeypatch):
+    def audio(arch, seed, target, nmse, budget=1000):
+        wave = {"target": [0.0, 0.5, -0.5, 0.0], "generated": [0.0, 0.4, -0.4, 0.0]}
+        return record(arch, seed, nmse, budget=budget, primary="nmse", higher=False, artifacts=wave,
+                      task_params={"target": target, "sha256": SHA[target], "sample_rate": 44100})
+
+    records = [audio("a", 0, "synth:pluck", 0.3), audio("a", 1, "synth:chord", 0.1),  # best at 1000: chord
+               audio("b", 0, "synth:pluck", 0.2), audio("b", 1, "synth:chord", 0.4), audio("b", 2, "synth:chord", 0.35),
+               audio("b", 3, "synth:chord", 0.01, budget=100)]  # better, but not the largest budget
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append((fig, path)) or path)
+    path = plots.waveforms(runs_frame(records), records, AUDIO, tmp_path)
+    assert path.name == "waveforms_quick.png"
+    fig = figures[0][0]
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == ["a: 1000 params, seed 1, NMSE 0.1", "b: 1000 params, seed 2, NMSE 0.35"]
+    assert f"synth:chord ({SHA['synth:chord'][:8]}), budget 1000" in fig.get_suptitle()
+    plots.plt.close(fig)
