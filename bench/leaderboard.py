@@ -16,6 +16,7 @@ import pandas as pd
 from bench.stats import bootstrap_ci, welch_p
 from bench.store import ResultsStore
 from bench.suite import load_suite
+from bench.tuning import TUNING_STORE, tuning_table
 from models.errors import UserInputError
 
 NOX_SESSION = {"copy": "copy", "audio": "audio", "timit": "timit", "synthwords": "synthwords"}
@@ -239,12 +240,29 @@ def _per_target_section(part: pd.DataFrame, runs: pd.DataFrame, suite: dict) -> 
     return ["### Per target", "", _short(part[shown]).to_markdown(index=False), ""]
 
 
+def _tuning_section(tuning: list[dict], runs: pd.DataFrame, primary: str) -> list[str]:
+    """The profile's learning-rate tuning (results/<task>/tuning.jsonl): every rate of the
+    grid with its score, and the one the runs above used."""
+    if not tuning:
+        return []
+    used = {arch: set(group["train.lr"]) for arch, group in runs.groupby("arch")}
+    table = tuning_table(tuning, used)
+    seeds = len({r["seed"] for r in tuning})
+    return ["### Learning-rate tuning", "",
+            f"`cwbench tune` ({len(tuning)} runs in `tuning.jsonl`): every architecture on the same grid, "
+            f"{seeds} seeds, scored on the final validation {primary} of the tuning task (never the test set: "
+            "see the notes for what the validation data are); the best mean is chosen (✓ = the rate the runs "
+            "above used).", "", table.to_markdown(index=False), ""]
+
+
 def markdown(table: pd.DataFrame, df: pd.DataFrame, suite: dict, task: str,
-             plots: dict[str, list[Path]], per_target: pd.DataFrame | None = None) -> str:
+             plots: dict[str, list[Path]], per_target: pd.DataFrame | None = None,
+             tuning: list[dict] | None = None) -> str:
     board = suite.get("leaderboard", {})
     aggregate_over = board.get("aggregate_over", [])
     primary = df["primary"].iloc[0]
     lines = _header(df, suite, task)
+    tuning = tuning or []
     for profile, part in table.groupby("profile", sort=True):
         runs = df[df["profile"] == profile]
         settings = setting_columns(runs, aggregate_over)
@@ -272,6 +290,7 @@ def markdown(table: pd.DataFrame, df: pd.DataFrame, suite: dict, task: str,
                       + ", ".join(f"`{n}`" for n in names), ""]
         if per_target is not None:
             lines += _per_target_section(per_target[per_target["profile"] == profile], runs, suite)
+        lines += _tuning_section([r for r in tuning if r["profile"] == profile], runs, primary)
         if plots.get(profile):
             lines += ["### Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots[profile]] + [""]
     notes = board.get("notes", [])
@@ -308,7 +327,8 @@ def build_leaderboard(task: str, results_dir: Path, log=print) -> list[Path]:
     for stale in out.glob("*.png"):  # the folder holds generated plots only; a dropped plot must not linger
         stale.unlink()
     plots = make_plots(task, df, records, suite, out)
-    (out / "leaderboard.md").write_text(markdown(table, df, suite, task, plots, per_target))
+    tuning = ResultsStore(out / TUNING_STORE).load()
+    (out / "leaderboard.md").write_text(markdown(table, df, suite, task, plots, per_target, tuning))
     written += [p for paths in plots.values() for p in paths]
     log(f"wrote {', '.join(str(p) for p in written)}")
     return written

@@ -17,6 +17,8 @@ import dataclasses
 import math
 from pathlib import Path
 
+import pandas as pd
+
 from bench.store import ResultsStore
 from bench.suite import TUNED, Profile, resolve, run_id
 from models.errors import UserInputError
@@ -88,3 +90,24 @@ def choose(runs, records: list[dict]) -> dict[str, float]:
 def tuned_rates(task_name: str, profile_name: str, profile: Profile, results_dir: Path) -> dict[str, float]:
     runs = tuning_runs(task_name, profile_name, profile)
     return choose(runs, ResultsStore(Path(results_dir) / task_name / TUNING_STORE).load())
+
+
+def tuning_table(records: list[dict], used: dict[str, set[float]]) -> pd.DataFrame:
+    """One row per (architecture, learning rate) of a profile's tuning runs: the score
+    (mean ± std of the final validation metric over seeds and settings; a diverged run
+    counted at the trivial baseline), n, diverged, and whether the profile's runs use it."""
+    rows = {}
+    for r in records:
+        if r.get("status") not in ("ok", "diverged"):
+            continue
+        row = rows.setdefault((r["arch"], r["train"]["lr"]), {"scores": [], "diverged": 0, "budget": r["budget"]})
+        row["scores"].append(_score(r))
+        row["diverged"] += r["status"] == "diverged"
+    table = []
+    for (arch, lr), row in sorted(rows.items()):
+        scores = pd.Series(row["scores"], dtype=float)
+        spread = f" ± {scores.std(ddof=1):.2g}" if len(scores) > 1 else ""
+        table.append({"arch": arch, "lr": f"{lr:g}", "budget": row["budget"],
+                      "validation score": f"{scores.mean():.4g}{spread}", "n": len(scores),
+                      "diverged": row["diverged"], "chosen": "✓" if lr in used.get(arch, set()) else ""})
+    return pd.DataFrame(table)

@@ -161,10 +161,15 @@ def test_tune_then_run_uses_the_chosen_rate(tmp_path, monkeypatch, capsys):
     chosen = dict(line.removeprefix("chosen learning rate: ").split() for line in out.splitlines()
                   if line.startswith("chosen"))
     assert set(chosen) == {"rnn", "cwrnn/exponential"}
-    assert main(["run", "copy", *args, "--no-leaderboard"]) == 0
+    assert main(["run", "copy", *args]) == 0
     runs = ResultsStore(tmp_path / "copy" / "runs.jsonl").load()
     assert {r["arch"]: r["train"]["lr"] for r in runs} == {k: float(v) for k, v in chosen.items()}
     assert all(r["evaluated_on"] == "test" and "tuning" not in r for r in runs)
+    board = (tmp_path / "copy" / "leaderboard.md").read_text()
+    tuning = board[board.index("### Learning-rate tuning"):]
+    cells = [[c.strip() for c in line.split("|")[1:-1]] for line in tuning.splitlines() if line.startswith("| rnn")]
+    assert [(row[1], row[-1]) for row in cells] == [("0.001", "✓" if chosen["rnn"] == "0.001" else ""),
+                                                    ("0.01", "✓" if chosen["rnn"] == "0.01" else "")]
 
 
 def test_early_stopping_on_training_error_records_why_it_stopped(tmp_path, monkeypatch):
