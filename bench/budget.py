@@ -88,7 +88,7 @@ def match_budget(label: str, budget: int, input_size: int, output_size: int, *, 
                  else f"hidden={best.spec.hidden_size}")
         raise UserInputError(
             f"budget {budget} is impossible for {label} within {tolerance:.0%}: the closest is "
-            f"{best.params} parameters ({shape}); choose another budget, raise the tolerance"
-            + (", or switch cw_match" if best.spec.arch == "cwrnn" else "")
+            f"{best.params} parameters ({shape}); choose another budget (--budgets) or raise the tolerance "
+            f"(--tolerance, now {tolerance:g})"
         )
     return best

@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import re
 import shlex
+import signal
 import sys
 from pathlib import Path
 
@@ -51,6 +52,8 @@ def profile_from_args(args):
         profile.archs = args.archs
     if args.budgets:
         profile.budgets = args.budgets
+    if args.tolerance is not None:
+        profile.match = dataclasses.replace(profile.match, tolerance=args.tolerance)
     if args.seeds is not None:
         profile.seeds = args.seeds
     if args.steps is not None:
@@ -137,6 +140,16 @@ def _task_param(text: str):
     return key, parsed
 
 
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be between 0 and 1 (0.1 = within 10%)")
+    return value
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -183,6 +196,8 @@ def suite_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument("--archs", nargs="+", help="architectures, e.g. rnn lstm cwrnn/exponential cwrnn/1,4,16")
     run.add_argument("--budgets", nargs="+", type=_positive_int, help="parameter budgets")
     run.add_argument("--seeds", type=_positive_int, help="number of seeds (0..N-1)")
+    run.add_argument("--tolerance", type=_fraction, help="how far (a fraction) a matched size may miss the budget "
+                     "(default: the profile's, e.g. 0.1)")
     run.add_argument("--steps", type=_positive_int, help="override the profile's training steps")
     run.add_argument("--param", dest="task_param", action="append", type=_task_param, default=[],
                      metavar="KEY=VALUE", help="override a task parameter (YAML value; a list is a grid axis)")
@@ -206,12 +221,20 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser().parse_args(argv)
     args.argv = argv
+    from bench.interrupt import Interrupted, stop_on_signals
+
     try:
-        return args.func(args) or 0
+        with stop_on_signals():
+            return args.func(args) or 0
     except UserInputError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except Interrupted as stop:
+        name = signal.Signals(stop.signum).name
+        print(f"interrupted by {name}: {stop.stored} runs stored by this command; rerun the same command to "
+              "resume", file=sys.stderr)
+        return 128 + stop.signum
+    except KeyboardInterrupt:  # outside a sweep
         print("interrupted: finished runs are in the results store; rerun the same command to resume",
               file=sys.stderr)
         return 130

@@ -20,6 +20,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from bench.files import write_figure  # noqa: E402
+
 
 def _ok(df: pd.DataFrame) -> pd.DataFrame:
     return df[df["status"] == "ok"]
@@ -38,7 +40,7 @@ def _title(suite, df) -> str:
 
 def _save(fig, path: Path) -> Path:
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    write_figure(fig, path, dpi=110)
     plt.close(fig)
     return path
 
@@ -95,7 +97,7 @@ def learning_curves(df, records, suite, out: Path):
                        height=3, aspect=1.2, facet_kws={"sharey": True})
     grid.figure.suptitle(f"{_title(suite, df)}: validation {primary} during training", y=1.02)
     path = _path(out, "learning_curves", df)
-    grid.savefig(path, dpi=100, bbox_inches="tight")
+    write_figure(grid.figure, path, dpi=100, bbox_inches="tight")
     plt.close(grid.figure)
     return path
 

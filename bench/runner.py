@@ -4,8 +4,12 @@ the results store before the next starts, runs already in the store skipped.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import os
+import signal
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -15,6 +19,8 @@ import torch
 from pytorch_lightning.callbacks import EarlyStopping
 
 from bench import provenance
+from bench.files import atomic_write
+from bench.interrupt import Interrupted
 from bench.store import ResultsStore
 from bench.suite import run_id
 from models.clockwork import ClockworkRNN
@@ -124,6 +130,8 @@ def train_one(config: dict, task, device: str, logger=None, progress: bool = Fal
                    if k.startswith(prefix)}
         if not all(math.isfinite(v) for v in metrics.values()):
             result.update(status="diverged", reason=f"non-finite {evaluate} metrics {metrics}")
+        elif task.primary_metric not in metrics:  # e.g. no evaluation batches: never an ok run without a number
+            result.update(status="failed", reason=f"the {evaluate} data gave no {task.primary_metric}")
         result.update(metrics=metrics, artifacts=model.test_artifacts if evaluate == "test" else {})
     result["learned"] = task.learned(result["metrics"]) if result["status"] == "ok" else False
     result["curve"] = curve.points
@@ -178,14 +186,44 @@ def run_suite(runs, results_dir: Path, *, device: str = "auto", wandb: bool = Fa
     for config, task in runs:
         if task.name not in stores:  # read each store once, not once per run
             store = ResultsStore(Path(results_dir) / task.name / store_name)
+            store.check_writable()  # before anything trains: a run that cannot be stored is lost work
             stores[task.name] = (store, store.finished_ids())
         store, finished = stores[task.name]
         rid = run_id(config)
         if rid not in finished:
             todo.append((rid, config, task, store))
     counts = {"ok": 0, "diverged": 0, "failed": 0, "skipped": len(runs) - len(todo)}
-    setting_keys = varying_params(runs)
     log(f"{len(runs)} runs in the suite, {counts['skipped']} already in the store, {len(todo)} to run on {device}")
+    try:
+        _run_todo(todo, counts, device, wandb, progress, command, cw_backend, log, evaluate, dirty,
+                  varying_params(runs))
+    except KeyboardInterrupt:  # outside Lightning (which turns its own into SystemExit): the same stop
+        raise Interrupted(signal.SIGINT, sum(counts[s] for s in STORED)) from None
+    except Interrupted as stop:
+        stop.stored = sum(counts[s] for s in STORED)
+        raise
+    return counts
+
+
+STORED = ("ok", "diverged", "failed")
+
+
+def keep_unsaved(record: dict) -> Path | None:
+    """A finished run that the store could not take, written where it can be recovered
+    (the cache folder, else the temporary folder); None if nowhere would take it."""
+    for folder in (Path(os.environ.get("CWBENCH_CACHE", Path.home() / ".cache" / "cwbench")) / "unsaved",
+                   Path(tempfile.gettempdir()) / "cwbench-unsaved"):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / f"{record['task']}-{record['run_id']}.jsonl"
+            atomic_write(path, json.dumps(record, sort_keys=True) + "\n")
+            return path
+        except OSError:
+            continue
+    return None
+
+
+def _run_todo(todo, counts, device, wandb, progress, command, cw_backend, log, evaluate, dirty, setting_keys):
     for number, (rid, config, task, store) in enumerate(todo, start=1):
         log(f"[{number}/{len(todo)}] {describe(config, setting_keys)} ...", end=" ", flush=True)
         logger = None
@@ -211,7 +249,13 @@ def run_suite(runs, results_dir: Path, *, device: str = "auto", wandb: bool = Fa
         }
         if dirty:
             record["dirty"] = True
-        store.put(record)
+        try:
+            store.put(record)
+        except OSError as err:
+            kept = keep_unsaved(record)
+            where = (f"the finished run is kept in {kept}: append that line to {store.path} (`cat {kept} >> "
+                     f"{store.path}`) once it can be written" if kept else "the finished run could not be kept")
+            raise UserInputError(f"could not write {store.path} ({err.strerror or err}); {where}") from None
         if logger is not None:
             from bench.wandb_log import finish
 
@@ -221,4 +265,3 @@ def run_suite(runs, results_dir: Path, *, device: str = "auto", wandb: bool = Fa
         log(f"{record['status']}" + (f" {task.primary_metric}={shown:.4g}" if shown is not None else "")
             + (" (not learned)" if record["learned"] is False and record["status"] == "ok" else "")
             + (f" ({record['reason']})" if record["reason"] else "") + f" [{wall:.1f}s]")
-    return counts

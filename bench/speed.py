@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from bench import provenance
+from bench.files import atomic_write, write_figure
 from models.backends import numba_available, pick_backend
 from models.clockwork import BACKENDS, ClockworkRNN
 from models.counting import clockwork_count, library_rnn_count
@@ -358,7 +359,7 @@ def plot(df, path: Path, device: str):
     grid_.set_titles("{col_name}")
     grid_.set_axis_labels("hidden units", "fwd+bwd per batch (ms)")
     grid_.figure.suptitle(f"CW-RNN backends vs library kernels ({device}): time vs hidden size", y=1.02)
-    grid_.savefig(path, dpi=110, bbox_inches="tight")
+    write_figure(grid_.figure, path, dpi=110, bbox_inches="tight")
 
 
 # ---------------------------------------------------------------------------------------
@@ -446,8 +447,8 @@ def run_device(device: str, args):
     ] + sorted({s.note for s in shapes if s.note and "reduced" in s.note})
     suffix = "quick_" if args.quick else ""
     stem = args.out / f"speed_{suffix}{device}"
-    df.to_csv(stem.with_suffix(".csv"), index=False)
-    stem.with_suffix(".md").write_text(markdown(df, device, header, notes))
+    atomic_write(stem.with_suffix(".csv"), df.to_csv(index=False))
+    atomic_write(stem.with_suffix(".md"), markdown(df, device, header, notes))
     plot(df, stem.with_suffix(".png"), device)
     print(f"wrote {stem}.md, .csv, .png ({elapsed:.0f} s)", flush=True)
 

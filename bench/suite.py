@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import inspect
 import itertools
 import json
 from dataclasses import dataclass, field
@@ -92,10 +93,9 @@ def suite_names() -> list[str]:
 
 
 def load_suite(name: str) -> dict:
-    path = SUITES_DIR / f"{name}.yaml"
-    if not path.exists():
+    if name not in suite_names():  # a name, never a path: `../x` must not read x.yaml from anywhere
         raise UserInputError(f"unknown task '{name}': choose one of {', '.join(suite_names())} (see `cwbench list`)")
-    return yaml.safe_load(path.read_text())
+    return yaml.safe_load((SUITES_DIR / f"{name}.yaml").read_text())
 
 
 def load_profile(suite: dict, name: str) -> Profile:
@@ -117,19 +117,34 @@ def run_id(config: dict) -> str:
 
 def _grid(task_params: dict) -> list[dict]:
     """Lists in task_params are axes of the grid; scalars are fixed."""
+    empty = [key for key, value in task_params.items() if isinstance(value, list) and not value]
+    if empty:
+        raise UserInputError(f"task parameter {empty[0]} is an empty list, which gives no runs: give at least one "
+                             f"value (--param {empty[0]}=VALUE, or a list --param {empty[0]}=[A,B])")
     keys = list(task_params)
     axes = [v if isinstance(v, list) else [v] for v in task_params.values()]
     return [dict(zip(keys, combo)) for combo in itertools.product(*axes)]
 
 
+def task_parameters(task_name: str) -> list[str]:
+    """The parameters a task takes (its constructor's keyword arguments)."""
+    signature = inspect.signature(TASKS[task_name].__init__)
+    return [p.name for p in signature.parameters.values()
+            if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
+
 def make_task(task_name: str, params: dict):
-    cls = TASKS[task_name]
+    known = task_parameters(task_name)
+    takes_more = any(p.kind is p.VAR_KEYWORD for p in inspect.signature(TASKS[task_name].__init__).parameters.values())
+    unknown = [key for key in params if key not in known]
+    if unknown and not takes_more:
+        raise UserInputError(f"unknown parameter '{unknown[0]}' for task {task_name}: its parameters are "
+                             f"{', '.join(known)} (set one with --param KEY=VALUE)")
     try:
-        return cls(**params)
+        return TASKS[task_name](**params)
     except TypeError as err:
-        raise UserInputError(
-            f"bad parameters for task {task_name} ({err}): see bench/suites/{task_name}.yaml"
-        ) from None
+        raise UserInputError(f"bad parameters for task {task_name} ({err}): its parameters are "
+                             f"{', '.join(known)} (set one with --param KEY=VALUE)") from None
 
 
 def _is_positive(value) -> bool:

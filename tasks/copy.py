@@ -92,11 +92,17 @@ class CopyTask(Task):
 
     def __init__(self, delay: int = 100, variable_delay: bool = False, min_delay: int = 1,
                  eval_batches: int = 4, eval_batch_size: int = 256):
-        for name, value in (("delay", delay), ("min_delay", min_delay)):
+        for name, value in (("delay", delay), ("min_delay", min_delay), ("eval_batches", eval_batches),
+                            ("eval_batch_size", eval_batch_size)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise UserInputError(f"copy task: bad {name} {value!r}: it must be an integer >= 1")
+                raise UserInputError(f"copy task: bad {name} {value!r}: it must be an integer >= 1 "
+                                     f"(--param {name}=N)")
+        if not isinstance(variable_delay, bool):
+            raise UserInputError(f"copy task: bad variable_delay {variable_delay!r}: it must be true or false "
+                                 "(--param variable_delay=true)")
         if variable_delay and min_delay > delay:
-            raise UserInputError(f"copy task: min_delay {min_delay} > delay {delay}: lower min_delay")
+            raise UserInputError(f"copy task: min_delay {min_delay} > delay {delay}: lower it "
+                                 f"(--param min_delay=N with N <= {delay})")
         self.delay = delay
         self.variable_delay = bool(variable_delay)
         self.min_delay = min_delay if variable_delay else delay

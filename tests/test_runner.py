@@ -127,8 +127,8 @@ def test_same_seed_same_numbers():
     (["run", "chess"], "unknown task 'chess'"),
     (["run", "copy", "--profile", "huge"], "unknown profile 'huge'"),
     (["run", "copy", "--param", "delay=0"], "bad delay 0"),
-    (["run", "copy", "--param", "colour=red"], "bad parameters for task copy"),
-    (["leaderboard", "copy"], "no runs stored for task copy"),
+    (["run", "copy", "--param", "colour=red"], "unknown parameter 'colour' for task copy: its parameters are delay"),
+    (["leaderboard", "copy"], "no valid runs stored for task copy"),
 ])
 def test_bad_input_is_one_line_and_nonzero(tmp_path, capsys, args, message):
     assert main([*args, "--results", str(tmp_path)]) == 2

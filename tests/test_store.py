@@ -8,8 +8,11 @@ from bench.store import ResultsStore
 from models.errors import UserInputError
 
 
-def record(rid, status="ok"):
-    return {"run_id": rid, "status": status, "metrics": {"x": 1.0}}
+def record(rid, status="ok", **fields):
+    """A minimal valid run record."""
+    return {"run_id": rid, "status": status, "metrics": {"x": 1.0}, "task": "copy", "profile": "quick",
+            "arch": "rnn", "model": {}, "train": {}, "task_params": {}, "budget": 100, "params": 100, "seed": 0,
+            "primary_metric": "x", "higher_is_better": True, **fields}
 
 
 def test_put_appends_and_replaces_by_run_id(tmp_path):
@@ -46,7 +49,7 @@ def test_corrupt_line_is_named_and_nothing_is_lost(tmp_path):
 def test_a_line_without_run_id_is_rejected(tmp_path):
     path = tmp_path / "runs.jsonl"
     path.write_text('{"status": "ok"}\n')
-    with pytest.raises(UserInputError, match="line 1 is not a run record"):
+    with pytest.raises(UserInputError, match="line 1 is not a valid run record .*'run_id' is missing"):
         ResultsStore(path).load()
 
 
@@ -58,7 +61,7 @@ def test_a_failed_write_leaves_the_old_file(tmp_path, monkeypatch):
     def crash(*args):
         raise OSError("disk full")
 
-    monkeypatch.setattr("bench.store.os.replace", crash)
+    monkeypatch.setattr("bench.files.os.replace", crash)
     with pytest.raises(OSError):
         store.put(record("b"))
     assert store.path.read_text() == before

@@ -1,0 +1,254 @@
+"""Fault injection: bad records, bad parameters, bad results folders, signals, leftovers.
+
+Each test is one probe of a hostile user: it gets one error line naming the problem and
+the fix, a non-zero status, and no finished run is lost or silently miscounted.
+"""
+
+import csv
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bench import store as store_module
+from bench.cli import main, parser
+from bench.store import ResultsStore
+
+REPO = Path(__file__).resolve().parent.parent
+TINY = ["--archs", "rnn", "--budgets", "400", "--seeds", "2", "--steps", "2", "--param", "delay=3",
+        "--param", "variable_delay=false", "--no-leaderboard"]
+
+
+def run_tiny(results, *extra):
+    return main(["run", "copy", "--results", str(results), *TINY, *extra])
+
+
+def one_error_line(capsys, *words):
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err, err
+    for word in words:
+        assert word in err, err
+    return err
+
+
+def stored(results):
+    path = results / "copy" / "runs.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def counted(results) -> list[int]:
+    """n of each leaderboard row."""
+    with open(results / "copy" / "leaderboard.csv") as f:
+        return [int(row["n"]) for row in csv.DictReader(f)]
+
+
+# --- records that parse but are not valid -------------------------------------------------
+
+@pytest.fixture
+def store_with_two_runs(tmp_path):
+    assert run_tiny(tmp_path) == 0
+    return tmp_path
+
+
+@pytest.mark.parametrize("edit, reason", [
+    (lambda r: r.pop("model"), "field 'model' is missing"),
+    (lambda r: r.update(run_id=["a", "b"]), "field 'run_id' is ['a', 'b'], not a string"),
+    (lambda r: r.update(metrics="0.99"), "field 'metrics' is '0.99', not an object"),
+    (lambda r: r["metrics"].update(recall_accuracy="0.99"), "metric 'recall_accuracy' is '0.99'"),
+    (lambda r: r["metrics"].update(recall_accuracy=None), "metric 'recall_accuracy' is None"),
+    (lambda r: r.update(seed="0"), "field 'seed' is '0', not an integer"),
+    (lambda r: r.update(status="done"), "status 'done' is not one of ok, diverged, failed"),
+])
+def test_an_invalid_record_is_named_by_line_and_never_counted(store_with_two_runs, capsys, edit, reason):
+    results = store_with_two_runs
+    path = results / "copy" / "runs.jsonl"
+    records = stored(results)
+    edit(records[1])
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    before = path.read_text()
+    capsys.readouterr()
+    # the runner refuses the store before training anything, and leaves it as it is
+    assert run_tiny(results, "--seeds", "3") == 2
+    one_error_line(capsys, f"{path} line 2 is not a valid run record", reason, "repair or delete that line")
+    assert path.read_text() == before
+    # the leaderboard counts the valid run only, and says what it left out
+    assert main(["leaderboard", "copy", "--results", str(results)]) == 0
+    board = (results / "copy" / "leaderboard.md").read_text()
+    assert "Left out: 1 stored lines" in board and f"line 2: {reason}" in board
+    assert "warning: " in capsys.readouterr().out
+    assert counted(results) == [1]
+
+
+def test_a_duplicate_run_id_is_counted_once(store_with_two_runs, capsys):
+    results = store_with_two_runs
+    path = results / "copy" / "runs.jsonl"
+    first = path.read_text().splitlines()[0]
+    with open(path, "a") as f:
+        f.write(first + "\n")
+    assert main(["leaderboard", "copy", "--results", str(results)]) == 0
+    board = (results / "copy" / "leaderboard.md").read_text()
+    assert "line 1: run_id" in board and "again at line 3" in board
+    assert counted(results) == [2]  # not 3
+    capsys.readouterr()
+    assert run_tiny(results) == 2
+    one_error_line(capsys, "line 1 is not a valid run record", "again at line 3")
+
+
+# --- parameters checked before anything trains ---------------------------------------------
+
+@pytest.mark.parametrize("param, words", [
+    ("eval_batches=0", ["bad eval_batches 0", "--param eval_batches=N"]),
+    ("eval_batch_size=0", ["bad eval_batch_size 0", "--param eval_batch_size=N"]),
+    ("delay=[]", ["task parameter delay is an empty list", "--param delay=VALUE"]),
+    ("variable_delay=maybe", ["bad variable_delay 'maybe'"]),
+    ("dealy=20", ["unknown parameter 'dealy' for task copy: its parameters are delay, variable_delay"]),
+])
+def test_bad_task_parameters_stop_the_sweep_before_training(tmp_path, capsys, param, words):
+    assert run_tiny(tmp_path, "--param", param) == 2
+    one_error_line(capsys, *words)
+    assert stored(tmp_path) == []
+
+
+@pytest.mark.parametrize("args", [["run", "../../copy"], ["run", "suites/copy"], ["leaderboard", "../suites/copy"]])
+def test_a_task_is_a_name_never_a_path(tmp_path, capsys, args):
+    assert main([*args, "--results", str(tmp_path)]) == 2
+    one_error_line(capsys, "unknown task", "choose one of")
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- the results folder --------------------------------------------------------------------
+
+def test_a_folder_where_the_store_should_be(tmp_path, capsys):
+    (tmp_path / "copy" / "runs.jsonl").mkdir(parents=True)
+    assert run_tiny(tmp_path) == 2
+    one_error_line(capsys, "runs.jsonl is a folder, not a file", "--results")
+
+
+def test_results_pointing_at_a_file(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    assert run_tiny(tmp_path / "file") == 2
+    one_error_line(capsys, "is a file, not a folder", "--results")
+
+
+def test_a_read_only_results_folder_is_refused_before_training(tmp_path, capsys, monkeypatch):
+    # as root every folder is writable, so the probe write is what fails here
+    def refuse(folder):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(store_module, "probe_write", refuse)
+    assert run_tiny(tmp_path) == 2
+    one_error_line(capsys, "is not writable (Permission denied)", "--results")
+    assert stored(tmp_path) == []
+
+
+def test_a_full_disk_is_refused_before_training(tmp_path, capsys, monkeypatch):
+    real = shutil.disk_usage
+    monkeypatch.setattr(store_module.shutil, "disk_usage", lambda path: real(path)._replace(free=1 << 20))
+    assert run_tiny(tmp_path) == 2
+    one_error_line(capsys, "no room in results folder", "1 MB free")
+
+
+def test_a_run_that_trained_but_could_not_be_stored_is_kept(tmp_path, capsys, monkeypatch):
+    results = tmp_path / "results"
+    monkeypatch.setenv("CWBENCH_CACHE", str(tmp_path / "cache"))
+
+    def disk_full(path, data):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(store_module, "atomic_write", disk_full)
+    assert run_tiny(results) == 2
+    err = one_error_line(capsys, "No space left on device", "the finished run is kept in", "cat ")
+    kept = Path(re.search(r"kept in (\S+):", err).group(1))
+    record = json.loads(kept.read_text())
+    assert record["status"] == "ok" and record["task"] == "copy"
+    monkeypatch.undo()
+    (results / "copy" / "runs.jsonl").write_text(kept.read_text())  # the recovery the message names
+    assert [r["run_id"] for r in ResultsStore(results / "copy" / "runs.jsonl").load()] == [record["run_id"]]
+
+
+# --- leftovers, modes, atomic generated files ----------------------------------------------
+
+def test_leftover_temporary_files_go_and_modes_stay(store_with_two_runs):
+    results = store_with_two_runs
+    path = results / "copy" / "runs.jsonl"
+    leftover = path.parent / ".runs.jsonl.killed.tmp"
+    leftover.write_text("half a record")
+    os.chmod(path, 0o640)
+    assert run_tiny(results, "--seeds", "3") == 0
+    assert not leftover.exists() and len(stored(results)) == 3
+    assert path.stat().st_mode & 0o777 == 0o640
+
+
+def test_a_new_store_gets_the_usual_mode(tmp_path):
+    old = os.umask(0o022)
+    try:
+        assert run_tiny(tmp_path) == 0
+    finally:
+        os.umask(old)
+    assert (tmp_path / "copy" / "runs.jsonl").stat().st_mode & 0o777 == 0o644
+
+
+def test_leaderboard_files_are_replaced_whole(store_with_two_runs, monkeypatch):
+    results = store_with_two_runs
+    assert main(["leaderboard", "copy", "--results", str(results)]) == 0
+    before = {p.name: p.read_bytes() for p in (results / "copy").glob("leaderboard.*")}
+
+    def crash(*args):
+        raise OSError(5, "I/O error")
+
+    monkeypatch.setattr("bench.files.os.replace", crash)
+    with pytest.raises(OSError):
+        main(["leaderboard", "copy", "--results", str(results)])
+    assert {p.name: p.read_bytes() for p in (results / "copy").glob("leaderboard.*")} == before
+    assert not list((results / "copy").glob(".*.tmp"))
+
+
+# --- messages name flags that exist ----------------------------------------------------------
+
+def known_flags() -> set[str]:
+    """Every option of `cwbench` and its subcommands, `cwbench speed`'s included."""
+    from bench.speed import parser as speed_parser
+
+    commands = [speed_parser()]
+    for action in parser()._subparsers._group_actions:
+        commands += action.choices.values()
+    return {s for command in commands for a in command._actions for s in a.option_strings}
+
+
+def test_every_flag_a_message_names_exists():
+    named = set()
+    sources = [*REPO.glob("bench/*.py"), *REPO.glob("models/*.py")]  # tasks/: tests/test_hints.py
+    for path in [p for p in sources if p.name != "provenance.py"]:  # provenance's are git's own flags
+        for flag in re.findall(r"[\"'][^\"'\n]*?(--[a-z][a-z-]*)", path.read_text()):
+            named.add((flag, path.name))
+    assert named, "the scan found no flag at all"
+    unknown = sorted((flag, where) for flag, where in named if flag not in known_flags())
+    assert not unknown, f"messages name flags that do not exist: {unknown}"
+
+
+# --- signals ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_stops_the_sweep_cleanly_and_says_what_was_stored(tmp_path, signum, status):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    args = [sys.executable, "-m", "bench", "run", "copy", "--results", str(tmp_path), "--archs", "rnn",
+            "--budgets", "400", "--seeds", "3", "--steps", "100000", "--param", "delay=3",
+            "--param", "variable_delay=false", "--no-leaderboard"]
+    process = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert "runs in the suite" in process.stdout.readline()  # printed just before the first run starts
+    time.sleep(3)  # inside the first run's training (100000 steps)
+    process.send_signal(signum)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == status, err
+    name = signal.Signals(signum).name
+    assert f"interrupted by {name}: 0 runs stored by this command; rerun the same command to resume" in err
+    assert "Traceback" not in err
+    assert stored(tmp_path) == []  # the interrupted run is not recorded as failed
+    assert not list((tmp_path / "copy").glob(".*.tmp"))
