@@ -8,8 +8,8 @@ The pipeline, in the order `load_word_features` runs it:
 2. cache key: the feature settings plus (relative path, size, mtime) of every .WAV/.WRD
    file, so a second run only walks the folders and loads the cached features;
 3. on a miss, read every .WRD, choose 7 speakers per word (`select_words`, rule below),
-   cut the words out of the NIST SPHERE audio (our own reader: `read_sphere`), compute
-   12 MFCCs + log energy per 10 ms frame (`mfcc_features`) and store them, un-normalised,
+   cut the words out of the NIST SPHERE audio (decoded by libsndfile through `soundfile`),
+   compute 12 MFCCs + log energy per 10 ms frame (`mfcc_features`) and store them, un-normalised,
    with HF `datasets` (Arrow) together with the choice of examples and a content
    fingerprint of the audio actually used.
 
@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 
 from tasks.errors import UserInputError
 
@@ -68,183 +69,94 @@ ROOT_NOT_SET = (
 
 
 # --------------------------------------------------------------------------------------
-# NIST SPHERE audio
+# Audio: NIST SPHERE (or RIFF WAV), decoded by libsndfile
 
 SPHERE_MAGIC = b"NIST_1A"
+SPHERE_HEADER_BYTES = 1024  # TIMIT's header size, and the only one libsndfile accepts
+REPLACE_FILE = "replace it with the file from an intact TIMIT copy"
 
 
-@dataclasses.dataclass(frozen=True)
-class SphereHeader:
-    header_size: int
-    sample_rate: int
-    sample_count: int  # per channel
-    sample_n_bytes: int
-    byte_order: str  # numpy byte order: '<', '>' or '|' (one byte)
-    channel_count: int
-    sample_coding: str
-    fields: dict
-
-
-def _sphere_error(path, problem: str) -> UserInputError:
-    return UserInputError(
-        f"audio file {path} is not readable NIST SPHERE ({problem}): "
-        "replace it with the file from an intact TIMIT copy"
-    )
-
-
-def parse_sphere_header(raw: bytes, path="<bytes>") -> SphereHeader:
-    """Parse the ASCII header of a SPHERE file (``raw`` holds at least the header)."""
-    if not raw.startswith(SPHERE_MAGIC):
-        raise _sphere_error(path, "no NIST_1A header")
-    lines = raw[: min(len(raw), 1 << 16)].split(b"\n")
-    try:
-        header_size = int(lines[1])
-    except (IndexError, ValueError):
-        raise _sphere_error(path, "bad header size line") from None
-    text = raw[:header_size].decode("ascii", errors="replace")
-    fields: dict = {}
-    for line in text.split("\n")[2:]:
-        line = line.rstrip("\r")
-        if line.strip() == "end_head":
-            break
-        if not line.strip() or line.startswith(";"):
-            continue
-        parts = line.split(" ", 2)
-        if len(parts) < 3:
-            raise _sphere_error(path, f"bad header line {line!r}")
-        name, kind, value = parts
-        if kind == "-i":
-            fields[name] = int(value)
-        elif kind == "-r":
-            fields[name] = float(value)
-        elif kind.startswith("-s"):
-            fields[name] = value[: int(kind[2:])]
-        else:
-            raise _sphere_error(path, f"unknown field type {kind!r}")
-    else:
-        raise _sphere_error(path, "no end_head")
-
-    n_bytes = int(fields.get("sample_n_bytes", 2))
-    coding = str(fields.get("sample_coding", "pcm")).strip().lower()
-    byte_format = str(fields.get("sample_byte_format", "01" if n_bytes > 1 else "1")).strip()
-    if "shorten" in coding or "shortpack" in byte_format or "wavpack" in coding:
-        raise UserInputError(
-            f"audio file {path} is compressed SPHERE (sample_coding '{coding}'), which this "
-            "reader does not decode: decompress the corpus first (e.g. `sph2pipe -f sph` or "
-            "NIST `w_decode`) and pass the decompressed root"
-        )
-    if coding != "pcm":
-        raise UserInputError(
-            f"audio file {path} has SPHERE sample_coding '{coding}': only uncompressed "
-            "linear PCM is read; convert the corpus to PCM SPHERE or WAV"
-        )
-    if n_bytes not in (1, 2, 4):
-        raise _sphere_error(path, f"sample_n_bytes {n_bytes}")
-    # "01" = least significant byte first (little endian), "10" big endian; the 4-byte
-    # forms are "0123" / "3210".
-    ascending = "".join(str(i) for i in range(n_bytes))
-    if n_bytes == 1:
-        order = "|"
-    elif byte_format == ascending:
-        order = "<"
-    elif byte_format == ascending[::-1]:
-        order = ">"
-    else:
-        raise _sphere_error(path, f"sample_byte_format {byte_format!r}")
-    return SphereHeader(
-        header_size=header_size,
-        sample_rate=int(fields.get("sample_rate", 0)),
-        sample_count=int(fields.get("sample_count", -1)),
-        sample_n_bytes=n_bytes,
-        byte_order=order,
-        channel_count=int(fields.get("channel_count", 1)),
-        sample_coding=coding,
-        fields=fields,
-    )
-
-
-def read_sphere(path) -> tuple[np.ndarray, int]:
-    """Integer samples, shape (n,) mono or (n, channels), and the sample rate."""
-    raw = Path(path).read_bytes()
-    head = parse_sphere_header(raw, path)
-    if head.sample_rate <= 0:
-        raise _sphere_error(path, "no sample_rate")
-    dtype = np.dtype(f"{head.byte_order}i{head.sample_n_bytes}")
-    data = raw[head.header_size :]
-    frame_bytes = head.sample_n_bytes * head.channel_count
-    count = head.sample_count if head.sample_count >= 0 else len(data) // frame_bytes
-    if len(data) < count * frame_bytes:
-        raise _sphere_error(path, f"truncated: {len(data)} data bytes for {count} samples")
-    samples = np.frombuffer(data, dtype=dtype, count=count * head.channel_count)
-    samples = samples.astype(dtype.newbyteorder("="))
-    if head.channel_count > 1:
-        samples = samples.reshape(count, head.channel_count)
-    return samples, head.sample_rate
-
-
-def write_sphere(path, samples: np.ndarray, sample_rate: int, byte_format: str = "01",
-                 extra_fields: dict | None = None) -> None:
-    """Write 16-bit mono PCM as NIST SPHERE with a 1024-byte header (the TIMIT form)."""
-    samples = np.asarray(samples)
-    if samples.dtype != np.int16 or samples.ndim != 1:
-        raise ValueError("write_sphere takes a 1-D int16 array")
-    order = {"01": "<", "10": ">"}[byte_format]
-    fields = dict(extra_fields or {})
-    fields.update(
-        channel_count=1,
-        sample_count=len(samples),
-        sample_rate=int(sample_rate),
-        sample_n_bytes=2,
-        sample_byte_format=byte_format,
-        sample_sig_bits=16,
-        sample_coding="pcm",
-    )
-    lines = ["NIST_1A", "   1024"]
-    for name, value in fields.items():
-        if isinstance(value, int):
-            lines.append(f"{name} -i {value}")
-        elif isinstance(value, float):
-            lines.append(f"{name} -r {value}")
-        else:
-            lines.append(f"{name} -s{len(str(value))} {value}")
-    lines.append("end_head")
-    header = ("\n".join(lines) + "\n").encode("ascii")
-    if len(header) > 1024:
-        raise ValueError("SPHERE header fields do not fit in 1024 bytes")
-    header += b" " * (1024 - len(header))
-    Path(path).write_bytes(header + samples.astype(f"{order}i2").tobytes())
-
-
-def read_audio(path) -> tuple[np.ndarray, int]:
-    """Mono float64 samples in [-1, 1) and the rate, from SPHERE or (converted) RIFF WAV."""
-    path = Path(path)
+def _file_head(path: Path) -> bytes:
     try:
         with open(path, "rb") as f:
-            magic = f.read(8)
+            return f.read(SPHERE_HEADER_BYTES)
     except OSError as e:
         raise UserInputError(
             f"audio file {path} cannot be opened ({e.strerror}): check the TIMIT copy"
         ) from None
-    if magic.startswith(SPHERE_MAGIC):
-        samples, rate = read_sphere(path)
-        if samples.ndim > 1:  # TIMIT is mono; keep the first channel of anything else
-            samples = samples[:, 0]
-        return samples.astype(np.float64) / float(2 ** (8 * samples.dtype.itemsize - 1)), rate
-    if magic.startswith(b"RIFF"):  # some copies convert the .WAV files to RIFF in place
-        import soundfile
 
-        try:
-            samples, rate = soundfile.read(path, dtype="float64", always_2d=True)
-        except Exception as e:  # soundfile raises several types for bad files
-            raise UserInputError(
-                f"audio file {path} is not readable RIFF WAV ({e}): "
-                "replace it with the file from an intact TIMIT copy"
-            ) from None
-        return samples[:, 0], int(rate)
-    raise UserInputError(
-        f"audio file {path} is neither NIST SPHERE nor RIFF WAV (starts with {magic[:7]!r}): "
-        "replace it with the file from an intact TIMIT copy"
-    )
+
+def sphere_fields(head: bytes) -> dict[str, str] | None:
+    """The fields of a SPHERE file's ASCII header (name -> value as text); None when
+    ``head`` does not start with NIST_1A.
+
+    libsndfile decodes the audio. The header is read here only for what libsndfile does
+    not tell: that a file is compressed (it says just "unimplemented format") and that the
+    header promises more samples than the file holds (it reads the short file silently)."""
+    if not head.startswith(SPHERE_MAGIC):
+        return None
+    fields = {}
+    for line in head.decode("ascii", errors="replace").split("\n")[2:]:  # after magic, size
+        if line.strip() == "end_head":
+            break
+        name, _, typed_value = line.partition(" ")  # "name -type value"
+        value = typed_value.partition(" ")[2].strip()
+        if name and value and not name.startswith(";"):
+            fields[name] = value
+    return fields
+
+
+def _check_sphere(path: Path, fields: dict[str, str]) -> int | None:
+    """Refuse a compressed or truncated SPHERE file; return the header's sample count
+    (None when it gives none: then the file's length counts, as libsndfile has it)."""
+    coding = fields.get("sample_coding", "pcm").lower()
+    packing = fields.get("sample_byte_format", "").lower()
+    # TIMIT on some discs is shorten-compressed; wavpack and shortpack are SPHERE's others
+    if any(c in coding for c in ("shorten", "wavpack")) or "shortpack" in packing:
+        named = f"sample_coding '{coding}'" if "shortpack" not in packing \
+            else f"sample_byte_format '{packing}'"
+        raise UserInputError(
+            f"audio file {path} is compressed NIST SPHERE ({named}), which libsndfile cannot "
+            "read: decompress the corpus with sph2pipe to uncompressed SPHERE or WAV "
+            "(`sph2pipe -f sph IN OUT` or `-f wav` for every .WAV) and pass that copy"
+        )
+    try:
+        count = int(fields["sample_count"])
+        frame_bytes = int(fields.get("sample_n_bytes", 2)) * int(fields.get("channel_count", 1))
+    except (KeyError, ValueError):
+        return None
+    held = path.stat().st_size - SPHERE_HEADER_BYTES
+    if held < count * frame_bytes:
+        raise UserInputError(
+            f"audio file {path} is truncated: its SPHERE header promises {count} samples "
+            f"({count * frame_bytes} data bytes) but the file holds {max(held, 0)} data bytes: "
+            f"{REPLACE_FILE}"
+        )
+    return count
+
+
+def read_audio(path) -> tuple[np.ndarray, int]:
+    """Mono float64 samples in [-1, 1) and the rate, from SPHERE or (converted) RIFF WAV.
+
+    16-bit PCM (all of TIMIT) is read as int16 and divided by 32768: the samples the
+    features were always computed from, whatever libsndfile's own float scaling."""
+    path = Path(path)
+    head = _file_head(path)
+    fields = sphere_fields(head)
+    # bytes after the promised samples are not audio (the LDC reader ignores them too)
+    stop = _check_sphere(path, fields) if fields is not None else None
+    try:
+        pcm16 = sf.info(path).subtype == "PCM_16"
+        samples, rate = sf.read(path, dtype="int16" if pcm16 else "float64", stop=stop,
+                                always_2d=True)
+    except sf.SoundFileError as e:
+        why = getattr(e, "error_string", None) or " ".join(str(e).split())
+        what = "is not readable NIST SPHERE" if fields is not None else \
+            f"is neither NIST SPHERE nor other audio (it starts with {head[:7]!r})"
+        raise UserInputError(f"audio file {path} {what}: libsndfile says '{why}'; "
+                             f"{REPLACE_FILE}") from None
+    mono = samples[:, 0]  # TIMIT is mono; keep the first channel of anything else
+    return (mono.astype(np.float64) / 32768.0 if pcm16 else mono), int(rate)
 
 
 # --------------------------------------------------------------------------------------
