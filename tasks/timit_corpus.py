@@ -5,13 +5,15 @@ The pipeline, in the order `load_word_features` runs it:
 1. find the corpus: ``<root>/TRAIN|TEST/DR1..DR8/<speaker>/<utt>.WAV`` with ``.WRD`` word
    alignments beside; every name is matched case-insensitively because distributions
    differ (the LDC discs are upper case, many copies are lower case);
-2. cache key: the feature settings plus (relative path, size, mtime) of every .WAV/.WRD
-   file, so a second run only walks the folders and loads the cached features;
-3. on a miss, read every .WRD, choose 7 speakers per word (`select_words`, rule below),
-   cut the words out of the NIST SPHERE audio (decoded by libsndfile through `soundfile`),
-   compute 12 MFCCs + log energy per 10 ms frame (`mfcc_features`) and store them, un-normalised,
-   with HF `datasets` (Arrow) together with the choice of examples and a content
-   fingerprint of the audio actually used.
+2. read every .WRD and choose 7 speakers per word (`select_words`, rule below);
+3. cache key (`cache_key`): the feature settings, the choice of examples and the sha256
+   of every chosen .WAV file's bytes, so a file edited in place changes the key whatever
+   its size and mtime; a cache entry carries checksums of its own files, verified before
+   it is used (a damaged entry is rebuilt, never trusted);
+4. on a miss, cut the words out of the NIST SPHERE audio (decoded by libsndfile through
+   `soundfile`), compute 12 MFCCs + log energy per 10 ms frame (`mfcc_features`) and
+   store them, un-normalised, with HF `datasets` (Arrow) together with the choice of
+   examples and a content fingerprint of the audio actually used.
 
 The content fingerprint (not the path, not mtimes) is what identifies the corpus in a
 run's config, so two copies of the same TIMIT give the same run id. Normalisation to zero
@@ -205,10 +207,9 @@ def _is_dialect_dir(p: Path) -> bool:
     return p.is_dir() and re.fullmatch(r"DR\d+", p.name.upper()) is not None
 
 
-def scan_corpus(base: Path) -> tuple[list[Utterance], list[tuple[str, int, int]]]:
-    """All utterances that have a .WRD, and (relative path, size, mtime_ns) of every
-    .WAV/.WRD file: the cheap stat listing that keys the feature cache."""
-    utterances, stats = [], []
+def scan_corpus(base: Path) -> list[Utterance]:
+    """All utterances that have a .WRD, with their .WAV where there is one."""
+    utterances = []
     for split in _split_dirs(base):
         for dialect in sorted(filter(_is_dialect_dir, split.iterdir())):
             for speaker in sorted(p for p in dialect.iterdir() if p.is_dir()):
@@ -218,8 +219,6 @@ def scan_corpus(base: Path) -> tuple[list[Utterance], list[tuple[str, int, int]]
                     if ext in (".WAV", ".WRD") and f.is_file():
                         # first of any names equal up to case wins (sorted, deterministic)
                         by_stem.setdefault(f.stem.upper(), {}).setdefault(ext, f)
-                        st = f.stat()
-                        stats.append((f.relative_to(base).as_posix(), st.st_size, st.st_mtime_ns))
                 for stem, files in sorted(by_stem.items()):
                     if ".WRD" not in files:
                         continue
@@ -231,7 +230,7 @@ def scan_corpus(base: Path) -> tuple[list[Utterance], list[tuple[str, int, int]]
             f"TIMIT root {base} has no .WRD word alignments under TRAIN|TEST/DR*/<speaker>/: "
             "pass the root of a complete TIMIT copy"
         )
-    return utterances, sorted(stats)
+    return utterances
 
 
 def read_wrd(path: Path) -> list[tuple[int, int, str]]:
@@ -476,31 +475,59 @@ class WordFeatures:
 
 
 _INFO = "cwbench_cache.json"
+# sha256 of every other file of the entry, written last; checked before the entry is used
+_CHECKSUMS = "cwbench_sha256.json"
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def cache_key(cfg: FeatureConfig, choices: list[Choice], base: Path) -> str:
+    """Everything the features are computed from, by content: the settings, the choice of
+    examples and the sha256 of each chosen audio file.
+
+    The choice is a function of every .WRD file (and of which .WAV files exist), so it
+    stands for them; of the audio only the chosen files are hashed (in TIMIT about 175 of
+    6300, some 17 MB instead of 600 MB), since no other .WAV reaches the features. Sizes
+    and mtimes play no part: an in-place edit that keeps both still changes the key."""
+    audio = {}
+    for c in choices:
+        if c.path in audio:  # a file rarely holds two chosen words
+            continue
+        try:
+            audio[c.path] = _sha256_file(base / c.path)
+        except OSError as e:
+            raise UserInputError(
+                f"audio file {base / c.path} cannot be read ({e.strerror}): check the TIMIT copy"
+            ) from None
+    return hashlib.sha256(json.dumps(
+        {"version": FEATURES_VERSION, "rule": SELECTION_RULE, "features": dataclasses.asdict(cfg),
+         "choices": [dataclasses.asdict(c) for c in choices], "audio": audio},
+        sort_keys=True,
+    ).encode()).hexdigest()[:24]
 
 
 def load_word_features(timit_root, cfg: FeatureConfig, cache_dir) -> WordFeatures:
-    """Features of the chosen words, from the cache when the corpus files and settings match."""
+    """Features of the chosen words, from the cache when the corpus content and settings match."""
     t0 = time.perf_counter()
     base = resolve_root(timit_root)
-    utterances, stats = scan_corpus(base)
-    key = hashlib.sha256(json.dumps(
-        {"version": FEATURES_VERSION, "rule": SELECTION_RULE,
-         "features": dataclasses.asdict(cfg), "files": stats},
-        sort_keys=True,
-    ).encode()).hexdigest()[:24]
-    path = Path(cache_dir).expanduser() / f"features-{key}"
+    choices = select_words(scan_corpus(base), base)
+    path = Path(cache_dir).expanduser() / f"features-{cache_key(cfg, choices, base)}"
 
-    if (path / _INFO).is_file():
-        try:
-            choices, features, info = _load(path)
+    if path.is_dir():
+        cached = _load_verified(path, choices)
+        if cached is not None:
+            features, info = cached
             log.info("timit features: cache hit %s", path)
             return WordFeatures(choices, features, info["sample_rate"], info["fingerprint"],
                                 path, True, time.perf_counter() - t0)
-        except Exception as e:  # a damaged cache entry is rebuilt, never trusted
-            log.warning("timit features: cache entry %s unreadable (%s); rebuilding", path, e)
 
     log.info("timit features: cache miss, extracting from %s", base)
-    choices = select_words(utterances, base)
     segments, rate = cut_segments(choices, base)
     features = [mfcc_features(seg, rate, cfg) for seg in segments]
     fingerprint = content_fingerprint(choices, segments, rate)
@@ -513,6 +540,47 @@ def load_word_features(timit_root, cfg: FeatureConfig, cache_dir) -> WordFeature
         log.warning("timit features: could not write cache %s (%s)", path, e)
     return WordFeatures(choices, features, rate, fingerprint, path, False,
                         time.perf_counter() - t0)
+
+
+def _load_verified(path: Path, choices: list[Choice]) -> tuple[list[np.ndarray], dict] | None:
+    """The entry's features and info if its files are as written and hold this choice of
+    examples; otherwise None, after a warning and removing the entry so it is rebuilt."""
+    problem = _checksum_problem(path)
+    if problem is None:
+        try:
+            cached_choices, features, info = _load(path)
+            if cached_choices == choices:
+                return features, info
+            problem = "it holds another choice of examples"
+        except Exception as e:  # whatever the reader raises on a bad entry: rebuild
+            problem = f"unreadable: {' '.join(str(e).split())}"
+    log.warning("timit features: cache entry %s is damaged (%s); rebuilding it", path, problem)
+    shutil.rmtree(path, ignore_errors=True)
+    return None
+
+
+def _write_checksums(folder: Path) -> None:
+    sums = {p.relative_to(folder).as_posix(): _sha256_file(p)
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+    (folder / _CHECKSUMS).write_text(json.dumps(sums, indent=1, sort_keys=True))
+
+
+def _checksum_problem(folder: Path) -> str | None:
+    """None when every file listed at save time is there with its content; else what is not."""
+    try:
+        sums = json.loads((folder / _CHECKSUMS).read_text())
+    except (OSError, ValueError) as e:
+        return f"no readable {_CHECKSUMS}: {type(e).__name__}"
+    # the listing must cover what _load reads; a damaged name shows up as a missing file
+    if not isinstance(sums, dict) or not {_INFO, "selection.json"} <= set(sums) \
+            or not any(name.startswith("data/") for name in sums):
+        return f"{_CHECKSUMS} does not list the entry's files"
+    for name, digest in sorted(sums.items()):
+        if not (folder / name).is_file():
+            return f"{name} is missing"
+        if _sha256_file(folder / name) != digest:
+            return f"{name} differs from its checksum"
+    return None
 
 
 def _save(path: Path, choices: list[Choice], features: list[np.ndarray], info: dict) -> None:
@@ -541,11 +609,12 @@ def _save(path: Path, choices: list[Choice], features: list[np.ndarray], info: d
     (tmp / "selection.json").write_text(
         json.dumps([dataclasses.asdict(c) for c in choices], indent=1))
     (tmp / _INFO).write_text(json.dumps(info, indent=1, sort_keys=True))
+    _write_checksums(tmp)
     try:
         os.replace(tmp, path)
     except OSError:  # another process finished the same entry first
         shutil.rmtree(tmp, ignore_errors=True)
-        if not (path / _INFO).is_file():
+        if not (path / _CHECKSUMS).is_file():
             raise
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import math
 import os
 import shutil
@@ -177,7 +178,7 @@ def test_both_name_cases_give_the_same_data(corpus, tmp_path):
 
     def chosen(root):
         base = resolve_root(root)
-        choices = select_words(scan_corpus(base)[0], base)
+        choices = select_words(scan_corpus(base), base)
         return choices, content_fingerprint(choices, *cut_segments(choices, base))
 
     mixed, fp_mixed = chosen(corpus)
@@ -197,7 +198,7 @@ def test_root_may_be_the_folder_above(corpus, tmp_path):
 
 def test_selection_counts_and_determinism(corpus):
     base = resolve_root(corpus)
-    utterances, _ = scan_corpus(base)
+    utterances = scan_corpus(base)
     choices = select_words(utterances, base)
     assert choices == select_words(list(reversed(utterances)), base)  # order of discovery is irrelevant
     assert len(choices) == 175
@@ -219,7 +220,7 @@ def test_selection_counts_and_determinism(corpus):
 
 def test_selection_takes_each_speakers_first_occurrence(corpus):
     base = resolve_root(corpus)
-    utterances, _ = scan_corpus(base)
+    utterances = scan_corpus(base)
     occurrences = {}  # (word, speaker) -> all (uid, start)
     for u in utterances:
         for start, _, word in read_wrd(u.wrd):
@@ -278,6 +279,18 @@ def test_task_data_shapes_and_train_only_normalisation(task):
 # -- cache --------------------------------------------------------------------------------
 
 
+def edit_in_place(path: Path, offset: int, new: bytes) -> None:
+    """Overwrite bytes of a file keeping its size and its mtime (and atime)."""
+    before = path.stat()
+    raw = bytearray(path.read_bytes())
+    assert raw[offset : offset + len(new)] != new
+    raw[offset : offset + len(new)] = new
+    path.write_bytes(bytes(raw))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = path.stat()
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+
+
 def test_cache_hit_then_miss_on_changes(corpus_copy, tmp_path):
     cache = tmp_path / "cache"
     first = load_word_features(corpus_copy, FeatureConfig(), cache)
@@ -290,19 +303,82 @@ def test_cache_hit_then_miss_on_changes(corpus_copy, tmp_path):
     changed = load_word_features(corpus_copy, FeatureConfig(preemphasis=0.9), cache)
     assert not changed.cache_hit and changed.cache_path != first.cache_path
     assert load_word_features(corpus_copy, FeatureConfig(preemphasis=0.9), cache).cache_hit
-    # a changed corpus file rebuilds too
-    wav = corpus_copy / first.choices[0].path
-    raw = bytearray(wav.read_bytes())
-    offset = 1024 + 2 * first.choices[0].start + 100  # inside the chosen word
-    raw[offset : offset + 4] = b"\x10\x20\x30\x40"
-    before = wav.stat()
-    wav.write_bytes(bytes(raw))
-    os.utime(wav, ns=(before.st_atime_ns, before.st_mtime_ns + 10**9))  # coarse-mtime file systems
+    # the key is the content of what the features come from: an in-place edit of an audio
+    # file that keeps its size and mtime is a miss when the file is used...
+    used = {c.path for c in first.choices}
+    unused = next(p for p in corpus_files(corpus_copy, ".WAV") if p.relative_to(corpus_copy).as_posix() not in used)
+    edit_in_place(unused, 1024 + 100, b"\x10\x20\x30\x40")
+    assert load_word_features(corpus_copy, FeatureConfig(), cache).cache_hit  # ...not when it is not
+    chosen = first.choices[0]
+    edit_in_place(corpus_copy / chosen.path, 1024 + 2 * chosen.start + 100, b"\x10\x20\x30\x40")
     rebuilt = load_word_features(corpus_copy, FeatureConfig(), cache)
     assert not rebuilt.cache_hit and rebuilt.fingerprint != first.fingerprint
+    assert rebuilt.cache_path != first.cache_path
+    assert not np.array_equal(rebuilt.features[0], first.features[0])
+    same_file = [i for i, c in enumerate(first.choices) if c.path == chosen.path]
+    other = next(i for i in range(len(first.choices)) if i not in same_file)
+    np.testing.assert_array_equal(rebuilt.features[other], first.features[other])
+    # a .WRD edit that moves a chosen word (same size, same mtime) is a miss too
+    wrd = (corpus_copy / chosen.path).with_suffix(".WRD" if chosen.path.endswith(".WAV") else ".wrd")
+    line = f"{chosen.start} {chosen.end} {chosen.word}"
+    moved = f"{chosen.start} {chosen.end - 10} {chosen.word}"
+    assert len(moved) == len(line)  # the synthetic words are far longer than 10 samples
+    text = wrd.read_bytes()
+    edit_in_place(wrd, text.index(line.encode()), moved.encode())
+    shifted = load_word_features(corpus_copy, FeatureConfig(), cache)
+    assert not shifted.cache_hit and shifted.choices[0].end == chosen.end - 10
     # the task says which it was
     assert not TimitWords(timit_root=corpus_copy, cache_dir=tmp_path / "other").cache_hit
     assert TimitWords(timit_root=corpus_copy, cache_dir=tmp_path / "other").cache_hit
+
+
+def _flip_features(entry: Path, words) -> Path:
+    # one float of the stored features: read as it is, this is a silently wrong number
+    arrow = next((entry / "data").glob("*.arrow"))
+    raw = arrow.read_bytes()
+    at = raw.index(words.features[5].tobytes()) + 4 * 7
+    arrow.write_bytes(raw[:at] + bytes(b ^ 0x40 for b in raw[at : at + 4]) + raw[at + 4 :])
+    return arrow
+
+
+def _flip_fingerprint(entry: Path, words) -> Path:
+    info = entry / "cwbench_cache.json"
+    info.write_text(info.read_text().replace(words.fingerprint, words.fingerprint[::-1]))
+    return info
+
+
+def _flip_checksum(entry: Path, words) -> Path:
+    # the listing itself damaged: the file whose digest changed no longer matches it
+    path = entry / "cwbench_sha256.json"
+    sums = json.loads(path.read_text())
+    name = sorted(sums)[0]
+    sums[name] = sums[name][::-1]
+    path.write_text(json.dumps(sums))
+    return entry / name
+
+
+def _drop_checksums(entry: Path, words) -> Path:
+    (entry / "cwbench_sha256.json").unlink()
+    return entry / "cwbench_sha256.json"
+
+
+@pytest.mark.parametrize("damage", [_flip_features, _flip_fingerprint, _flip_checksum, _drop_checksums])
+def test_damaged_cache_entry_is_detected_and_rebuilt(corpus, tmp_path, caplog, damage):
+    cache = tmp_path / "cache"
+    first = load_word_features(corpus, FeatureConfig(), cache)
+    damaged = damage(first.cache_path, first)
+    with caplog.at_level("WARNING", logger="tasks.timit_corpus"):
+        again = load_word_features(corpus, FeatureConfig(), cache)
+    assert not again.cache_hit and again.cache_path == first.cache_path
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "\n" not in warnings[0]
+    assert f"cache entry {first.cache_path} is damaged" in warnings[0] and "rebuilding" in warnings[0]
+    assert damaged.name in warnings[0]
+    assert again.fingerprint == first.fingerprint
+    for a, b in zip(first.features, again.features, strict=True):
+        np.testing.assert_array_equal(a, b)
+    # the rebuilt entry is whole again
+    assert load_word_features(corpus, FeatureConfig(), cache).cache_hit
 
 
 def test_default_cache_dir_and_env_root(corpus, monkeypatch, tmp_path):
@@ -369,7 +445,7 @@ def _shorten(raw: bytes) -> bytes:
 ])
 def test_error_unreadable_audio(corpus_copy, tmp_path, damage, problem):
     base = resolve_root(corpus_copy)
-    victim = base / select_words(scan_corpus(base)[0], base)[3].path
+    victim = base / select_words(scan_corpus(base), base)[3].path
     victim.write_bytes(damage(victim.read_bytes()))
     with pytest.raises(UserInputError) as err:
         TimitWords(timit_root=corpus_copy, cache_dir=tmp_path / "cache").params()
