@@ -120,7 +120,7 @@ def _check_sphere(path: Path, fields: dict[str, str]) -> int | None:
         raise UserInputError(
             f"audio file {path} is compressed NIST SPHERE ({named}), which libsndfile cannot "
             "read: decompress the corpus with sph2pipe to uncompressed SPHERE or WAV "
-            "(`sph2pipe -f sph IN OUT` or `-f wav` for every .WAV) and pass that copy"
+            "(`sph2pipe -f sph IN OUT` or `-f wav` for every .WAV) and pass that copy with --timit-root"
         )
     try:
         count = int(fields["sample_count"])
