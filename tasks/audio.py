@@ -288,7 +288,7 @@ def cut_and_scale(
         raise UserInputError(
             f"audio target '{name}' is too short: {total} samples after resampling, "
             f"need offset {offset} + length {length} = {offset + length}: "
-            "pass a smaller --offset or --length, or a longer file"
+            "pass a smaller offset or length (--param offset=N, --param length=N) or a longer file"
         )
     window = np.asarray(signal[offset : offset + length], dtype=np.float64)
     if not np.all(np.isfinite(window)):
@@ -300,13 +300,13 @@ def cut_and_scale(
     if peak < SILENCE_PEAK:
         raise UserInputError(
             f"audio target '{name}' is silent in samples [{offset}, {offset + length}) "
-            f"(peak {peak:.2g} < {SILENCE_PEAK:g}): pass another --offset or another file"
+            f"(peak {peak:.2g} < {SILENCE_PEAK:g}): pass another offset (--param offset=N) or another file"
         )
     scaled = window / peak
     if float(scaled.var()) < 1e-12:  # a constant (DC) window: NMSE would divide by 0
         raise UserInputError(
             f"audio target '{name}' is constant in samples [{offset}, {offset + length}): "
-            "pass another --offset or another file"
+            "pass another offset (--param offset=N) or another file"
         )
     return scaled
 
@@ -438,17 +438,17 @@ class AudioGeneration(Task):
         if sample_rate is None or not _is_int(sample_rate) or sample_rate < MIN_SAMPLE_RATE:
             raise UserInputError(
                 f"audio sample_rate must be an integer >= {MIN_SAMPLE_RATE} Hz, "
-                f"got {sample_rate!r}: fix --sample_rate"
+                f"got {sample_rate!r}: pass --param sample_rate=N"
             )
         if not _is_int(length) or length < 2:
             raise UserInputError(
-                f"audio length must be an integer >= 2, got {length!r}: fix --length"
+                f"audio length must be an integer >= 2, got {length!r}: pass --param length=N"
             )
         if offset is None:
             offset = round(DEFAULT_OFFSET_S * sample_rate)
         if not _is_int(offset) or offset < 0:
             raise UserInputError(
-                f"audio offset must be a whole number of samples >= 0, got {offset!r}: fix --offset"
+                f"audio offset must be a whole number of samples >= 0, got {offset!r}: pass --param offset=N"
             )
         offset, length, sample_rate = int(offset), int(length), int(sample_rate)
         target = os.fspath(target)

@@ -5,13 +5,15 @@ The pipeline, in the order `load_word_features` runs it:
 1. find the corpus: ``<root>/TRAIN|TEST/DR1..DR8/<speaker>/<utt>.WAV`` with ``.WRD`` word
    alignments beside; every name is matched case-insensitively because distributions
    differ (the LDC discs are upper case, many copies are lower case);
-2. cache key: the feature settings plus (relative path, size, mtime) of every .WAV/.WRD
-   file, so a second run only walks the folders and loads the cached features;
-3. on a miss, read every .WRD, choose 7 speakers per word (`select_words`, rule below),
-   cut the words out of the NIST SPHERE audio (our own reader: `read_sphere`), compute
-   12 MFCCs + log energy per 10 ms frame (`mfcc_features`) and store them, un-normalised,
-   with HF `datasets` (Arrow) together with the choice of examples and a content
-   fingerprint of the audio actually used.
+2. read every .WRD and choose 7 speakers per word (`select_words`, rule below);
+3. cache key (`cache_key`): the feature settings, the choice of examples and the sha256
+   of every chosen .WAV file's bytes, so a file edited in place changes the key whatever
+   its size and mtime; a cache entry carries checksums of its own files, verified before
+   it is used (a damaged entry is rebuilt, never trusted);
+4. on a miss, cut the words out of the NIST SPHERE audio (decoded by libsndfile through
+   `soundfile`), compute 12 MFCCs + log energy per 10 ms frame (`mfcc_features`) and
+   store them, un-normalised, with HF `datasets` (Arrow) together with the choice of
+   examples and a content fingerprint of the audio actually used.
 
 The content fingerprint (not the path, not mtimes) is what identifies the corpus in a
 run's config, so two copies of the same TIMIT give the same run id. Normalisation to zero
@@ -35,6 +37,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 
 from tasks.errors import UserInputError
 
@@ -68,183 +71,94 @@ ROOT_NOT_SET = (
 
 
 # --------------------------------------------------------------------------------------
-# NIST SPHERE audio
+# Audio: NIST SPHERE (or RIFF WAV), decoded by libsndfile
 
 SPHERE_MAGIC = b"NIST_1A"
+SPHERE_HEADER_BYTES = 1024  # TIMIT's header size, and the only one libsndfile accepts
+REPLACE_FILE = "replace it with the file from an intact TIMIT copy"
 
 
-@dataclasses.dataclass(frozen=True)
-class SphereHeader:
-    header_size: int
-    sample_rate: int
-    sample_count: int  # per channel
-    sample_n_bytes: int
-    byte_order: str  # numpy byte order: '<', '>' or '|' (one byte)
-    channel_count: int
-    sample_coding: str
-    fields: dict
-
-
-def _sphere_error(path, problem: str) -> UserInputError:
-    return UserInputError(
-        f"audio file {path} is not readable NIST SPHERE ({problem}): "
-        "replace it with the file from an intact TIMIT copy"
-    )
-
-
-def parse_sphere_header(raw: bytes, path="<bytes>") -> SphereHeader:
-    """Parse the ASCII header of a SPHERE file (``raw`` holds at least the header)."""
-    if not raw.startswith(SPHERE_MAGIC):
-        raise _sphere_error(path, "no NIST_1A header")
-    lines = raw[: min(len(raw), 1 << 16)].split(b"\n")
-    try:
-        header_size = int(lines[1])
-    except (IndexError, ValueError):
-        raise _sphere_error(path, "bad header size line") from None
-    text = raw[:header_size].decode("ascii", errors="replace")
-    fields: dict = {}
-    for line in text.split("\n")[2:]:
-        line = line.rstrip("\r")
-        if line.strip() == "end_head":
-            break
-        if not line.strip() or line.startswith(";"):
-            continue
-        parts = line.split(" ", 2)
-        if len(parts) < 3:
-            raise _sphere_error(path, f"bad header line {line!r}")
-        name, kind, value = parts
-        if kind == "-i":
-            fields[name] = int(value)
-        elif kind == "-r":
-            fields[name] = float(value)
-        elif kind.startswith("-s"):
-            fields[name] = value[: int(kind[2:])]
-        else:
-            raise _sphere_error(path, f"unknown field type {kind!r}")
-    else:
-        raise _sphere_error(path, "no end_head")
-
-    n_bytes = int(fields.get("sample_n_bytes", 2))
-    coding = str(fields.get("sample_coding", "pcm")).strip().lower()
-    byte_format = str(fields.get("sample_byte_format", "01" if n_bytes > 1 else "1")).strip()
-    if "shorten" in coding or "shortpack" in byte_format or "wavpack" in coding:
-        raise UserInputError(
-            f"audio file {path} is compressed SPHERE (sample_coding '{coding}'), which this "
-            "reader does not decode: decompress the corpus first (e.g. `sph2pipe -f sph` or "
-            "NIST `w_decode`) and pass the decompressed root"
-        )
-    if coding != "pcm":
-        raise UserInputError(
-            f"audio file {path} has SPHERE sample_coding '{coding}': only uncompressed "
-            "linear PCM is read; convert the corpus to PCM SPHERE or WAV"
-        )
-    if n_bytes not in (1, 2, 4):
-        raise _sphere_error(path, f"sample_n_bytes {n_bytes}")
-    # "01" = least significant byte first (little endian), "10" big endian; the 4-byte
-    # forms are "0123" / "3210".
-    ascending = "".join(str(i) for i in range(n_bytes))
-    if n_bytes == 1:
-        order = "|"
-    elif byte_format == ascending:
-        order = "<"
-    elif byte_format == ascending[::-1]:
-        order = ">"
-    else:
-        raise _sphere_error(path, f"sample_byte_format {byte_format!r}")
-    return SphereHeader(
-        header_size=header_size,
-        sample_rate=int(fields.get("sample_rate", 0)),
-        sample_count=int(fields.get("sample_count", -1)),
-        sample_n_bytes=n_bytes,
-        byte_order=order,
-        channel_count=int(fields.get("channel_count", 1)),
-        sample_coding=coding,
-        fields=fields,
-    )
-
-
-def read_sphere(path) -> tuple[np.ndarray, int]:
-    """Integer samples, shape (n,) mono or (n, channels), and the sample rate."""
-    raw = Path(path).read_bytes()
-    head = parse_sphere_header(raw, path)
-    if head.sample_rate <= 0:
-        raise _sphere_error(path, "no sample_rate")
-    dtype = np.dtype(f"{head.byte_order}i{head.sample_n_bytes}")
-    data = raw[head.header_size :]
-    frame_bytes = head.sample_n_bytes * head.channel_count
-    count = head.sample_count if head.sample_count >= 0 else len(data) // frame_bytes
-    if len(data) < count * frame_bytes:
-        raise _sphere_error(path, f"truncated: {len(data)} data bytes for {count} samples")
-    samples = np.frombuffer(data, dtype=dtype, count=count * head.channel_count)
-    samples = samples.astype(dtype.newbyteorder("="))
-    if head.channel_count > 1:
-        samples = samples.reshape(count, head.channel_count)
-    return samples, head.sample_rate
-
-
-def write_sphere(path, samples: np.ndarray, sample_rate: int, byte_format: str = "01",
-                 extra_fields: dict | None = None) -> None:
-    """Write 16-bit mono PCM as NIST SPHERE with a 1024-byte header (the TIMIT form)."""
-    samples = np.asarray(samples)
-    if samples.dtype != np.int16 or samples.ndim != 1:
-        raise ValueError("write_sphere takes a 1-D int16 array")
-    order = {"01": "<", "10": ">"}[byte_format]
-    fields = dict(extra_fields or {})
-    fields.update(
-        channel_count=1,
-        sample_count=len(samples),
-        sample_rate=int(sample_rate),
-        sample_n_bytes=2,
-        sample_byte_format=byte_format,
-        sample_sig_bits=16,
-        sample_coding="pcm",
-    )
-    lines = ["NIST_1A", "   1024"]
-    for name, value in fields.items():
-        if isinstance(value, int):
-            lines.append(f"{name} -i {value}")
-        elif isinstance(value, float):
-            lines.append(f"{name} -r {value}")
-        else:
-            lines.append(f"{name} -s{len(str(value))} {value}")
-    lines.append("end_head")
-    header = ("\n".join(lines) + "\n").encode("ascii")
-    if len(header) > 1024:
-        raise ValueError("SPHERE header fields do not fit in 1024 bytes")
-    header += b" " * (1024 - len(header))
-    Path(path).write_bytes(header + samples.astype(f"{order}i2").tobytes())
-
-
-def read_audio(path) -> tuple[np.ndarray, int]:
-    """Mono float64 samples in [-1, 1) and the rate, from SPHERE or (converted) RIFF WAV."""
-    path = Path(path)
+def _file_head(path: Path) -> bytes:
     try:
         with open(path, "rb") as f:
-            magic = f.read(8)
+            return f.read(SPHERE_HEADER_BYTES)
     except OSError as e:
         raise UserInputError(
             f"audio file {path} cannot be opened ({e.strerror}): check the TIMIT copy"
         ) from None
-    if magic.startswith(SPHERE_MAGIC):
-        samples, rate = read_sphere(path)
-        if samples.ndim > 1:  # TIMIT is mono; keep the first channel of anything else
-            samples = samples[:, 0]
-        return samples.astype(np.float64) / float(2 ** (8 * samples.dtype.itemsize - 1)), rate
-    if magic.startswith(b"RIFF"):  # some copies convert the .WAV files to RIFF in place
-        import soundfile
 
-        try:
-            samples, rate = soundfile.read(path, dtype="float64", always_2d=True)
-        except Exception as e:  # soundfile raises several types for bad files
-            raise UserInputError(
-                f"audio file {path} is not readable RIFF WAV ({e}): "
-                "replace it with the file from an intact TIMIT copy"
-            ) from None
-        return samples[:, 0], int(rate)
-    raise UserInputError(
-        f"audio file {path} is neither NIST SPHERE nor RIFF WAV (starts with {magic[:7]!r}): "
-        "replace it with the file from an intact TIMIT copy"
-    )
+
+def sphere_fields(head: bytes) -> dict[str, str] | None:
+    """The fields of a SPHERE file's ASCII header (name -> value as text); None when
+    ``head`` does not start with NIST_1A.
+
+    libsndfile decodes the audio. The header is read here only for what libsndfile does
+    not tell: that a file is compressed (it says just "unimplemented format") and that the
+    header promises more samples than the file holds (it reads the short file silently)."""
+    if not head.startswith(SPHERE_MAGIC):
+        return None
+    fields = {}
+    for line in head.decode("ascii", errors="replace").split("\n")[2:]:  # after magic, size
+        if line.strip() == "end_head":
+            break
+        name, _, typed_value = line.partition(" ")  # "name -type value"
+        value = typed_value.partition(" ")[2].strip()
+        if name and value and not name.startswith(";"):
+            fields[name] = value
+    return fields
+
+
+def _check_sphere(path: Path, fields: dict[str, str]) -> int | None:
+    """Refuse a compressed or truncated SPHERE file; return the header's sample count
+    (None when it gives none: then the file's length counts, as libsndfile has it)."""
+    coding = fields.get("sample_coding", "pcm").lower()
+    packing = fields.get("sample_byte_format", "").lower()
+    # TIMIT on some discs is shorten-compressed; wavpack and shortpack are SPHERE's others
+    if any(c in coding for c in ("shorten", "wavpack")) or "shortpack" in packing:
+        named = f"sample_coding '{coding}'" if "shortpack" not in packing \
+            else f"sample_byte_format '{packing}'"
+        raise UserInputError(
+            f"audio file {path} is compressed NIST SPHERE ({named}), which libsndfile cannot "
+            "read: decompress the corpus with sph2pipe to uncompressed SPHERE or WAV "
+            "(`sph2pipe -f sph IN OUT` or `-f wav` for every .WAV) and pass that copy with --timit-root"
+        )
+    try:
+        count = int(fields["sample_count"])
+        frame_bytes = int(fields.get("sample_n_bytes", 2)) * int(fields.get("channel_count", 1))
+    except (KeyError, ValueError):
+        return None
+    held = path.stat().st_size - SPHERE_HEADER_BYTES
+    if held < count * frame_bytes:
+        raise UserInputError(
+            f"audio file {path} is truncated: its SPHERE header promises {count} samples "
+            f"({count * frame_bytes} data bytes) but the file holds {max(held, 0)} data bytes: "
+            f"{REPLACE_FILE}"
+        )
+    return count
+
+
+def read_audio(path) -> tuple[np.ndarray, int]:
+    """Mono float64 samples in [-1, 1) and the rate, from SPHERE or (converted) RIFF WAV.
+
+    16-bit PCM (all of TIMIT) is read as int16 and divided by 32768: the samples the
+    features were always computed from, whatever libsndfile's own float scaling."""
+    path = Path(path)
+    head = _file_head(path)
+    fields = sphere_fields(head)
+    # bytes after the promised samples are not audio (the LDC reader ignores them too)
+    stop = _check_sphere(path, fields) if fields is not None else None
+    try:
+        pcm16 = sf.info(path).subtype == "PCM_16"
+        samples, rate = sf.read(path, dtype="int16" if pcm16 else "float64", stop=stop,
+                                always_2d=True)
+    except sf.SoundFileError as e:
+        why = getattr(e, "error_string", None) or " ".join(str(e).split())
+        what = "is not readable NIST SPHERE" if fields is not None else \
+            f"is neither NIST SPHERE nor other audio (it starts with {head[:7]!r})"
+        raise UserInputError(f"audio file {path} {what}: libsndfile says '{why}'; "
+                             f"{REPLACE_FILE}") from None
+    mono = samples[:, 0]  # TIMIT is mono; keep the first channel of anything else
+    return (mono.astype(np.float64) / 32768.0 if pcm16 else mono), int(rate)
 
 
 # --------------------------------------------------------------------------------------
@@ -293,10 +207,9 @@ def _is_dialect_dir(p: Path) -> bool:
     return p.is_dir() and re.fullmatch(r"DR\d+", p.name.upper()) is not None
 
 
-def scan_corpus(base: Path) -> tuple[list[Utterance], list[tuple[str, int, int]]]:
-    """All utterances that have a .WRD, and (relative path, size, mtime_ns) of every
-    .WAV/.WRD file: the cheap stat listing that keys the feature cache."""
-    utterances, stats = [], []
+def scan_corpus(base: Path) -> list[Utterance]:
+    """All utterances that have a .WRD, with their .WAV where there is one."""
+    utterances = []
     for split in _split_dirs(base):
         for dialect in sorted(filter(_is_dialect_dir, split.iterdir())):
             for speaker in sorted(p for p in dialect.iterdir() if p.is_dir()):
@@ -306,8 +219,6 @@ def scan_corpus(base: Path) -> tuple[list[Utterance], list[tuple[str, int, int]]
                     if ext in (".WAV", ".WRD") and f.is_file():
                         # first of any names equal up to case wins (sorted, deterministic)
                         by_stem.setdefault(f.stem.upper(), {}).setdefault(ext, f)
-                        st = f.stat()
-                        stats.append((f.relative_to(base).as_posix(), st.st_size, st.st_mtime_ns))
                 for stem, files in sorted(by_stem.items()):
                     if ".WRD" not in files:
                         continue
@@ -319,7 +230,7 @@ def scan_corpus(base: Path) -> tuple[list[Utterance], list[tuple[str, int, int]]
             f"TIMIT root {base} has no .WRD word alignments under TRAIN|TEST/DR*/<speaker>/: "
             "pass the root of a complete TIMIT copy"
         )
-    return utterances, sorted(stats)
+    return utterances
 
 
 def read_wrd(path: Path) -> list[tuple[int, int, str]]:
@@ -564,31 +475,59 @@ class WordFeatures:
 
 
 _INFO = "cwbench_cache.json"
+# sha256 of every other file of the entry, written last; checked before the entry is used
+_CHECKSUMS = "cwbench_sha256.json"
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def cache_key(cfg: FeatureConfig, choices: list[Choice], base: Path) -> str:
+    """Everything the features are computed from, by content: the settings, the choice of
+    examples and the sha256 of each chosen audio file.
+
+    The choice is a function of every .WRD file (and of which .WAV files exist), so it
+    stands for them; of the audio only the chosen files are hashed (in TIMIT about 175 of
+    6300, some 17 MB instead of 600 MB), since no other .WAV reaches the features. Sizes
+    and mtimes play no part: an in-place edit that keeps both still changes the key."""
+    audio = {}
+    for c in choices:
+        if c.path in audio:  # a file rarely holds two chosen words
+            continue
+        try:
+            audio[c.path] = _sha256_file(base / c.path)
+        except OSError as e:
+            raise UserInputError(
+                f"audio file {base / c.path} cannot be read ({e.strerror}): check the TIMIT copy"
+            ) from None
+    return hashlib.sha256(json.dumps(
+        {"version": FEATURES_VERSION, "rule": SELECTION_RULE, "features": dataclasses.asdict(cfg),
+         "choices": [dataclasses.asdict(c) for c in choices], "audio": audio},
+        sort_keys=True,
+    ).encode()).hexdigest()[:24]
 
 
 def load_word_features(timit_root, cfg: FeatureConfig, cache_dir) -> WordFeatures:
-    """Features of the chosen words, from the cache when the corpus files and settings match."""
+    """Features of the chosen words, from the cache when the corpus content and settings match."""
     t0 = time.perf_counter()
     base = resolve_root(timit_root)
-    utterances, stats = scan_corpus(base)
-    key = hashlib.sha256(json.dumps(
-        {"version": FEATURES_VERSION, "rule": SELECTION_RULE,
-         "features": dataclasses.asdict(cfg), "files": stats},
-        sort_keys=True,
-    ).encode()).hexdigest()[:24]
-    path = Path(cache_dir).expanduser() / f"features-{key}"
+    choices = select_words(scan_corpus(base), base)
+    path = Path(cache_dir).expanduser() / f"features-{cache_key(cfg, choices, base)}"
 
-    if (path / _INFO).is_file():
-        try:
-            choices, features, info = _load(path)
+    if path.is_dir():
+        cached = _load_verified(path, choices)
+        if cached is not None:
+            features, info = cached
             log.info("timit features: cache hit %s", path)
             return WordFeatures(choices, features, info["sample_rate"], info["fingerprint"],
                                 path, True, time.perf_counter() - t0)
-        except Exception as e:  # a damaged cache entry is rebuilt, never trusted
-            log.warning("timit features: cache entry %s unreadable (%s); rebuilding", path, e)
 
     log.info("timit features: cache miss, extracting from %s", base)
-    choices = select_words(utterances, base)
     segments, rate = cut_segments(choices, base)
     features = [mfcc_features(seg, rate, cfg) for seg in segments]
     fingerprint = content_fingerprint(choices, segments, rate)
@@ -601,6 +540,47 @@ def load_word_features(timit_root, cfg: FeatureConfig, cache_dir) -> WordFeature
         log.warning("timit features: could not write cache %s (%s)", path, e)
     return WordFeatures(choices, features, rate, fingerprint, path, False,
                         time.perf_counter() - t0)
+
+
+def _load_verified(path: Path, choices: list[Choice]) -> tuple[list[np.ndarray], dict] | None:
+    """The entry's features and info if its files are as written and hold this choice of
+    examples; otherwise None, after a warning and removing the entry so it is rebuilt."""
+    problem = _checksum_problem(path)
+    if problem is None:
+        try:
+            cached_choices, features, info = _load(path)
+            if cached_choices == choices:
+                return features, info
+            problem = "it holds another choice of examples"
+        except Exception as e:  # whatever the reader raises on a bad entry: rebuild
+            problem = f"unreadable: {' '.join(str(e).split())}"
+    log.warning("timit features: cache entry %s is damaged (%s); rebuilding it", path, problem)
+    shutil.rmtree(path, ignore_errors=True)
+    return None
+
+
+def _write_checksums(folder: Path) -> None:
+    sums = {p.relative_to(folder).as_posix(): _sha256_file(p)
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+    (folder / _CHECKSUMS).write_text(json.dumps(sums, indent=1, sort_keys=True))
+
+
+def _checksum_problem(folder: Path) -> str | None:
+    """None when every file listed at save time is there with its content; else what is not."""
+    try:
+        sums = json.loads((folder / _CHECKSUMS).read_text())
+    except (OSError, ValueError) as e:
+        return f"no readable {_CHECKSUMS}: {type(e).__name__}"
+    # the listing must cover what _load reads; a damaged name shows up as a missing file
+    if not isinstance(sums, dict) or not {_INFO, "selection.json"} <= set(sums) \
+            or not any(name.startswith("data/") for name in sums):
+        return f"{_CHECKSUMS} does not list the entry's files"
+    for name, digest in sorted(sums.items()):
+        if not (folder / name).is_file():
+            return f"{name} is missing"
+        if _sha256_file(folder / name) != digest:
+            return f"{name} differs from its checksum"
+    return None
 
 
 def _save(path: Path, choices: list[Choice], features: list[np.ndarray], info: dict) -> None:
@@ -629,11 +609,12 @@ def _save(path: Path, choices: list[Choice], features: list[np.ndarray], info: d
     (tmp / "selection.json").write_text(
         json.dumps([dataclasses.asdict(c) for c in choices], indent=1))
     (tmp / _INFO).write_text(json.dumps(info, indent=1, sort_keys=True))
+    _write_checksums(tmp)
     try:
         os.replace(tmp, path)
     except OSError:  # another process finished the same entry first
         shutil.rmtree(tmp, ignore_errors=True)
-        if not (path / _INFO).is_file():
+        if not (path / _CHECKSUMS).is_file():
             raise
 
 

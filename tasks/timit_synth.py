@@ -25,8 +25,9 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 
-from tasks.timit_corpus import GROUPS, WORDS, write_sphere
+from tasks.timit_corpus import GROUPS, WORDS
 
 SYNTH_VERSION = 1  # bump when the generated audio changes
 RATE = 16000
@@ -49,7 +50,7 @@ class _Speaker:
     formant_scale: float
     speed: float
     loudness: float
-    byte_format: str
+    endian: str  # of the SPHERE samples, as soundfile names it: "LITTLE" | "BIG"
 
 
 def _rng(seed: int, *keys: int) -> np.random.Generator:
@@ -92,7 +93,7 @@ def _speaker(seed: int, i: int) -> _Speaker:
         formant_scale=rng.uniform(1.0, 1.12) if female else rng.uniform(0.9, 1.0),
         speed=rng.uniform(0.8, 1.25),
         loudness=rng.uniform(0.3, 0.8),
-        byte_format="10" if i % 3 == 2 else "01",
+        endian="BIG" if i % 3 == 2 else "LITTLE",
     )
 
 
@@ -193,10 +194,9 @@ def write_synthetic_corpus(root, seed: int = 0, n_speakers: int = 8, case: str =
         for k, sentence in enumerate(_sentences(seed, i, words)):
             utt = f"SX{100 + 10 * i + k}"
             audio, phn, wrd = _utterance(sentence, vocab, spk, rng)
-            write_sphere(folder / name(f"{utt}.WAV"), audio, RATE, spk.byte_format, {
-                "database_id": "CWBENCH-SYNTH", "database_version": str(SYNTH_VERSION),
-                "utterance_id": f"{spk.sid}_{utt}".lower(),
-            })
+            # libsndfile writes TIMIT's form: a 1024-byte header, then the 16-bit samples
+            sf.write(folder / name(f"{utt}.WAV"), audio, RATE, format="NIST", subtype="PCM_16",
+                     endian=spk.endian)
             text = " ".join(sentence).capitalize() + "."
             (folder / name(f"{utt}.TXT")).write_text(f"0 {len(audio)} {text}\n")
             (folder / name(f"{utt}.PHN")).write_text("".join(f"{a} {b} {p}\n" for a, b, p in phn))

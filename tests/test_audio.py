@@ -144,7 +144,7 @@ def test_too_short_file(tmp_path):
     path = tmp_path / "short.wav"
     sf.write(path, tone(1000, 16_000), 16_000)
     # 1000 samples at 16 kHz are 2757 at 44.1 kHz: too short for the default offset...
-    user_error(lambda: AudioGeneration(str(path)), "short.wav", "too short", "2757", "--offset")
+    user_error(lambda: AudioGeneration(str(path)), "short.wav", "too short", "2757", "--param offset=N")
     # ...and long enough without one
     assert AudioGeneration(str(path), offset=0).batch()["y"].shape == (1, LENGTH, 1)
 
@@ -152,7 +152,7 @@ def test_too_short_file(tmp_path):
 def test_silent_file_and_silent_window(tmp_path):
     path = tmp_path / "silent.wav"
     sf.write(path, np.zeros(8000), SAMPLE_RATE, subtype="PCM_16")
-    user_error(lambda: AudioGeneration(str(path)), "silent.wav", "silent", "--offset")
+    user_error(lambda: AudioGeneration(str(path)), "silent.wav", "silent", "--param offset=N")
     # sound only after the window
     late = np.concatenate([np.zeros(OFFSET + LENGTH), tone(2000, SAMPLE_RATE)])
     sf.write(path, late, SAMPLE_RATE)
@@ -183,12 +183,12 @@ def test_not_audio_missing_and_directory(tmp_path):
 @pytest.mark.parametrize(
     "kwargs, word",
     [
-        ({"offset": -1}, "--offset"),
-        ({"offset": 1.5}, "--offset"),
-        ({"length": 1}, "--length"),
-        ({"sample_rate": 0}, "--sample_rate"),
+        ({"offset": -1}, "--param offset=N"),
+        ({"offset": 1.5}, "--param offset=N"),
+        ({"length": 1}, "--param length=N"),
+        ({"sample_rate": 0}, "--param sample_rate=N"),
         ({"sample_rate": 4000}, "8000"),
-        ({"length": "320"}, "--length"),
+        ({"length": "320"}, "--param length=N"),
     ],
 )
 def test_bad_window_parameters(kwargs, word):

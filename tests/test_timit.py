@@ -1,4 +1,4 @@
-"""TIMIT word task: SPHERE reader, layout, selection, features, cache, errors, end to end.
+"""TIMIT word task: SPHERE reading, layout, selection, features, cache, errors, end to end.
 
 Everything runs on the synthetic stand-in corpus (tasks.timit_synth), built once per
 module in a temporary folder; TIMIT itself is never needed.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import math
 import os
 import shutil
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
 from tasks.errors import UserInputError
@@ -27,14 +29,12 @@ from tasks.timit_corpus import (
     cut_segments,
     load_word_features,
     mfcc_features,
-    parse_sphere_header,
     read_audio,
-    read_sphere,
     read_wrd,
     resolve_root,
     scan_corpus,
     select_words,
-    write_sphere,
+    sphere_fields,
 )
 from tasks.timit_synth import write_synthetic_corpus
 
@@ -76,49 +76,87 @@ def one_line_error(excinfo) -> str:
 
 # -- SPHERE ---------------------------------------------------------------------------
 
+FULL_RANGE = np.random.default_rng(0).integers(-32768, 32768, 5000).astype(np.int16)
 
-@pytest.mark.parametrize("byte_format", ["01", "10"])
-def test_sphere_round_trip(tmp_path, byte_format):
-    samples = np.random.default_rng(0).integers(-32768, 32768, 5000).astype(np.int16)
-    path = tmp_path / "x.wav"
-    write_sphere(path, samples, 16000, byte_format, {"utterance_id": "abc_sx1"})
+
+def write_nist(path: Path, samples=FULL_RANGE, endian="LITTLE") -> Path:
+    sf.write(path, samples, 16000, format="NIST", subtype="PCM_16", endian=endian)
+    return path
+
+
+def timit_header(sample_count: int, byte_format: bytes = b"01", coding: bytes = b"") -> bytes:
+    # the header of a real TIMIT file (which has no sample_coding field: PCM is the default)
+    return (b"NIST_1A\n   1024\ndatabase_id -s5 TIMIT\ndatabase_version -s3 1.0\n"
+            b"utterance_id -s8 aks0_sa1\nchannel_count -i 1\nsample_count -i %d\n"
+            b"sample_rate -i 16000\nsample_min -i -2191\nsample_max -i 2790\n"
+            b"sample_n_bytes -i 2\nsample_byte_format -s2 %s\nsample_sig_bits -i 16\n%s"
+            b"end_head\n" % (sample_count, byte_format, coding)).ljust(1024, b" ")
+
+
+@pytest.mark.parametrize("endian, byte_format", [("LITTLE", "01"), ("BIG", "10")])
+def test_sphere_round_trip(tmp_path, endian, byte_format):
+    path = write_nist(tmp_path / "x.wav", endian=endian)
     raw = path.read_bytes()
-    assert raw.startswith(b"NIST_1A\n   1024\n") and len(raw) == 1024 + 2 * len(samples)
-    head = parse_sphere_header(raw)
-    assert (head.sample_rate, head.sample_count, head.sample_n_bytes, head.channel_count) == (16000, 5000, 2, 1)
-    assert head.byte_order == ("<" if byte_format == "01" else ">")
-    assert head.fields["utterance_id"] == "abc_sx1"
-    back, rate = read_sphere(path)
-    assert rate == 16000 and back.dtype == np.int16
-    np.testing.assert_array_equal(back, samples)
-    audio, _ = read_audio(path)
-    np.testing.assert_array_equal(audio, samples / 32768.0)
+    assert raw.startswith(b"NIST_1A\n   1024\n") and len(raw) == 1024 + 2 * len(FULL_RANGE)
+    fields = sphere_fields(raw[:1024])
+    assert (fields["sample_rate"], fields["sample_count"]) == ("16000", "5000")
+    assert fields["sample_byte_format"] == byte_format and fields["sample_coding"] == "pcm"
+    audio, rate = read_audio(path)
+    assert rate == 16000 and audio.dtype == np.float64
+    np.testing.assert_array_equal(audio, FULL_RANGE / 32768.0)
 
 
-def test_sphere_timit_header_without_coding_field(tmp_path):
-    # the real TIMIT header has no sample_coding field: PCM is the default
-    header = (b"NIST_1A\n   1024\ndatabase_id -s5 TIMIT\ndatabase_version -s3 1.0\n"
-              b"utterance_id -s8 aks0_sa1\nchannel_count -i 1\nsample_count -i 3\n"
-              b"sample_rate -i 16000\nsample_min -i -2191\nsample_max -i 2790\n"
-              b"sample_n_bytes -i 2\nsample_byte_format -s2 01\nsample_sig_bits -i 16\nend_head\n")
+@pytest.mark.parametrize("byte_format, dtype", [(b"01", "<i2"), (b"10", ">i2")])
+def test_sphere_timit_header_bit_for_bit(tmp_path, byte_format, dtype):
+    # laid out by hand as on the LDC disc, not by libsndfile: its decoding is checked, not
+    # a round trip; bytes after the promised samples are not audio
     path = tmp_path / "SA1.WAV"
-    path.write_bytes(header.ljust(1024, b" ") + np.array([1, -2, 300], "<i2").tobytes())
-    samples, rate = read_sphere(path)
-    assert rate == 16000 and samples.tolist() == [1, -2, 300]
+    path.write_bytes(timit_header(len(FULL_RANGE), byte_format)
+                     + FULL_RANGE.astype(dtype).tobytes() + b"\x12\x34" * 7)
+    assert sphere_fields(path.read_bytes()[:1024])["utterance_id"] == "aks0_sa1"
+    audio, rate = read_audio(path)
+    assert rate == 16000
+    assert audio.tobytes() == (FULL_RANGE.astype(np.float64) / 32768.0).tobytes()
 
 
-def test_sphere_refuses_shorten_and_truncation(tmp_path):
-    header = (b"NIST_1A\n   1024\nchannel_count -i 1\nsample_count -i 100\nsample_rate -i 16000\n"
-              b"sample_n_bytes -i 2\nsample_byte_format -s2 01\n"
-              b"sample_coding -s26 pcm,embedded-shorten-v2.00\nend_head\n").ljust(1024, b" ")
-    path = tmp_path / "SX1.WAV"
-    path.write_bytes(header + b"\x00" * 50)
-    with pytest.raises(UserInputError, match="shorten") as err:
+def test_sphere_shorten_is_refused_with_the_fix(tmp_path):
+    # TIMIT as some discs ship it; libsndfile alone says only "unimplemented format"
+    path = write_nist(tmp_path / "SX1.WAV")
+    raw = path.read_bytes()
+    header = raw[:1024].replace(b"sample_coding -s3 pcm\n", b"sample_coding -s26 pcm,embedded-shorten-v2.00\n")
+    assert header[1024:].strip(b"\0") == b""  # only padding pushed out
+    path.write_bytes(header[:1024] + raw[1024:])
+    with pytest.raises(UserInputError) as err:
         read_audio(path)
-    assert str(path) in one_line_error(err)
-    path.write_bytes(header.replace(b",embedded-shorten-v2.00", b"                      ") + b"\0" * 50)
-    with pytest.raises(UserInputError, match="truncated"):
+    message = one_line_error(err)
+    assert str(path) in message and "'pcm,embedded-shorten-v2.00'" in message
+    assert "libsndfile cannot read" in message and "sph2pipe" in message
+
+
+def test_sphere_truncated_says_what_was_promised_and_what_is_there(tmp_path):
+    path = write_nist(tmp_path / "SX2.WAV")
+    path.write_bytes(path.read_bytes()[: 1024 + 1000])
+    with pytest.raises(UserInputError) as err:
         read_audio(path)
+    message = one_line_error(err)
+    assert str(path) in message and "truncated" in message and "intact TIMIT copy" in message
+    assert "promises 5000 samples (10000 data bytes) but the file holds 1000 data bytes" in message
+
+
+@pytest.mark.parametrize("content, problem", [
+    (b"this is not audio at all" * 10, "is neither NIST SPHERE nor other audio (it starts with b'this is'): "
+                                       "libsndfile says 'Format not recognised.'"),
+    (b"NIST_1A\n   1024\nsample_rate\n", "is not readable NIST SPHERE: libsndfile says"),
+    (b"", "is neither NIST SPHERE nor other audio"),
+])
+def test_not_sphere_or_unreadable(tmp_path, content, problem):
+    path = tmp_path / "SX3.WAV"
+    path.write_bytes(content)
+    with pytest.raises(UserInputError) as err:
+        read_audio(path)
+    message = one_line_error(err)
+    assert message.startswith(f"audio file {path} {problem}")
+    assert message.endswith("replace it with the file from an intact TIMIT copy")
 
 
 def test_riff_wav_is_read_too(tmp_path):
@@ -140,7 +178,7 @@ def test_both_name_cases_give_the_same_data(corpus, tmp_path):
 
     def chosen(root):
         base = resolve_root(root)
-        choices = select_words(scan_corpus(base)[0], base)
+        choices = select_words(scan_corpus(base), base)
         return choices, content_fingerprint(choices, *cut_segments(choices, base))
 
     mixed, fp_mixed = chosen(corpus)
@@ -160,7 +198,7 @@ def test_root_may_be_the_folder_above(corpus, tmp_path):
 
 def test_selection_counts_and_determinism(corpus):
     base = resolve_root(corpus)
-    utterances, _ = scan_corpus(base)
+    utterances = scan_corpus(base)
     choices = select_words(utterances, base)
     assert choices == select_words(list(reversed(utterances)), base)  # order of discovery is irrelevant
     assert len(choices) == 175
@@ -182,7 +220,7 @@ def test_selection_counts_and_determinism(corpus):
 
 def test_selection_takes_each_speakers_first_occurrence(corpus):
     base = resolve_root(corpus)
-    utterances, _ = scan_corpus(base)
+    utterances = scan_corpus(base)
     occurrences = {}  # (word, speaker) -> all (uid, start)
     for u in utterances:
         for start, _, word in read_wrd(u.wrd):
@@ -241,6 +279,18 @@ def test_task_data_shapes_and_train_only_normalisation(task):
 # -- cache --------------------------------------------------------------------------------
 
 
+def edit_in_place(path: Path, offset: int, new: bytes) -> None:
+    """Overwrite bytes of a file keeping its size and its mtime (and atime)."""
+    before = path.stat()
+    raw = bytearray(path.read_bytes())
+    assert raw[offset : offset + len(new)] != new
+    raw[offset : offset + len(new)] = new
+    path.write_bytes(bytes(raw))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = path.stat()
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+
+
 def test_cache_hit_then_miss_on_changes(corpus_copy, tmp_path):
     cache = tmp_path / "cache"
     first = load_word_features(corpus_copy, FeatureConfig(), cache)
@@ -253,19 +303,82 @@ def test_cache_hit_then_miss_on_changes(corpus_copy, tmp_path):
     changed = load_word_features(corpus_copy, FeatureConfig(preemphasis=0.9), cache)
     assert not changed.cache_hit and changed.cache_path != first.cache_path
     assert load_word_features(corpus_copy, FeatureConfig(preemphasis=0.9), cache).cache_hit
-    # a changed corpus file rebuilds too
-    wav = corpus_copy / first.choices[0].path
-    raw = bytearray(wav.read_bytes())
-    offset = 1024 + 2 * first.choices[0].start + 100  # inside the chosen word
-    raw[offset : offset + 4] = b"\x10\x20\x30\x40"
-    before = wav.stat()
-    wav.write_bytes(bytes(raw))
-    os.utime(wav, ns=(before.st_atime_ns, before.st_mtime_ns + 10**9))  # coarse-mtime file systems
+    # the key is the content of what the features come from: an in-place edit of an audio
+    # file that keeps its size and mtime is a miss when the file is used...
+    used = {c.path for c in first.choices}
+    unused = next(p for p in corpus_files(corpus_copy, ".WAV") if p.relative_to(corpus_copy).as_posix() not in used)
+    edit_in_place(unused, 1024 + 100, b"\x10\x20\x30\x40")
+    assert load_word_features(corpus_copy, FeatureConfig(), cache).cache_hit  # ...not when it is not
+    chosen = first.choices[0]
+    edit_in_place(corpus_copy / chosen.path, 1024 + 2 * chosen.start + 100, b"\x10\x20\x30\x40")
     rebuilt = load_word_features(corpus_copy, FeatureConfig(), cache)
     assert not rebuilt.cache_hit and rebuilt.fingerprint != first.fingerprint
+    assert rebuilt.cache_path != first.cache_path
+    assert not np.array_equal(rebuilt.features[0], first.features[0])
+    same_file = [i for i, c in enumerate(first.choices) if c.path == chosen.path]
+    other = next(i for i in range(len(first.choices)) if i not in same_file)
+    np.testing.assert_array_equal(rebuilt.features[other], first.features[other])
+    # a .WRD edit that moves a chosen word (same size, same mtime) is a miss too
+    wrd = (corpus_copy / chosen.path).with_suffix(".WRD" if chosen.path.endswith(".WAV") else ".wrd")
+    line = f"{chosen.start} {chosen.end} {chosen.word}"
+    moved = f"{chosen.start} {chosen.end - 10} {chosen.word}"
+    assert len(moved) == len(line)  # the synthetic words are far longer than 10 samples
+    text = wrd.read_bytes()
+    edit_in_place(wrd, text.index(line.encode()), moved.encode())
+    shifted = load_word_features(corpus_copy, FeatureConfig(), cache)
+    assert not shifted.cache_hit and shifted.choices[0].end == chosen.end - 10
     # the task says which it was
     assert not TimitWords(timit_root=corpus_copy, cache_dir=tmp_path / "other").cache_hit
     assert TimitWords(timit_root=corpus_copy, cache_dir=tmp_path / "other").cache_hit
+
+
+def _flip_features(entry: Path, words) -> Path:
+    # one float of the stored features: read as it is, this is a silently wrong number
+    arrow = next((entry / "data").glob("*.arrow"))
+    raw = arrow.read_bytes()
+    at = raw.index(words.features[5].tobytes()) + 4 * 7
+    arrow.write_bytes(raw[:at] + bytes(b ^ 0x40 for b in raw[at : at + 4]) + raw[at + 4 :])
+    return arrow
+
+
+def _flip_fingerprint(entry: Path, words) -> Path:
+    info = entry / "cwbench_cache.json"
+    info.write_text(info.read_text().replace(words.fingerprint, words.fingerprint[::-1]))
+    return info
+
+
+def _flip_checksum(entry: Path, words) -> Path:
+    # the listing itself damaged: the file whose digest changed no longer matches it
+    path = entry / "cwbench_sha256.json"
+    sums = json.loads(path.read_text())
+    name = sorted(sums)[0]
+    sums[name] = sums[name][::-1]
+    path.write_text(json.dumps(sums))
+    return entry / name
+
+
+def _drop_checksums(entry: Path, words) -> Path:
+    (entry / "cwbench_sha256.json").unlink()
+    return entry / "cwbench_sha256.json"
+
+
+@pytest.mark.parametrize("damage", [_flip_features, _flip_fingerprint, _flip_checksum, _drop_checksums])
+def test_damaged_cache_entry_is_detected_and_rebuilt(corpus, tmp_path, caplog, damage):
+    cache = tmp_path / "cache"
+    first = load_word_features(corpus, FeatureConfig(), cache)
+    damaged = damage(first.cache_path, first)
+    with caplog.at_level("WARNING", logger="tasks.timit_corpus"):
+        again = load_word_features(corpus, FeatureConfig(), cache)
+    assert not again.cache_hit and again.cache_path == first.cache_path
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "\n" not in warnings[0]
+    assert f"cache entry {first.cache_path} is damaged" in warnings[0] and "rebuilding" in warnings[0]
+    assert damaged.name in warnings[0]
+    assert again.fingerprint == first.fingerprint
+    for a, b in zip(first.features, again.features, strict=True):
+        np.testing.assert_array_equal(a, b)
+    # the rebuilt entry is whole again
+    assert load_word_features(corpus, FeatureConfig(), cache).cache_hit
 
 
 def test_default_cache_dir_and_env_root(corpus, monkeypatch, tmp_path):
@@ -320,13 +433,24 @@ def test_error_too_few_speakers(corpus_copy):
     assert "fewer than 7 speakers for 1 word(s): subway (6 speakers)" in message
 
 
-def test_error_unreadable_audio(corpus_copy, tmp_path):
+def _shorten(raw: bytes) -> bytes:
+    header = raw[:1024].replace(b"sample_coding -s3 pcm\n", b"sample_coding -s7 shorten\n")
+    return header[:1024] + raw[1024:]
+
+
+@pytest.mark.parametrize("damage, problem", [
+    (lambda raw: b"this is not audio at all" * 10, "is neither NIST SPHERE nor other audio"),
+    (lambda raw: raw[:2000], "but the file holds 976 data bytes"),
+    (_shorten, "is compressed NIST SPHERE (sample_coding 'shorten')"),
+])
+def test_error_unreadable_audio(corpus_copy, tmp_path, damage, problem):
     base = resolve_root(corpus_copy)
-    victim = base / select_words(scan_corpus(base)[0], base)[3].path
-    victim.write_bytes(b"this is not audio at all" * 10)
+    victim = base / select_words(scan_corpus(base), base)[3].path
+    victim.write_bytes(damage(victim.read_bytes()))
     with pytest.raises(UserInputError) as err:
         TimitWords(timit_root=corpus_copy, cache_dir=tmp_path / "cache").params()
-    assert str(victim) in one_line_error(err)
+    message = one_line_error(err)
+    assert str(victim) in message and problem in message
     victim.unlink()  # a .WRD without its .WAV
     with pytest.raises(UserInputError, match="no .WAV") as err:
         TimitWords(timit_root=corpus_copy, cache_dir=tmp_path / "cache").params()
