@@ -92,11 +92,11 @@ class CopyTask(Task):
 
     def __init__(self, delay: int = 100, variable_delay: bool = False, min_delay: int = 1,
                  eval_batches: int = 4, eval_batch_size: int = 256):
-        for name, value in (("delay", delay), ("min_delay", min_delay), ("eval_batches", eval_batches),
-                            ("eval_batch_size", eval_batch_size)):
+        for name, value, hint in (("delay", delay, "--param delay=N"), ("min_delay", min_delay, "--param min_delay=N"),
+                                  ("eval_batches", eval_batches, "--param eval_batches=N"),
+                                  ("eval_batch_size", eval_batch_size, "--param eval_batch_size=N")):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise UserInputError(f"copy task: bad {name} {value!r}: it must be an integer >= 1 "
-                                     f"(--param {name}=N)")
+                raise UserInputError(f"copy task: bad {name} {value!r}: it must be an integer >= 1 ({hint})")
         if not isinstance(variable_delay, bool):
             raise UserInputError(f"copy task: bad variable_delay {variable_delay!r}: it must be true or false "
                                  "(--param variable_delay=true)")
