@@ -119,6 +119,8 @@ class ResultsStore:
         if free < MIN_FREE_BYTES:
             raise UserInputError(f"no room in results folder {folder} ({free >> 20} MB free, "
                                  f"{MIN_FREE_BYTES >> 20} MB needed): free some space or pass another --results DIR")
+        with self._locked():
+            remove_leftovers(self.path)  # of a writer killed mid-write; under the lock none is mid-write
         self.load()
 
     @contextlib.contextmanager
@@ -134,7 +136,6 @@ class ResultsStore:
             raise ValueError(f"refusing to store an invalid run record ({wrong}): {record.get('run_id')}")
         line = json.dumps(record, sort_keys=True, allow_nan=True)
         with self._locked():
-            remove_leftovers(self.path)  # a writer killed mid-write; none can be mid-write now
             kept = [r for r in self.load() if r["run_id"] != record["run_id"]]
             text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept) + line + "\n"
             atomic_write(self.path, text)
