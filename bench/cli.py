@@ -109,6 +109,15 @@ def cmd_tune(args) -> int:
     return 0
 
 
+def cmd_verify(args) -> int:
+    import tempfile
+
+    from bench.verify import verify
+
+    scratch = args.scratch or Path(tempfile.mkdtemp(prefix=f"cwbench-verify-{args.task}-"))
+    return verify(args.task, args.results, scratch, args.sample, args.profile)
+
+
 def cmd_leaderboard(args) -> int:
     from bench.leaderboard import build_leaderboard
     from bench.suite import suite_names
@@ -176,6 +185,15 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--no-leaderboard", action="store_true", help="do not rebuild the leaderboard afterwards")
     run.set_defaults(func=cmd_run)
     tune.set_defaults(func=cmd_tune)
+
+    check = sub.add_parser("verify", help="re-run a sample of each leaderboard row and say whether it reproduces "
+                           "(bitwise, within float noise, and statistically)")
+    check.add_argument("task", help="task name (see `cwbench list`)")
+    check.add_argument("--sample", type=_positive_int, default=1, help="reruns per row (default 1: its first seed)")
+    check.add_argument("--profile", help="only this profile's rows (default: all)")
+    check.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="the store to check (default results/)")
+    check.add_argument("--scratch", type=Path, help="where the reruns go (default: a new temporary folder)")
+    check.set_defaults(func=cmd_verify)
 
     board = sub.add_parser("leaderboard", help="rebuild tables and plots from stored runs")
     board.add_argument("task", nargs="?", help="one task (default: every task with stored runs)")

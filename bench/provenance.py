@@ -49,9 +49,63 @@ def device_name(device: str) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
+def cpu_model() -> str:
+    """The processor's name (Linux: /proc/cpuinfo's model name), else what platform says."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_flags() -> list[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return sorted(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return []
+
+
+def machine(device: str) -> dict:
+    """Everything besides the code and the seed that decides a run's numbers bit for bit:
+    the processor and its instruction set (which kernels torch, oneDNN, MKL and numba
+    pick), the thread counts (how sums are split), and on a GPU the CUDA/cuDNN settings."""
+    import hashlib
+
+    flags = cpu_flags()
+    config = torch.__config__.show()
+    found = {
+        "cpu_model": cpu_model(),
+        "cpu_flags_sha256": hashlib.sha256(" ".join(flags).encode()).hexdigest()[:16] if flags else "unknown",
+        "cpu_simd": sorted(f for f in flags if f.startswith(("avx", "fma", "sse4", "amx"))),
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "torch_threads": torch.get_num_threads(),
+        "blas": next((part.split("=", 1)[1] for part in config.replace(",", " ").split() if part.startswith(
+            "BLAS_INFO=")), "unknown"),
+        "onednn": next((line.split("v", 1)[1].split()[0] for line in config.splitlines() if "MKL-DNN v" in line),
+                       "unknown"),
+        "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+    }
+    try:
+        import numba
+
+        found["numba_threads"] = numba.get_num_threads()
+    except ImportError:
+        pass
+    if device == "cuda":
+        found.update(gpu=torch.cuda.get_device_name(), cudnn_deterministic=torch.backends.cudnn.deterministic,
+                     cudnn_benchmark=torch.backends.cudnn.benchmark,
+                     tf32=torch.backends.cuda.matmul.allow_tf32 or torch.backends.cudnn.allow_tf32)
+    return found
+
+
 def versions() -> dict:
     found = {"python": platform.python_version(), "torch": torch.__version__}
-    for package in ("pytorch-lightning", "numpy", "pandas"):
+    for package in ("pytorch-lightning", "numpy", "pandas", "scipy", "numba", "librosa", "soundfile", "datasets"):
         try:
             found[package] = metadata.version(package)
         except metadata.PackageNotFoundError:

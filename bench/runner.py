@@ -243,7 +243,8 @@ def _run_todo(todo, counts, device, wandb, progress, command, cw_backend, log, e
             "run_id": rid, **config, "status": result.pop("status"), "reason": result.pop("reason"), **result,
             "sources": task.sources(), "baselines": task.baselines(), "primary_metric": task.primary_metric,
             "higher_is_better": task.higher_is_better, "wall_time_s": round(wall, 3),
-            "device": provenance.device_name(device), "git_commit": provenance.git_commit(),
+            "device": provenance.device_name(device), "machine": provenance.machine(device),
+            "git_commit": provenance.git_commit(),
             "versions": provenance.versions(), "date": provenance.now(), "command": command,
             "evaluated_on": evaluate,
         }
