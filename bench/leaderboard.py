@@ -224,6 +224,9 @@ def _header(df: pd.DataFrame, suite: dict, task: str, source: str) -> list[str]:
                   f"is first averaged over the {unit}s it ran on, and std, `ci95` and `p` are over these "
                   f"per-seed averages (`seeds` = their number); the mean is the mean over {unit}s of each "
                   f"{unit}'s mean over seeds. Each profile's \"Per target\" table shows every {unit} alone.", ""]
+    lines += [f"Reproducing a row: bit for bit only on the same CPU model, thread count and package versions "
+              "(each record's `machine` and `versions`); anywhere else statistically, within the row's spread. "
+              f"`cwbench verify {task}` re-runs each row and says which.", ""]
     lines += ["`not_learned` = finished runs whose primary metric did not beat the task's trivial baseline by "
               "its margin (— = not recorded by these runs); a row where no run learned has its metric marked "
               "`(not learned)`.", ""]
