@@ -1,0 +1,19 @@
+"""The repository stands on its own: its files point at nothing users do not have, and the
+noxfile's early checks say what the CLI would."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from tasks.timit_corpus import ROOT_NOT_SET
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_noxfile_says_what_the_cli_says_when_timit_is_missing():
+    tree = ast.parse((ROOT / "noxfile.py").read_text())
+    constants = {node.targets[0].id: ast.literal_eval(node.value) for node in tree.body
+                 if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)
+                 and isinstance(node.value, ast.Constant)}
+    assert constants["TIMIT_ROOT_NOT_SET"] == ROOT_NOT_SET
