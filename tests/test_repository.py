@@ -11,6 +11,13 @@ from tasks.timit_corpus import ROOT_NOT_SET
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def test_readme_links_to_the_docs_and_they_exist():
+    readme = (ROOT / "README.md").read_text()
+    for page in ["docs/cwrnn.md", "docs/protocol.md", "docs/paper.md"]:
+        assert f"({page})" in readme
+        assert (ROOT / page).is_file()
+
+
 def test_the_noxfile_says_what_the_cli_says_when_timit_is_missing():
     tree = ast.parse((ROOT / "noxfile.py").read_text())
     constants = {node.targets[0].id: ast.literal_eval(node.value) for node in tree.body
