@@ -4,11 +4,32 @@ noxfile's early checks say what the CLI would."""
 from __future__ import annotations
 
 import ast
+import re
+import subprocess
 from pathlib import Path
+
+import pytest
 
 from tasks.timit_corpus import ROOT_NOT_SET
 
 ROOT = Path(__file__).resolve().parent.parent
+# the project's internal notes: users do not have them, so nothing may send them there
+INTERNAL_NOTES = re.compile(rb"(DESIGN|PAPER)\.md")
+
+
+def tracked_files() -> list[str]:
+    try:
+        out = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("not a git checkout")
+    return [name for name in out.decode().split("\0") if name]
+
+
+def test_no_file_points_at_internal_notes():
+    files = [f for f in tracked_files() if not f.startswith("tests/") and (ROOT / f).is_file()]
+    assert "README.md" in files
+    pointing = [f for f in files if INTERNAL_NOTES.search((ROOT / f).read_bytes())]
+    assert pointing == [], "these files mention notes that are not in the repository"
 
 
 def test_readme_links_to_the_docs_and_they_exist():
