@@ -32,15 +32,15 @@ def cmd_list(args) -> None:
         print(f"  {name:<8} {description}")
     print("schedules (periods shown for g=6):")
     for name in SCHEDULES:
-        print(f"  {name:<12} {periods_for(name, 6)}")
-    print(f"  {'exponential:B':<12} base B, e.g. exponential:3 -> {periods_for('exponential:3', 6)}")
-    print(f"  {'1,4,16,64':<12} an explicit list of periods (fixes g)")
+        print(f"  {name:<13} {periods_for(name, 6)}")
+    print(f"  {'exponential:B':<13} base B, e.g. exponential:3 -> {periods_for('exponential:3', 6)}")
+    print(f"  {'1,4,16,64':<13} an explicit list of periods (fixes g)")
     print("tasks and profiles:")
     for task in suite_names():
         suite = load_suite(task)
         for profile in suite["profiles"]:
             p = load_profile(suite, profile)
-            print(f"  {task:<11} {profile:<6} {len(p.archs)} archs x budgets {p.budgets} x {p.seeds} seeds"
+            print(f"  {task:<11} {profile:<8} {len(p.archs)} archs x budgets {p.budgets} x {p.seeds} seeds"
                   f" | {p.task_params}")
     print(f"optimizers: {', '.join(names.OPTIMIZERS)}")
 
