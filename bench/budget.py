@@ -13,7 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from models.errors import UserInputError
-from models.registry import ModelSpec, check_arch, closed_form_count
+from models.names import parse_arch
+from models.registry import ModelSpec, closed_form_count
 from models.schedules import connection_order_for, is_explicit, periods_for
 
 MAX_SIZE = 4096  # search bound for hidden sizes, module sizes and module counts
@@ -28,18 +29,6 @@ class Match:
     @property
     def deviation(self) -> float:
         return (self.params - self.budget) / self.budget
-
-
-def parse_arch(label: str) -> tuple[str, str]:
-    """'lstm' -> ('lstm', ''); 'cwrnn/fibonacci' -> ('cwrnn', 'fibonacci'); 'cwrnn' -> exponential."""
-    arch, _, schedule = label.partition("/")
-    check_arch(arch)
-    if arch == "cwrnn":
-        schedule = schedule or "exponential"
-        periods_for(schedule, 1)  # validate the spec early, with its own message
-    elif schedule:
-        raise UserInputError(f"architecture '{arch}' takes no schedule (got '{label}'): write just '{arch}'")
-    return arch, schedule
 
 
 def _order(schedule: str, periods: list[int]) -> tuple[int, ...]:

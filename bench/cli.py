@@ -1,4 +1,9 @@
-"""The `cwbench` command line: list, run, leaderboard, speed."""
+"""The `cwbench` command line: list, run, tune, leaderboard, speed.
+
+This module imports nothing heavy: `--help`, `list` and mistyped arguments answer at once.
+torch, Lightning, pandas... are imported inside the commands that run, tune, tabulate or
+plot, after the arguments have been checked (tests/test_cli.py checks the import graph).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ import signal
 import sys
 from pathlib import Path
 
-from models.clockwork import BACKENDS
+from models import names
 from models.errors import UserInputError
 
 DEFAULT_RESULTS = Path("results")
@@ -20,31 +25,30 @@ NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 def cmd_list(args) -> None:
     from bench.suite import load_profile, load_suite, suite_names
-    from models.lightning import OPTIMIZERS
-    from models.registry import ARCHITECTURES
     from models.schedules import SCHEDULES, periods_for
 
     print("architectures (use cwrnn/<schedule> for a CW-RNN with that schedule):")
-    for name, (_, description) in ARCHITECTURES.items():
+    for name, description in names.ARCHITECTURES.items():
         print(f"  {name:<8} {description}")
     print("schedules (periods shown for g=6):")
     for name in SCHEDULES:
-        print(f"  {name:<12} {periods_for(name, 6)}")
-    print(f"  {'exponential:B':<12} base B, e.g. exponential:3 -> {periods_for('exponential:3', 6)}")
-    print(f"  {'1,4,16,64':<12} an explicit list of periods (fixes g)")
+        print(f"  {name:<13} {periods_for(name, 6)}")
+    print(f"  {'exponential:B':<13} base B, e.g. exponential:3 -> {periods_for('exponential:3', 6)}")
+    print(f"  {'1,4,16,64':<13} an explicit list of periods (fixes g)")
     print("tasks and profiles:")
     for task in suite_names():
         suite = load_suite(task)
         for profile in suite["profiles"]:
             p = load_profile(suite, profile)
-            print(f"  {task:<11} {profile:<6} {len(p.archs)} archs x budgets {p.budgets} x {p.seeds} seeds"
+            print(f"  {task:<11} {profile:<8} {len(p.archs)} archs x budgets {p.budgets} x {p.seeds} seeds"
                   f" | {p.task_params}")
-    print(f"optimizers: {', '.join(OPTIMIZERS)}")
+    print(f"optimizers: {', '.join(names.OPTIMIZERS)}")
 
 
 def profile_from_args(args):
-    """The suite and its profile with the command line's overrides applied."""
-    from bench.suite import load_profile, load_suite
+    """The suite and its profile with the command line's overrides applied, checked as far
+    as that can be done without torch."""
+    from bench.suite import load_profile, load_suite, validate_train
 
     suite = load_suite(args.task)
     profile = load_profile(suite, args.profile)
@@ -70,16 +74,19 @@ def profile_from_args(args):
         profile.task_params["target"] = args.target
     if args.timit_root:
         profile.task_params["timit_root"] = str(args.timit_root)
+    for label in profile.archs:  # a mistyped name is said now, not after seconds of imports
+        names.parse_arch(label)
+    validate_train(profile.train)
     return suite, profile
 
 
 def cmd_run(args) -> int:
+    suite, profile = profile_from_args(args)
     from bench.leaderboard import build_leaderboard
     from bench.runner import run_suite
     from bench.suite import resolve
     from bench.tuning import needs_tuning, tuned_rates
 
-    suite, profile = profile_from_args(args)
     tuned = tuned_rates(args.task, args.profile, profile, args.results) if needs_tuning(profile) else None
     runs = resolve(args.task, args.profile, profile, tuned)
     command = "cwbench " + shlex.join(args.argv) if args.command is None else args.command
@@ -92,11 +99,11 @@ def cmd_run(args) -> int:
 
 
 def cmd_tune(args) -> int:
+    suite, profile = profile_from_args(args)
     from bench.runner import run_suite
     from bench.store import ResultsStore
     from bench.tuning import TUNING_STORE, choose, tuning_runs
 
-    suite, profile = profile_from_args(args)
     runs = tuning_runs(args.task, args.profile, profile)
     command = "cwbench " + shlex.join(args.argv) if args.command is None else args.command
     counts = run_suite(runs, args.results, device=args.device, progress=args.progress, command=command,
@@ -119,21 +126,24 @@ def cmd_verify(args) -> int:
 
 
 def cmd_leaderboard(args) -> int:
-    from bench.leaderboard import build_leaderboard
-    from bench.suite import suite_names
+    from bench.suite import load_suite, suite_names
 
+    if args.task:
+        load_suite(args.task)  # an unknown name is said before pandas is imported
     tasks = [args.task] if args.task else [t for t in suite_names() if (args.results / t / "runs.jsonl").exists()]
     if not tasks:
         raise UserInputError(f"no stored runs under {args.results}: run `cwbench run TASK` first")
+    from bench.leaderboard import build_leaderboard
+
     for task in tasks:
         build_leaderboard(task, args.results)
     return 0
 
 
 def cmd_speed(args) -> int:
-    from bench.speed import main as speed_main
+    from bench.speed import run
 
-    return speed_main(args.speed_args) or 0
+    return run(args)
 
 
 def _task_param(text: str):
@@ -201,8 +211,8 @@ def parser() -> argparse.ArgumentParser:
     board.set_defaults(func=cmd_leaderboard)
 
     speed = sub.add_parser("speed", help="speed benchmark of CW-RNN backends vs library RNNs (see --help)",
-                           add_help=False)
-    speed.add_argument("speed_args", nargs=argparse.REMAINDER)
+                           description=SPEED_DESCRIPTION)
+    speed_arguments(speed)
     speed.set_defaults(func=cmd_speed)
     return top
 
@@ -226,13 +236,30 @@ def suite_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument("--timit-root", type=Path, help="timit task: the LDC TIMIT root (default: $TIMIT_ROOT)")
     run.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="results directory (default results/)")
     run.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    run.add_argument("--cw-backend", default="auto", choices=["auto", *BACKENDS],
+    run.add_argument("--cw-backend", default="auto", choices=["auto", *names.BACKENDS],
                      help="CW-RNN implementation (default auto: the fastest for the device); recorded per run")
     run.add_argument("--progress", action="store_true", help="show Lightning's progress bar")
     run.add_argument("--allow-dirty", action="store_true",
                      help="store runs under results/ from a tree with uncommitted code (an experiment: each record "
                           "is marked dirty); without it such a tree is refused")
     run.add_argument("--command", help=argparse.SUPPRESS)  # the reproduce command to record (set by nox)
+
+
+SPEED_DESCRIPTION = ("How fast each CW-RNN backend is next to the library RNN, LSTM and GRU kernels: "
+                     "writes <out>/speed_<device>.md, .csv and .png (see bench/speed.py).")
+
+
+def speed_arguments(p: argparse.ArgumentParser) -> None:
+    """`cwbench speed`'s options; here, not in bench/speed.py, so that --help needs no torch."""
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="auto: the CPU, and the GPU too when there is one")
+    p.add_argument("--quick", action="store_true", help="a tiny grid (seconds): checks the script, not speed")
+    p.add_argument("--out", type=Path, default=Path("results/speed"), help="output folder (default results/speed)")
+    p.add_argument("--repeats", type=int, default=5, help="minimum timed rounds per shape (default 5)")
+    p.add_argument("--min-time", type=float, default=3.0, help="cheap shapes repeat rounds for this many seconds")
+    p.add_argument("--shapes", nargs="+", help="only these shapes or families (e.g. audio b64)")
+    p.add_argument("--full", action="store_true", help="on CPU too, the full B=256 T=1024 shape (slow)")
+    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
 
 
 def main(argv=None) -> int:

@@ -148,14 +148,14 @@ def metric_by_arch(df, records, suite, out: Path):
 
 def confusion(df, records, suite, out: Path):
     """Confusion matrix of the best run (lowest primary metric) from its test predictions."""
-    from tasks import TASKS
+    from tasks import task_class
 
     ok = [r for r in records if r["status"] == "ok" and r["artifacts"].get("true")]
     if not ok:
         return None
     sign = -1 if ok[0]["higher_is_better"] else 1
     best = min(ok, key=lambda r: (sign * r["metrics"][r["primary_metric"]], r["run_id"]))
-    names = list(getattr(TASKS[best["task"]], "class_names", []))
+    names = list(getattr(task_class(best["task"]), "class_names", []))
     n = len(names) or 1 + max(best["artifacts"]["true"] + best["artifacts"]["pred"])
     matrix = pd.crosstab(pd.Categorical(best["artifacts"]["true"], categories=range(n)),
                          pd.Categorical(best["artifacts"]["pred"], categories=range(n)), dropna=False)

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from bench import provenance
+from bench.cli import SPEED_DESCRIPTION, speed_arguments
 from bench.files import atomic_write, write_figure
 from models.backends import numba_available, pick_backend
 from models.clockwork import BACKENDS, ClockworkRNN
@@ -366,24 +367,19 @@ def plot(df, path: Path, device: str):
 # Entry point
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="cwbench speed", description=__doc__.split("\n\n")[0])
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
-                   help="auto: the CPU, and the GPU too when there is one")
-    p.add_argument("--quick", action="store_true", help="a tiny grid (seconds): checks the script, not speed")
-    p.add_argument("--out", type=Path, default=Path("results/speed"), help="output folder (default results/speed)")
-    p.add_argument("--repeats", type=int, default=5, help="minimum timed rounds per shape (default 5)")
-    p.add_argument("--min-time", type=float, default=3.0, help="cheap shapes repeat rounds for this many seconds")
-    p.add_argument("--shapes", nargs="+", help="only these shapes or families (e.g. audio b64)")
-    p.add_argument("--full", action="store_true", help="on CPU too, the full B=256 T=1024 shape (slow)")
-    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
-    return p
-
-
 def main(argv=None) -> int:
+    """`python -m bench.speed ARGS`, the same as `cwbench speed ARGS`."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = parser().parse_args(argv)
-    args.command = "cwbench speed " + shlex.join(argv)
+    p = argparse.ArgumentParser(prog="cwbench speed", description=SPEED_DESCRIPTION)
+    speed_arguments(p)
+    args = p.parse_args(argv)
+    args.argv = ["speed", *argv]
+    return run(args)
+
+
+def run(args) -> int:
+    """Measure on args.device (auto: the CPU, and the GPU when there is one) and write the tables."""
+    args.command = "cwbench " + shlex.join(args.argv)
     devices = ["cpu", "cuda"] if args.device == "auto" and torch.cuda.is_available() else [args.device]
     devices = ["cpu" if d == "auto" else d for d in devices]
     if "cuda" in devices and not torch.cuda.is_available():

@@ -15,10 +15,9 @@ from pathlib import Path
 
 import yaml
 
-from bench.budget import match_budget
 from models.errors import UserInputError
-from models.lightning import OPTIMIZERS
-from tasks import TASKS
+from models.names import OPTIMIZERS
+from tasks import task_class
 
 SUITES_DIR = Path(__file__).parent / "suites"
 
@@ -128,20 +127,21 @@ def _grid(task_params: dict) -> list[dict]:
 
 def task_parameters(task_name: str) -> list[str]:
     """The parameters a task takes (its constructor's keyword arguments)."""
-    signature = inspect.signature(TASKS[task_name].__init__)
+    signature = inspect.signature(task_class(task_name).__init__)
     return [p.name for p in signature.parameters.values()
             if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
 
 
 def make_task(task_name: str, params: dict):
     known = task_parameters(task_name)
-    takes_more = any(p.kind is p.VAR_KEYWORD for p in inspect.signature(TASKS[task_name].__init__).parameters.values())
+    cls = task_class(task_name)
+    takes_more = any(p.kind is p.VAR_KEYWORD for p in inspect.signature(cls.__init__).parameters.values())
     unknown = [key for key in params if key not in known]
     if unknown and not takes_more:
         raise UserInputError(f"unknown parameter '{unknown[0]}' for task {task_name}: its parameters are "
                              f"{', '.join(known)} (set one with --param KEY=VALUE)")
     try:
-        return TASKS[task_name](**params)
+        return cls(**params)
     except TypeError as err:
         raise UserInputError(f"bad parameters for task {task_name} ({err}): its parameters are "
                              f"{', '.join(known)} (set one with --param KEY=VALUE)") from None
@@ -189,6 +189,8 @@ def train_for(profile: Profile, arch: str) -> TrainConfig:
 def resolve(task_name: str, profile_name: str, profile: Profile, tuned: dict | None = None):
     """All runs of a suite as (config, task) pairs, in sweep order. `tuned` maps an
     architecture label to the learning rate `cwbench tune` chose for it (train.lr "tuned")."""
+    from bench.budget import match_budget  # torch: only once there is something to build
+
     validate_train(profile.train)
     if profile.seeds < 1:
         raise UserInputError(f"bad --seeds {profile.seeds}: run at least one seed")

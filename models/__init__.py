@@ -1,12 +1,21 @@
-"""Recurrent architectures, their parameter counts and the LightningModule."""
+"""Recurrent architectures, their parameter counts and the LightningModule.
 
-from models.clockwork import ClockworkRNN
-from models.counting import count_parameters
-from models.errors import UserInputError
-from models.registry import ARCHITECTURES, ModelSpec, build_rnn, closed_form_count
-from models.schedules import SCHEDULES, periods_for
+`from models import ClockworkRNN` works, but the names are imported on first use: importing
+`models.names` or `models.schedules` (what the command line needs) must not import torch.
+"""
 
-__all__ = [
-    "ARCHITECTURES", "SCHEDULES", "ClockworkRNN", "ModelSpec", "UserInputError",
-    "build_rnn", "closed_form_count", "count_parameters", "periods_for",
-]
+import importlib
+
+_WHERE = {
+    "ARCHITECTURES": "models.registry", "ModelSpec": "models.registry", "build_rnn": "models.registry",
+    "closed_form_count": "models.registry", "ClockworkRNN": "models.clockwork",
+    "count_parameters": "models.counting", "UserInputError": "models.errors",
+    "SCHEDULES": "models.schedules", "periods_for": "models.schedules",
+}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'models' has no attribute '{name}'")
+    return getattr(importlib.import_module(_WHERE[name]), name)

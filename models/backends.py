@@ -10,7 +10,7 @@ xw (B, T, n) is x @ W_I^T + b for every step, h0 (B, n) the initial state, weigh
 firing schedule and `module` the ClockworkRNN (module_sizes, periods, order, offset). The
 fast backends read the schedule from `module`; `fires` is the same schedule as a table.
 
-Two facts make them fast (DESIGN.md, "CW-RNN semantics"):
+Two facts make them fast (docs/cwrnn.md, "The recurrence" and "Who reads whom"):
 - a silent module's state is a copy, so nothing needs computing at silent steps;
 - modules never read modules below them in the connection order (by default: faster
   ones), so the modules of one clock period can be computed as one RNN over that

@@ -13,7 +13,7 @@ from torch import nn
 
 from models.clockwork import ClockworkRNN
 from models.counting import clockwork_count, library_rnn_count, readout_count
-from models.errors import UserInputError
+from models.names import check_arch
 
 
 @dataclass(frozen=True)
@@ -50,26 +50,20 @@ def _clockwork(spec: ModelSpec, input_size: int, backend: str = "auto"):
                         order=list(spec.connection_order), backend=backend)
 
 
-# name -> (builder(spec, input_size, backend) -> module with nn.RNN's calling convention, description);
-# `backend` picks the CW-RNN implementation (library RNNs have one)
+# name -> builder(spec, input_size, backend) -> module with nn.RNN's calling convention;
+# `backend` picks the CW-RNN implementation (library RNNs have one). The names and their
+# descriptions are in models/names.py, which the command line reads without torch.
 ARCHITECTURES = {
-    "rnn": (_library(nn.RNN), "vanilla tanh RNN (torch.nn.RNN: oneDNN/cuDNN kernel)"),
-    "lstm": (_library(nn.LSTM), "LSTM (torch.nn.LSTM)"),
-    "gru": (_library(nn.GRU), "GRU (torch.nn.GRU)"),
-    "cwrnn": (_clockwork, "Clockwork RNN (models.ClockworkRNN), periods from a schedule"),
+    "rnn": _library(nn.RNN),
+    "lstm": _library(nn.LSTM),
+    "gru": _library(nn.GRU),
+    "cwrnn": _clockwork,
 }
-
-
-def check_arch(arch: str) -> None:
-    if arch not in ARCHITECTURES:
-        raise UserInputError(
-            f"unknown architecture '{arch}': choose one of {', '.join(ARCHITECTURES)} (see `cwbench list`)"
-        )
 
 
 def build_rnn(spec: ModelSpec, input_size: int, backend: str = "auto") -> nn.Module:
     check_arch(spec.arch)
-    return ARCHITECTURES[spec.arch][0](spec, input_size, backend)
+    return ARCHITECTURES[spec.arch](spec, input_size, backend)
 
 
 def freeze_input_weights(rnn: nn.Module) -> None:

@@ -89,7 +89,7 @@ PAPER_LIKE = [
     dict(module_sizes=[4] * 9, periods=[2**i for i in range(9)], order=None, offset=0, batch=1, steps=320,
          input_size=0),  # the audio task
     dict(module_sizes=[3] * 7, periods=[2**i for i in range(7)], order=None, offset=1, batch=4, steps=37,
-         input_size=13),  # TIMIT-like, the paper's 1-based clock
+         input_size=13),  # TIMIT-like, every module first firing at the second step
     dict(module_sizes=[2] * 4, periods=[1, 1, 1, 1], order=[1, 2, 3, 4], offset=0, batch=2, steps=9,
          input_size=3),  # the "dense" control
 ]

@@ -1,4 +1,4 @@
-"""ClockworkRNN against an independent, module-by-module reading of DESIGN.md."""
+"""ClockworkRNN against an independent, module-by-module reading of docs/cwrnn.md."""
 
 import random
 
@@ -16,7 +16,7 @@ def _float64():
 
 
 def equations(x, weight_ih, weight_hh, bias, module_sizes, periods, offset, h0=None):
-    """DESIGN.md's CW-RNN, written per module and per step with plain Python loops."""
+    """The CW-RNN of docs/cwrnn.md, written per module and per step with plain Python loops."""
     batch, steps, _ = x.shape
     starts = [sum(module_sizes[:i]) for i in range(len(module_sizes))]
     rows = [slice(s, s + k) for s, k in zip(starts, module_sizes)]
@@ -63,7 +63,7 @@ def test_matches_the_equations(case):
 
 
 @pytest.mark.parametrize("offset", [0, 1])
-def test_both_offsets_fire_where_the_design_says(offset):
+def test_both_offsets_fire_where_the_docs_say(offset):
     model = ClockworkRNN(1, [1, 1], [1, 3], offset=offset)
     model.load_dense(torch.ones(2, 1), torch.zeros(2, 2), torch.zeros(2))
     out, _ = model(0.2 * torch.arange(1.0, 8.0).reshape(1, 7, 1))  # a new value at every step
@@ -119,7 +119,7 @@ def test_dense_round_trip_ignores_entries_outside_the_pattern():
 
 
 def test_equal_periods_do_not_read_each_other():
-    # DESIGN.md: i reads j iff j == i or T_j > T_i (strictly)
+    # docs/cwrnn.md: i reads j iff j == i or T_j > T_i (strictly)
     assert ClockworkRNN(1, [1, 1], [2, 2]).mask.tolist() == [[1, 0], [0, 1]]
 
 

@@ -33,7 +33,7 @@ def test_closed_form_equals_built_model(case):
 
 
 def test_paper_formula_for_equal_modules():
-    # PAPER.md: k^2 g(g+1)/2 + g k n_in + g k + (g k + 1) n_out for distinct periods
+    # the paper's formula (docs/cwrnn.md): k^2 g(g+1)/2 + g k n_in + g k + (g k + 1) n_out for distinct periods
     for g, k, n_in, n_out in [(9, 1, 1, 1), (4, 3, 13, 25), (7, 5, 2, 3)]:
         spec = ModelSpec("cwrnn", g * k, "exponential", tuple(periods_for("exponential", g)), (k,) * g)
         paper = k * k * g * (g + 1) // 2 + g * k * n_in + g * k + (g * k + 1) * n_out

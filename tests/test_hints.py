@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 
 from bench.cli import parser
-from tasks import TASKS
+from tasks import TASKS, task_class
 from tasks.timit_corpus import FeatureConfig
 
 TASKS_DIR = Path(__file__).resolve().parent.parent / "tasks"
@@ -33,8 +33,8 @@ def task_params() -> set[str]:
     """What --param KEY=... can set: the constructor arguments of the tasks (TIMIT's
     feature settings arrive as **features)."""
     names = {f.name for f in dataclasses.fields(FeatureConfig)}
-    for cls in TASKS.values():
-        names |= set(inspect.signature(cls.__init__).parameters) - {"self"}
+    for name in TASKS:
+        names |= set(inspect.signature(task_class(name).__init__).parameters) - {"self"}
     return names
 
 

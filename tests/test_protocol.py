@@ -15,12 +15,12 @@ from bench.store import ResultsStore
 from bench.suite import TUNED, TrainConfig, load_profile, load_suite, resolve, suite_names
 from bench.tuning import TUNING_STORE, choose, tuning_runs
 from models.errors import UserInputError
-from tasks import TASKS
+from tasks import TASKS, task_class
 from tasks.audio import AudioGeneration
 from tasks.copy import CopyTask
 from tasks.timit_synth import write_synthetic_corpus
 
-ZERO_INPUT_TASKS = [name for name, cls in TASKS.items() if cls.zero_input]
+ZERO_INPUT_TASKS = [name for name in TASKS if task_class(name).zero_input]
 ARCHS = ["rnn", "lstm", "gru", "cwrnn/exponential", "cwrnn/dense"]
 
 
@@ -195,7 +195,7 @@ def test_early_stopping_on_training_error_records_why_it_stopped(tmp_path, monke
 def test_tuning_holds_out_training_speakers_and_never_sees_the_test_set(tmp_path):
     root = tmp_path / "corpus"
     write_synthetic_corpus(root, seed=1, n_speakers=7)
-    task = TASKS["timit"](timit_root=str(root), n_mfcc=4, cache_dir=str(tmp_path / "c"))
+    task = task_class("timit")(timit_root=str(root), n_mfcc=4, cache_dir=str(tmp_path / "c"))
     tuning = task.for_tuning()
     full, held = task.prepare(), tuning.prepare()
     assert (len(full.train), len(full.test)) == (125, 50)

@@ -1,0 +1,47 @@
+"""The repository stands on its own: its files point at nothing users do not have, and the
+noxfile's early checks say what the CLI would."""
+
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tasks.timit_corpus import ROOT_NOT_SET
+
+ROOT = Path(__file__).resolve().parent.parent
+# the project's internal notes: users do not have them, so nothing may send them there
+INTERNAL_NOTES = re.compile(rb"(DESIGN|PAPER)\.md")
+
+
+def tracked_files() -> list[str]:
+    try:
+        out = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("not a git checkout")
+    return [name for name in out.decode().split("\0") if name]
+
+
+def test_no_file_points_at_internal_notes():
+    files = [f for f in tracked_files() if not f.startswith("tests/") and (ROOT / f).is_file()]
+    assert "README.md" in files
+    pointing = [f for f in files if INTERNAL_NOTES.search((ROOT / f).read_bytes())]
+    assert pointing == [], "these files mention notes that are not in the repository"
+
+
+def test_readme_links_to_the_docs_and_they_exist():
+    readme = (ROOT / "README.md").read_text()
+    for page in ["docs/cwrnn.md", "docs/protocol.md", "docs/paper.md"]:
+        assert f"({page})" in readme
+        assert (ROOT / page).is_file()
+
+
+def test_the_noxfile_says_what_the_cli_says_when_timit_is_missing():
+    tree = ast.parse((ROOT / "noxfile.py").read_text())
+    constants = {node.targets[0].id: ast.literal_eval(node.value) for node in tree.body
+                 if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)
+                 and isinstance(node.value, ast.Constant)}
+    assert constants["TIMIT_ROOT_NOT_SET"] == ROOT_NOT_SET
