@@ -1,4 +1,4 @@
-"""Sessions: tests, lint, and the suites (copy, audio, timit, synthwords, tune, leaderboard, speed).
+"""Sessions: tests, lint, and the suites (copy, audio, timit, synthwords, tune, verify, leaderboard, speed).
 
 The suite sessions share one virtualenv, .nox/bench, instead of one per session (minutes of
 installing each): nox cannot share its own, so they run without one and call into .nox/bench.
@@ -131,6 +131,13 @@ def tune(session):
 def speed(session):
     """Speed benchmark: CW-RNN backends vs library RNN/LSTM/GRU; writes results/speed/."""
     cwbench(session, "speed", *session.posargs)
+
+
+@nox.session(venv_backend="none")
+def verify(session):
+    """Re-run a sample of a committed leaderboard and say whether each row reproduces:
+    `nox -s verify -- copy --profile quick`."""
+    cwbench(session, "verify", *(session.posargs or ["copy", "--profile", "quick"]))
 
 
 @nox.session(venv_backend="none")
