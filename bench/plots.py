@@ -5,10 +5,17 @@ names to functions (df, records, suite, out_dir) -> written path or None. A func
 gets the runs of one profile only and names its file after it (`<name>_<profile>.png`):
 profiles differ in training protocol, so a figure pooling them would average apples
 with pears.
+
+For a reader: an architecture keeps its colour, marker and line style in every plot of
+a task; architectures that land on the same value (the trivial baseline, drawn dashed)
+are set side by side or marked on different steps, never drawn over each other; a
+setting is named by its task (`Task.setting_label`: "variable delay 5–10"); titles are
+wrapped to fit. Rebuilds are byte-identical (jitter seeded, no dates).
 """
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -16,11 +23,16 @@ import matplotlib
 matplotlib.use("Agg")  # files only, never a window
 
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from bench.files import write_figure  # noqa: E402
+
+MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*", "h", "<", ">"]
+DASHES = ["-", "--", "-.", ":", (0, (5, 1, 1, 1, 1, 1)), (0, (3, 1, 1, 1)), (0, (1, 1)), (0, (8, 2))]
+TITLE_SIZE, FACET_SIZE = 11, 9
 
 
 def _ok(df: pd.DataFrame) -> pd.DataFrame:
@@ -38,68 +50,255 @@ def _title(suite, df) -> str:
     return f"{suite.get('title', suite['task'])} [{df['profile'].iloc[0]}]"
 
 
+def _wrap(text: str, width_in: float, size: float) -> str:
+    """`text` broken into lines that fit `width_in` inches at font size `size` (each line kept)."""
+    chars = max(12, int(width_in * 72 / (0.6 * size)))
+    return "\n".join(textwrap.fill(line, chars) for line in text.split("\n"))
+
+
+def _figure(n_panels: int, cols: int, panel: tuple[float, float]):
+    """A constrained-layout figure of n_panels axes in rows of `cols`; the unused axes hidden."""
+    cols = max(1, min(cols, n_panels))
+    rows = -(-n_panels // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(panel[0] * cols + 2.2, panel[1] * rows + 0.9),
+                             sharey=True, squeeze=False, layout="constrained")
+    for ax in axes.flat[n_panels:]:
+        ax.set_visible(False)
+    return fig, list(axes.flat[:n_panels])
+
+
+def _suptitle(fig, text: str) -> None:
+    fig.suptitle(_wrap(text, fig.get_figwidth() - 0.3, TITLE_SIZE), fontsize=TITLE_SIZE)
+
+
 def _save(fig, path: Path) -> Path:
-    fig.tight_layout()
-    write_figure(fig, path, dpi=110)
+    if fig.get_layout_engine() is None:
+        fig.set_layout_engine("constrained")
+    # "tight": whatever sticks out of the canvas (a long label) is kept, never clipped
+    write_figure(fig, path, dpi=110, bbox_inches="tight", pad_inches=0.1)
     plt.close(fig)
     return path
 
 
+def _arch_styles(suite: dict, archs) -> dict[str, dict]:
+    """One colour, marker and line style per architecture, the same in every plot of the
+    task: in the order the suite's profiles list them, then any others as they come."""
+    listed = [a for profile in suite.get("profiles", {}).values() for a in profile.get("archs", [])]
+    order = list(dict.fromkeys([*listed, *archs]))
+    colours = sns.color_palette("tab10" if len(order) <= 10 else "husl", len(order))
+    return {a: {"color": colours[i], "marker": MARKERS[i % len(MARKERS)], "ls": DASHES[i % len(DASHES)],
+                "rank": i} for i, a in enumerate(order)}
+
+
+def _present(styles: dict, archs) -> list[str]:
+    shown = set(archs)
+    return [a for a in styles if a in shown]
+
+
+def _params(row: pd.Series) -> dict:
+    """The task parameters of a frame row (those the run had: no NaN for a missing one)."""
+    return {c.removeprefix("task."): v for c, v in row.items()
+            if c.startswith("task.") and not (isinstance(v, float) and np.isnan(v))}
+
+
+def _setting_keys(df: pd.DataFrame, suite: dict, exclude=()) -> list[str]:
+    """Task parameters that differ between the runs shown, less the aggregated ones."""
+    skip = {*suite.get("leaderboard", {}).get("aggregate_over", []), *exclude}
+    return [c.removeprefix("task.") for c in df.columns
+            if c.startswith("task.") and c.removeprefix("task.") not in skip and df[c].astype(str).nunique() > 1]
+
+
+def _labels(df: pd.DataFrame, suite: dict, keys: list[str], x: str | None = None) -> pd.Series:
+    """Each run's setting in the task's own words (Task.setting_label)."""
+    from tasks import TASKS
+
+    name = TASKS[suite["task"]].setting_label
+    return pd.Series([name(_params(row), keys, x) for _, row in df.iterrows()], index=df.index, dtype=object)
+
+
+def _per_seed(data: pd.DataFrame, by: list[str], value: str) -> pd.DataFrame:
+    """Mean ± sample std over seeds per group (a seed's value: its mean over the runs of the
+    group, e.g. over targets, as in the leaderboard), n seeds, and whether no run learned."""
+    seeds = data.groupby([*by, "seed"], dropna=False)[value].mean().reset_index()
+    stats = seeds.groupby(by, dropna=False)[value].agg(mean="mean", sd="std", n="count").reset_index()
+    never = data.groupby(by, dropna=False)["learned"].agg(lambda s: bool(len(s)) and bool(s.eq(False).all()))
+    return stats.merge(never.rename("not_learned").reset_index(), on=by)
+
+
+def _baseline_value(data: pd.DataFrame, primary: str) -> float | None:
+    """The task's trivial baseline of the primary metric for these runs, if they record one."""
+    column = f"baseline.{primary}"
+    if column not in data or data[column].isna().all():
+        return None
+    return float(data[column].mean())
+
+
+def _baseline(ax, value: float | None, named: bool = False) -> None:
+    """The trivial baseline as a dashed line (named on the plot, for a plot without a legend
+    of its own that could)."""
+    if value is None:
+        return
+    ax.axhline(value, color="0.45", ls=(0, (2, 2)), lw=1.2, zorder=1)
+    if named:
+        ax.annotate(f"trivial baseline ({value:.3g})", (0.01, value), xycoords=("axes fraction", "data"),
+                    xytext=(0, 2), textcoords="offset points", fontsize=8, color="0.3", va="bottom")
+
+
+def _legend(fig, styles: dict, archs: list[str], baseline: float | None, hollow: bool, title: str) -> None:
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=styles[a]["color"], marker=styles[a]["marker"], ls=styles[a]["ls"],
+                      markersize=6, label=a) for a in archs]
+    if baseline is not None:
+        handles.append(Line2D([], [], color="0.45", ls=(0, (2, 2)), lw=1.2, label=f"trivial baseline ({baseline:.3g})"))
+    if hollow:
+        handles.append(Line2D([], [], color="0.3", marker="o", markerfacecolor="none", ls="",
+                              label="hollow: no run learned\n(not past the baseline)"))
+    fig.legend(handles=handles, loc="outside right center", fontsize=8, title=title, title_fontsize=8,
+               frameon=False)
+
+
+def _points(ax, x, stats: pd.DataFrame, style: dict, runs: tuple) -> None:
+    """Means with ± sd bars joined by the arch's line, a filled marker where some run learned
+    and a hollow one where none did, and the single runs' values (x, y) as small dots."""
+    ax.plot(*runs, ls="", marker=style["marker"], markersize=2.5, color=style["color"], alpha=0.45, zorder=2)
+    sd = np.nan_to_num(stats["sd"].to_numpy(dtype=float))
+    ax.errorbar(x, stats["mean"], yerr=sd, color=style["color"], ls=style["ls"], lw=1.4,
+                elinewidth=1, capsize=2, zorder=3)
+    for xi, yi, never in zip(x, stats["mean"], stats["not_learned"]):
+        ax.plot([xi], [yi], ls="", marker=style["marker"], markersize=7, color=style["color"],
+                markerfacecolor="white" if never else style["color"], markeredgewidth=1.4, zorder=4)
+
+
 def metric_vs_x(df, records, suite, out: Path):
-    """Primary metric vs a task parameter (e.g. recall accuracy vs delay), per architecture."""
-    x = suite["leaderboard"]["x_axis"]
+    """Primary metric vs a task parameter (e.g. recall accuracy vs delay), mean ± sd over
+    seeds per architecture, one panel per remaining setting (e.g. fixed vs variable delay).
+    The x values are categories, architectures side by side at each (a point plot): with
+    one x value it is a dot per architecture, and no two architectures hide each other."""
+    x = suite["leaderboard"].get("x_axis")
     primary = df["primary"].iloc[0]
     data = _ok(df)
-    if data.empty or f"task.{x}" not in data:
+    if x is None or data.empty or f"task.{x}" not in data:
         return None
-    style = suite["leaderboard"].get("style")
-    style = f"task.{style}" if style else None
-    fig, ax = plt.subplots(figsize=(9, 4.5))
-    sns.lineplot(data=data, x=f"task.{x}", y=f"metric.{primary}", hue="arch", style=style, marker="o",
-                 errorbar="sd", ax=ax)
-    ax.set(xlabel=x, ylabel=primary, title=f"{_title(suite, df)}: {primary} vs {x}")
-    if f"baseline.{primary}" in data:
-        ax.axhline(data[f"baseline.{primary}"].mean(), color="grey", ls=":", label="baseline")
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    metric, column = f"metric.{primary}", f"task.{x}"
+    data = data.assign(_setting=_labels(data, suite, _setting_keys(df, suite, exclude=[x]), x=x))
+    styles = _arch_styles(suite, data["arch"])
+    archs = _present(styles, data["arch"].unique())
+    xs = sorted(data[column].unique(), key=lambda v: (isinstance(v, str), v))
+    where = {v: i for i, v in enumerate(xs)}
+    settings = list(dict.fromkeys(sorted(data["_setting"], key=lambda s: (s.startswith("variable"), s))))
+    panel_width = max(3.2, 1.1 + 0.5 * len(xs) * len(archs) ** 0.5)
+    fig, axes = _figure(len(settings), 3, (panel_width, 3.6))
+    width = 0.6 / len(archs)
+    hollow = False
+    for ax, setting in zip(axes, settings):
+        part = data[data["_setting"] == setting]
+        stats = _per_seed(part, ["arch", column], metric)
+        for i, arch in enumerate(archs):
+            mine = stats[stats["arch"] == arch].sort_values(column, key=lambda c: c.map(where))
+            if mine.empty:
+                continue
+            shift = (i - (len(archs) - 1) / 2) * width
+            runs = part[part["arch"] == arch]
+            _points(ax, mine[column].map(where) + shift, mine, styles[arch],
+                    runs=(runs[column].map(where) + shift, runs[metric]))
+            hollow |= bool(mine["not_learned"].any())
+        _baseline(ax, _baseline_value(part, primary))
+        ax.set_xticks(range(len(xs)), [str(v) for v in xs])
+        ax.set_xlim(-0.5, len(xs) - 0.5)
+        if setting:
+            ax.set_title(_wrap(setting, panel_width - 0.2, FACET_SIZE), fontsize=FACET_SIZE)
+        ax.set_xlabel(x)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].set_ylabel(primary)
+    _legend(fig, styles, archs, _baseline_value(data, primary), hollow, "mean ± sd over seeds\n(dots: single runs)")
+    _suptitle(fig, f"{_title(suite, df)}: {primary} vs {x}")
     return _save(fig, _path(out, f"{primary}_vs_{x}", df))
 
 
 def metric_vs_budget(df, records, suite, out: Path):
-    """Primary metric vs parameter budget per architecture, log-log (the paper's size sweep)."""
+    """Primary metric vs parameter budget per architecture (the paper's size sweep), mean ± sd
+    over seeds, log x (and log y where the values span more than a decade); architectures
+    nudged apart along x so that none hides another."""
     primary = df["primary"].iloc[0]
     data = _ok(df)
     if data.empty:
         return None
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    sns.lineplot(data=data, x="budget", y=f"metric.{primary}", hue="arch", marker="o", errorbar="sd", ax=ax)
-    ax.set(xscale="log", yscale="log", xlabel="parameter budget", ylabel=primary,
-           title=f"{_title(suite, df)}: {primary} vs budget")
-    ax.legend(fontsize=7)
+    metric = f"metric.{primary}"
+    styles = _arch_styles(suite, data["arch"])
+    archs = _present(styles, data["arch"].unique())
+    stats = _per_seed(data, ["arch", "budget"], metric)
+    fig, (ax,) = _figure(1, 1, (6.2, 4.2))
+    hollow = False
+    for i, arch in enumerate(archs):
+        mine = stats[stats["arch"] == arch].sort_values("budget")
+        factor = 10 ** ((i - (len(archs) - 1) / 2) * 0.018)  # a dodge, even on a log axis
+        runs = data[data["arch"] == arch]
+        _points(ax, mine["budget"] * factor, mine, styles[arch], runs=(runs["budget"] * factor, runs[metric]))
+        hollow |= bool(mine["not_learned"].any())
+    _baseline(ax, _baseline_value(data, primary))
+    budgets = sorted(data["budget"].unique())
+    values = data[metric][data[metric] > 0]
+    wide = not values.empty and len(values) == len(data) and values.max() / values.min() > 10
+    ax.set(xscale="log", yscale="log" if wide else "linear", xlabel="parameter budget", ylabel=primary)
+    ax.set_xticks(budgets, [str(b) for b in budgets])
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+    ax.set_xlim(budgets[0] / 1.4, budgets[-1] * 1.4)
+    ax.grid(alpha=0.3)
+    _legend(fig, styles, archs, _baseline_value(data, primary), hollow, "mean ± sd over seeds\n(dots: single runs)")
+    _suptitle(fig, f"{_title(suite, df)}: {primary} vs budget")
     return _save(fig, _path(out, f"{primary}_vs_budget", df))
 
 
 def learning_curves(df, records, suite, out: Path):
-    """Validation primary metric over training steps, per architecture (mean over seeds)."""
+    """Validation primary metric over training steps, per architecture (mean over seeds,
+    and over the aggregated settings such as targets), one panel per setting and budget.
+    Each architecture has its own line style and marker, the markers staggered along the
+    curve, so that curves lying on top of each other (at the baseline) can still be told apart."""
     primary = df["primary"].iloc[0]
-    setting_cols = [c for c in df.columns if c.startswith("task.") and df[c].nunique() > 1]
-    points = []
-    for record, (_, row) in zip(records, df.iterrows()):
+    labels = _labels(df, suite, _setting_keys(df, suite))
+    several_budgets = df["budget"].nunique() > 1
+    points, panel_rows = [], {}
+    for record, (index, row) in zip(records, df.iterrows()):
+        panel = "\n".join(p for p in (labels[index], f"budget {row['budget']}" if several_budgets else "") if p)
+        panel_rows.setdefault(panel, []).append(index)
         for p in record.get("curve", []):
             if f"val/{primary}" in p:
-                setting = ", ".join(f"{c.removeprefix('task.')}={row[c]}" for c in setting_cols) or "all"
-                points.append({"step": p["step"], primary: p[f"val/{primary}"], "arch": row["arch"],
-                               "setting": setting, "budget": row["budget"]})
+                points.append({"step": p["step"], "value": p[f"val/{primary}"], "arch": row["arch"],
+                               "panel": panel, "budget": row["budget"], "seed": row["seed"]})
     if not points:
         return None
     data = pd.DataFrame(points)
-    grid = sns.relplot(data=data, x="step", y=primary, hue="arch", col="setting",
-                       col_wrap=min(4, data["setting"].nunique()), kind="line", errorbar=None,
-                       height=3, aspect=1.2, facet_kws={"sharey": True})
-    grid.figure.suptitle(f"{_title(suite, df)}: validation {primary} during training", y=1.02)
-    path = _path(out, "learning_curves", df)
-    write_figure(grid.figure, path, dpi=100, bbox_inches="tight")
-    plt.close(grid.figure)
-    return path
+    order = data[["panel", "budget"]].drop_duplicates()
+    order = order.assign(_variable=order["panel"].str.startswith("variable")).sort_values(
+        ["budget", "_variable", "panel"])
+    panels = list(dict.fromkeys(order["panel"]))
+    styles = _arch_styles(suite, data["arch"])
+    archs = _present(styles, data["arch"].unique())
+    fig, axes = _figure(len(panels), 4 if len(panels) != 5 else 3, (3.6, 2.9))
+    for ax, panel in zip(axes, panels):
+        part = data[data["panel"] == panel]
+        curves = part.groupby(["arch", "step"])["value"].mean().reset_index()
+        for i, arch in enumerate(archs):
+            curve = curves[curves["arch"] == arch].sort_values("step")
+            if curve.empty:
+                continue
+            # each arch's markers on steps of their own, at most about 10 on a curve
+            stride = max(1, min(len(archs), len(curve)), -(-len(curve) // 10))
+            ax.plot(curve["step"], curve["value"], color=styles[arch]["color"], ls=styles[arch]["ls"], lw=1.5,
+                    marker=styles[arch]["marker"], markersize=5, markevery=(i % stride, stride), zorder=3)
+        _baseline(ax, _baseline_value(df[df.index.isin(panel_rows[panel])], primary))
+        if panel:
+            ax.set_title(_wrap(panel, 3.4, FACET_SIZE), fontsize=FACET_SIZE)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    for ax in axes[:: min(len(axes), 4 if len(panels) != 5 else 3)]:
+        ax.set_ylabel(f"validation {primary}")
+    aggregated = [k for k in suite.get("leaderboard", {}).get("aggregate_over", []) if k != "sha256"]
+    _legend(fig, styles, archs, _baseline_value(df, primary), False,
+            "mean over seeds" + "".join(f" and {k}s" for k in aggregated))
+    _suptitle(fig, f"{_title(suite, df)}: validation {primary} during training")
+    return _save(fig, _path(out, "learning_curves", df))
 
 
 def waveforms(df, records, suite, out: Path):
@@ -120,13 +319,14 @@ def waveforms(df, records, suite, out: Path):
         if on_target(r) == target:
             chosen.setdefault(r["arch"], r)
     fig, axes = plt.subplots(len(chosen), 1, figsize=(8, 1.8 * len(chosen)), sharex=True, squeeze=False)
-    for ax, (arch, r) in zip(axes[:, 0], sorted(chosen.items())):
+    order = _arch_styles(suite, sorted(chosen))  # the task's order of architectures, as in the other plots
+    for ax, (arch, r) in zip(axes[:, 0], sorted(chosen.items(), key=lambda item: order[item[0]]["rank"])):
         plot_waveforms(ax, r["artifacts"]["target"], r["artifacts"]["generated"], label=arch,
                        sample_rate=r["task_params"]["sample_rate"])
         ax.set_title(f"{arch}: {r['params']} params, seed {r['seed']}, NMSE {r['metrics']['nmse']:.3g}", fontsize=9)
     name = target[0] + (f" ({target[1][:8]})" if target[1] else "")
-    fig.suptitle(f"[{df['profile'].iloc[0]}] {name}, budget {budget}: best run per architecture, "
-                 "target vs generated", fontsize=10)
+    fig.suptitle(_wrap(f"[{df['profile'].iloc[0]}] {name}, budget {budget}: best run per architecture, "
+                       "target vs generated", 7.7, 10), fontsize=10)
     return _save(fig, _path(out, "waveforms", df))
 
 
@@ -141,7 +341,10 @@ def metric_by_arch(df, records, suite, out: Path):
     sns.boxplot(data=data, x="arch", y=f"metric.{primary}", hue="budget", ax=ax, fliersize=0)
     sns.stripplot(data=data, x="arch", y=f"metric.{primary}", hue="budget", dodge=True, ax=ax,
                   palette="dark:k", size=3, legend=False)
-    ax.set(xlabel="", ylabel=primary, title=f"{_title(suite, df)}: {primary} per architecture")
+    _baseline(ax, _baseline_value(data, primary), named=True)
+    ax.set(xlabel="", ylabel=primary)
+    ax.set_title(_wrap(f"{_title(suite, df)}: {primary} per architecture (box and dots: single runs)", 6.6,
+                       TITLE_SIZE), fontsize=TITLE_SIZE)
     ax.tick_params(axis="x", rotation=20)
     return _save(fig, _path(out, f"{primary}_by_arch", df))
 
@@ -163,9 +366,10 @@ def confusion(df, records, suite, out: Path):
         matrix.index, matrix.columns = names, names
     fig, ax = plt.subplots(figsize=(8, 7))
     sns.heatmap(matrix, annot=True, fmt="d", cbar=False, cmap="Blues", ax=ax, annot_kws={"size": 6})
-    ax.set(xlabel="predicted", ylabel="true",
-           title=f"[{best['profile']}] best run: {best['arch']}, {best['params']} params, seed {best['seed']}, "
-                 f"{best['primary_metric']} {best['metrics'][best['primary_metric']]:.3g}")
+    ax.set(xlabel="predicted", ylabel="true")
+    ax.set_title(_wrap(f"[{best['profile']}] best run: {best['arch']}, {best['params']} params, seed {best['seed']}, "
+                       f"{best['primary_metric']} {best['metrics'][best['primary_metric']]:.3g}", 7, TITLE_SIZE),
+                 fontsize=TITLE_SIZE)
     return _save(fig, _path(out, "confusion_best", df))
 
 

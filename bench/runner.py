@@ -230,7 +230,8 @@ def _run_todo(todo, counts, device, wandb, progress, command, cw_backend, log, e
         if wandb:
             from bench.wandb_log import make_logger  # wandb is imported only when asked for
 
-            logger = make_logger(config, rid, setting_keys)
+            logger = make_logger(config, rid, setting_keys, task=task, device=device, cw_backend=cw_backend,
+                                 command=command, evaluate=evaluate, dirty=dirty)
         started = time.perf_counter()
         try:
             result = train_one(config, task, device, logger, progress, cw_backend, evaluate)

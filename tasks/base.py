@@ -98,3 +98,11 @@ class Task(abc.ABC):
 
     def log_media(self, logger, y_hat: torch.Tensor, batch: dict, tag: str) -> None:
         """Optional wandb media (audio, plots) for one evaluation batch."""
+
+    @staticmethod
+    def setting_label(params: dict[str, Any], keys: list[str], x: str | None = None) -> str:
+        """A short name for a task setting in plot titles and legends: the values in `params`
+        of `keys` (the parameters that differ between the runs a plot shows). `x` is the
+        parameter on the plot's x axis, if any (not in `keys`): a name may refer to it.
+        Here: key=value, a content hash cut to 8 characters."""
+        return ", ".join(f"{k}={str(params[k])[:8] if k == 'sha256' else params[k]}" for k in keys)

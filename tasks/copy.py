@@ -115,6 +115,16 @@ class CopyTask(Task):
     def datamodule(self, batch_size, seed, train_steps):
         return CopyData(self, batch_size, seed, train_steps)
 
+    @staticmethod
+    def setting_label(params, keys, x=None):
+        """Always the delay kind: "fixed delay 10", "variable delay 5–10" (uniform over
+        [min_delay, delay]); with the delay on the x axis, D stands for it."""
+        delay = "D" if x == "delay" else params["delay"]
+        kind = (f"variable delay {params['min_delay']}–{delay}" if params.get("variable_delay")
+                else f"fixed delay {delay}")
+        rest = [k for k in keys if k not in ("delay", "variable_delay", "min_delay")]
+        return ", ".join([kind, *([Task.setting_label(params, rest)] if rest else [])])
+
     def loss(self, y_hat, batch, reduction="mean"):
         if reduction == "sum":  # per sequence: the 10 recall steps added
             summed = torch.nn.functional.cross_entropy(y_hat.transpose(1, 2), batch["y"], ignore_index=IGNORE,

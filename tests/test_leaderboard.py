@@ -192,3 +192,110 @@ def test_waveforms_show_each_archs_best_run_on_the_best_runs_target(tmp_path, mo
     assert titles == ["a: 1000 params, seed 1, NMSE 0.1", "b: 1000 params, seed 2, NMSE 0.35"]
     assert f"synth:chord ({SHA['synth:chord'][:8]}), budget 1000" in fig.get_suptitle()
     plots.plt.close(fig)
+
+
+# --- plots a reader can use ------------------------------------------------------------
+
+COPY_X = {**COPY, "leaderboard": {"aggregate_over": [], "x_axis": "delay"},
+          "profiles": {"quick": {"archs": ["rnn", "lstm", "gru", "cwrnn/exponential", "cwrnn/dense"]}}}
+DELAYS = {"fixed": {"delay": 10, "variable_delay": False, "min_delay": 10},
+          "variable": {"delay": 10, "variable_delay": True, "min_delay": 5}}
+
+
+def _copy_quick():
+    """The quick profile's shape: one delay, fixed and variable; three archs stuck at the baseline."""
+    records = []
+    for params in DELAYS.values():
+        for arch, value in (("rnn", 0.125), ("lstm", 0.125), ("gru", 0.9), ("cwrnn/exponential", 0.6),
+                            ("cwrnn/dense", 0.125)):
+            records += [record(arch, seed, value + 0.001 * seed, task_params=params, learned=value > 0.2)
+                        for seed in range(3)]
+    return records
+
+
+def _drawn(monkeypatch, plot, records, suite, tmp_path):
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig) or path)
+    path = plot(runs_frame(records), records, suite, tmp_path)
+    fig = figures[0]
+    fig.canvas.draw()
+    return path, fig
+
+
+def _titles_fit_and_do_not_overlap(fig):
+    renderer = fig.canvas.get_renderer()
+    texts = [t for t in [fig._suptitle, *(ax.title for ax in fig.axes if ax.get_visible())] if t and t.get_text()]
+    boxes = [t.get_window_extent(renderer) for t in texts]
+    for text, box in zip(texts, boxes):
+        assert fig.bbox.x0 <= box.x0 and box.x1 <= fig.bbox.x1 and box.y1 <= fig.bbox.y1, text.get_text()
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            assert not a.overlaps(b), [t.get_text() for t in texts]
+
+
+def test_copy_setting_labels_name_the_delay_kind_and_its_range():
+    from tasks.copy import CopyTask
+
+    keys = ["variable_delay", "min_delay"]
+    assert CopyTask.setting_label(DELAYS["fixed"], keys) == "fixed delay 10"
+    assert CopyTask.setting_label(DELAYS["variable"], keys) == "variable delay 5–10"
+    assert CopyTask.setting_label(DELAYS["variable"], keys, x="delay") == "variable delay 5–D"
+    assert CopyTask.setting_label({**DELAYS["fixed"], "eval_sequences": 64}, ["eval_sequences"]) == (
+        "fixed delay 10, eval_sequences=64")
+
+
+def test_metric_vs_x_with_one_delay_shows_each_setting_and_every_arch_apart(tmp_path, monkeypatch):
+    from matplotlib.colors import to_rgba
+
+    path, fig = _drawn(monkeypatch, plots.metric_vs_x, _copy_quick(), COPY_X, tmp_path)
+    assert path.name == "recall_accuracy_vs_delay_quick.png"
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in panels] == ["fixed delay D", "variable delay 5–D"]
+    _titles_fit_and_do_not_overlap(fig)
+    for ax in panels:
+        # the mean markers: one per arch, each at its own x, hollow where no run learned
+        means = [line for line in ax.lines if line.get_markersize() == 7]
+        assert len(means) == 5 and len({line.get_xdata()[0] for line in means}) == 5
+        assert len({line.get_marker() for line in means}) == 5
+        at_baseline = [line for line in means if line.get_ydata()[0] < 0.2]
+        assert len(at_baseline) == 3 and all(
+            to_rgba(line.get_markerfacecolor()) == (1, 1, 1, 1) for line in at_baseline)
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend[:5] == ["rnn", "lstm", "gru", "cwrnn/exponential", "cwrnn/dense"]
+    assert "trivial baseline (0.125)" in legend
+    plots.plt.close(fig)
+
+
+def test_learning_curves_have_short_panel_titles_that_fit(tmp_path, monkeypatch):
+    records = [record(arch, seed, 0.5, task_params={**params, "delay": delay, "min_delay": delay if kind == "fixed"
+                                                     else 5})
+               for kind, params in DELAYS.items() for delay in (10, 30) for arch in ("rnn", "lstm", "gru")
+               for seed in range(2)]
+    _, fig = _drawn(monkeypatch, plots.learning_curves, records, COPY_X, tmp_path)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_visible()]
+    assert titles == ["fixed delay 10", "fixed delay 30", "variable delay 5–10", "variable delay 5–30"]
+    _titles_fit_and_do_not_overlap(fig)
+    styles = {(line.get_linestyle(), line.get_marker()) for line in fig.axes[0].lines if line.get_marker() != "None"}
+    assert len(styles) == 3  # one line style and marker per architecture
+    plots.plt.close(fig)
+
+
+def test_a_long_title_is_wrapped_to_fit(tmp_path, monkeypatch):
+    suite = {"task": "synthwords", "title": "Synthetic spoken words (offline stand-in corpus in the TIMIT layout; "
+             "NOT TIMIT)", "leaderboard": {"aggregate_over": []}}
+    records = [record(arch, seed, v, primary="error", higher=False, budget=10000)
+               for arch, v in (("rnn", 0.7), ("lstm", 0.2)) for seed in range(3)]
+    _, fig = _drawn(monkeypatch, plots.metric_by_arch, records, suite, tmp_path)
+    assert "\n" in fig.axes[0].get_title()
+    _titles_fit_and_do_not_overlap(fig)
+    plots.plt.close(fig)
+
+
+def test_plots_are_byte_identical_on_a_rebuild(tmp_path):
+    out = tmp_path / "copy"
+    out.mkdir()
+    (out / "runs.jsonl").write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in _copy_quick()))
+    build_leaderboard("copy", tmp_path, log=lambda *a: None)
+    first = {p.name: p.read_bytes() for p in out.glob("*.png")}
+    build_leaderboard("copy", tmp_path, log=lambda *a: None)
+    assert len(first) == 2 and {p.name: p.read_bytes() for p in out.glob("*.png")} == first

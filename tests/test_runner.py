@@ -2,8 +2,10 @@
 
 import dataclasses
 import json
+import re
 import subprocess
 import sys
+import warnings
 
 import pytest
 from wandb_offline import read_run
@@ -153,21 +155,48 @@ def test_module_entry_point_exits_nonzero():
     assert done.returncode == 2 and done.stderr.strip().startswith("error: unknown architecture 'nope'")
 
 
-def test_wandb_offline_run_is_written_and_readable(tmp_path, monkeypatch):
-    pytest.importorskip("wandb")
+def test_wandb_offline_runs_are_complete_fresh_quiet_and_leave_the_progress_line_whole(tmp_path, monkeypatch,
+                                                                                         capsys):
+    wandb = pytest.importorskip("wandb")
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
-    monkeypatch.setenv("WANDB_SILENT", "true")
-    args = ["run", "copy", "--results", str(tmp_path), "--wandb", "--archs", "rnn", "--seeds", "1",
-            "--steps", "4", "--budgets", "400", "--param", "delay=3", "--param", "variable_delay=false"]
-    assert main(args) == 0
-    record = ResultsStore(tmp_path / "copy" / "runs.jsonl").load()[0]
-    runs = list((tmp_path / "wandb").glob("offline-run-*"))
-    assert len(runs) == 1 and record["run_id"] in runs[0].name
-    logged = read_run(runs[0])
-    assert logged["summary"]["final/recall_accuracy"] == pytest.approx(record["metrics"]["recall_accuracy"])
-    assert logged["summary"]["status"] == "ok" and logged["summary"]["effective_params"] == record["params"]
-    assert logged["config"]["run_id"] == record["run_id"]
-    assert logged["config"]["arch"] == "rnn"
+    monkeypatch.delenv("WANDB_SILENT", raising=False)  # the runner must keep wandb quiet itself
+    said = []  # wandb's own warnings (deprecations among them) go through termwarn, not `warnings`
+    monkeypatch.setattr(wandb, "termwarn", lambda *args, **kwargs: said.append(args))
+    args = ["--wandb", "--archs", "rnn", "cwrnn/exponential", "--seeds", "1", "--steps", "4", "--budgets", "400",
+            "--param", "delay=3", "--param", "variable_delay=false"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["run", "copy", "--results", str(tmp_path / "a"), *args]) == 0
+        assert main(["run", "copy", "--results", str(tmp_path / "b"), *args]) == 0  # a rerun of the same config
+    from_wandb = [w for w in caught if "wandb" in w.filename or "wandb" in str(w.message).lower()]
+    assert not from_wandb and not said, (from_wandb, said)
+    progress = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[")]
+    assert len(progress) == 4 and all(re.fullmatch(r"\[[12]/2\] copy \S+ budget=400 seed=0 \.\.\. ok "
+                                                   r"recall_accuracy=\S+( \(not learned\))? \[\S+s\]", line)
+                                      for line in progress), progress
+
+    records = [r for twin in "ab" for r in ResultsStore(tmp_path / twin / "copy" / "runs.jsonl").load()]
+    mirrored = [read_run(run) for run in (tmp_path / "wandb").glob("offline-run-*")]
+    assert len(mirrored) == 4 and len({logged["id"] for logged in mirrored}) == 4
+    for arch in ("rnn", "cwrnn/exponential"):  # the twins: the same run id, two W&B runs
+        twins = [logged for logged in mirrored if logged["config"]["arch"] == arch]
+        assert len(twins) == 2 and len({logged["config"]["run_id"] for logged in twins}) == 1
+    for logged in mirrored:
+        record = next(r for r in records if (r["command"], r["arch"]) == (logged["config"]["command"],
+                                                                          logged["config"]["arch"]))
+        assert logged["id"].startswith(record["run_id"] + "-")
+        assert logged["deprecated"] == []  # no deprecated wandb feature used (telemetry)
+        assert f"run_id={record['run_id']}" in logged["tags"] and logged["config"]["run_id"] == record["run_id"]
+        config = logged["config"]
+        for key in ("backend", "git_commit", "versions", "device", "task_params", "model", "train", "arch", "seed",
+                    "primary_metric", "baselines", "command"):
+            assert config[key] == record[key], key
+        assert config["backend"] == {"rnn": "torch", "cwrnn/exponential": "compiled"}[record["arch"]]
+        summary = logged["summary"]
+        assert summary["final/recall_accuracy"] == pytest.approx(record["metrics"]["recall_accuracy"])
+        assert summary["status"] == "ok" and summary["effective_params"] == record["params"]
+        for key in ("learned", "stopped", "steps_trained", "backend"):
+            assert summary[key] == record[key], key
     losses = [h["train/loss"] for h in logged["history"] if "train/loss" in h]
     assert len(losses) >= 2 and all(isinstance(v, float) for v in losses)

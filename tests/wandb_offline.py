@@ -41,16 +41,22 @@ def _items(items) -> dict:
 
 
 def read_run(run_dir: Path) -> dict:
-    """{'config': {...}, 'summary': {...}, 'history': [{...}, ...]} of one offline run."""
-    run = {"config": {}, "summary": {}, "history": []}
+    """{'config': {...}, 'summary': {...}, 'history': [{...}, ...], 'tags': [...],
+    'deprecated': [...]} of one offline run; `deprecated` names the deprecated wandb
+    features the run used, as wandb's telemetry recorded them."""
+    run = {"config": {}, "summary": {}, "history": [], "tags": [], "deprecated": []}
     for record in records(next(Path(run_dir).glob("*.wandb"))):
         kind = record.WhichOneof("record_type")
         if kind == "run":
             run["config"].update(_items(record.run.config.update))
+            run["tags"] = list(record.run.tags)
+            run["id"] = record.run.run_id
         elif kind == "config":
             run["config"].update(_items(record.config.update))
         elif kind == "summary":
             run["summary"].update(_items(record.summary.update))
         elif kind == "history":
             run["history"].append(_items(record.history.item))
+        elif kind == "telemetry":
+            run["deprecated"] += [field.name for field, used in record.telemetry.deprecated.ListFields() if used]
     return run
