@@ -110,9 +110,9 @@ def _setting_keys(df: pd.DataFrame, suite: dict, exclude=()) -> list[str]:
 
 def _labels(df: pd.DataFrame, suite: dict, keys: list[str], x: str | None = None) -> pd.Series:
     """Each run's setting in the task's own words (Task.setting_label)."""
-    from tasks import TASKS
+    from tasks import task_class
 
-    name = TASKS[suite["task"]].setting_label
+    name = task_class(suite["task"]).setting_label
     return pd.Series([name(_params(row), keys, x) for _, row in df.iterrows()], index=df.index, dtype=object)
 
 
