@@ -39,6 +39,7 @@ def runs_frame(records: list[dict]) -> pd.DataFrame:
             "learned": r.get("learned"),  # None: recorded before runs were checked against the baseline
             "git_commit": r["git_commit"], "torch": r["versions"]["torch"], "device": r["device"],
             "date": r["date"], "backend": r.get("backend", "unrecorded"),
+            "stopped": r.get("stopped"), "epochs_trained": r.get("epochs_trained"),
         }
         row.update({f"task.{k}": (json.dumps(v) if isinstance(v, (list, dict)) else v)
                     for k, v in r["task_params"].items()})
@@ -244,6 +245,34 @@ def _per_target_section(part: pd.DataFrame, runs: pd.DataFrame, suite: dict) -> 
     return ["### Per target", "", _short(part[shown]).to_markdown(index=False), ""]
 
 
+def _findings(part: pd.DataFrame, runs: pd.DataFrame, primary: str, higher: bool) -> list[str]:
+    """What a reader must not miss, computed from the runs: rows where nothing learned, how
+    runs stopped, and whether the paper's order of architectures came out."""
+    lines = []
+    dead = part[part["not_learned"].astype(str) == part["n"].astype(str)]
+    dead = dead[dead["n"] > 0]
+    if len(dead):
+        lines.append("Did not learn (no run beat the trivial baseline): "
+                     + ", ".join(f"{a} at budget {b}" for a, b in zip(dead["arch"], dead["budget"])) + ".")
+    epochs = runs.dropna(subset=["epochs_trained"]) if "epochs_trained" in runs else runs.iloc[:0]
+    if len(epochs):
+        stopped = epochs["stopped"].value_counts()
+        medians = epochs.groupby("arch", sort=False)["epochs_trained"].median()
+        lines.append(f"Early stopping: {stopped.get('patience', 0)} of {len(epochs)} runs stopped by patience, "
+                     f"{stopped.get('cap', 0)} at the cap; median epochs trained: "
+                     + ", ".join(f"{a} {m:g}" for a, m in medians.items()) + ".")
+    with_paper = part[part["paper"].astype(str) != ""] if "paper" in part else part.iloc[:0]
+    better_first = " > " if higher else " < "
+    for budget, group in with_paper.groupby("budget"):
+        paper = group.assign(_paper=group["paper"].str.extract(r"^([0-9.]+)")[0].astype(float))
+        ours = better_first.join(group.sort_values(f"_mean.{primary}", ascending=not higher)["arch"])
+        theirs = better_first.join(paper.sort_values("_paper", ascending=not higher)["arch"])
+        verdict = "the same order" if ours == theirs else "a different order"
+        lines.append(f"Against the paper at budget {budget}: ours {ours}; paper {theirs} ({verdict}; the paper's "
+                     "values are to check, and its data are not ours).")
+    return ["### Findings", "", *[f"- {line}" for line in lines], ""] if lines else []
+
+
 def _tuning_section(tuning: list[dict], runs: pd.DataFrame, primary: str) -> list[str]:
     """The profile's learning-rate tuning (results/<task>/tuning.jsonl): every rate of the
     grid with its score, and the one the runs above used."""
@@ -298,6 +327,7 @@ def markdown(table: pd.DataFrame, df: pd.DataFrame, suite: dict, task: str,
         if per_target is not None:
             lines += _per_target_section(per_target[per_target["profile"] == profile], runs, suite)
         lines += _tuning_section([r for r in tuning if r["profile"] == profile], runs, primary)
+        lines += _findings(part, runs, primary, bool(df["higher_is_better"].iloc[0]))
         if plots.get(profile):
             lines += ["### Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots[profile]] + [""]
     notes = board.get("notes", [])

@@ -299,3 +299,17 @@ def test_plots_are_byte_identical_on_a_rebuild(tmp_path):
     first = {p.name: p.read_bytes() for p in out.glob("*.png")}
     build_leaderboard("copy", tmp_path, log=lambda *a: None)
     assert len(first) == 2 and {p.name: p.read_bytes() for p in out.glob("*.png")} == first
+
+
+def test_findings_name_dead_rows_early_stopping_and_the_paper_order():
+    records = (runs("rnn", [0.12, 0.13], learned=False) + runs("lstm", [0.5, 0.6], learned=True)
+               + runs("gru", [0.7, 0.8], learned=True))
+    for i, r in enumerate(records):
+        r.update(stopped="patience" if i % 2 else "cap", epochs_trained=10 + i)
+    suite = {**COPY, "leaderboard": {"aggregate_over": [], "paper": [
+        {"arch": "rnn", "value": "0.2"}, {"arch": "lstm", "value": "0.9 ± 0.1"}, {"arch": "gru", "value": "0.5"}]}}
+    findings = board(records, suite).split("### Findings")[1].split("##")[0]
+    assert "Did not learn (no run beat the trivial baseline): rnn at budget 100." in findings
+    assert "3 of 6 runs stopped by patience, 3 at the cap; median epochs trained: rnn 10.5, lstm 12.5, gru 14.5" \
+        in findings
+    assert "ours gru > lstm > rnn; paper lstm > gru > rnn (a different order" in findings
