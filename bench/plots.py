@@ -276,6 +276,9 @@ def learning_curves(df, records, suite, out: Path):
     styles = _arch_styles(suite, data["arch"])
     archs = _present(styles, data["arch"].unique())
     fig, axes = _figure(len(panels), 4 if len(panels) != 5 else 3, (3.6, 2.9))
+    # one run that blew up (an NMSE of 1e28) would flatten every other curve on a linear axis
+    values = data.groupby(["panel", "arch", "step"])["value"].mean()
+    wide = bool((values > 0).all() and values.max() > 100 * values.min())
     for ax, panel in zip(axes, panels):
         part = data[data["panel"] == panel]
         curves = part.groupby(["arch", "step"])["value"].mean().reset_index()
@@ -290,6 +293,8 @@ def learning_curves(df, records, suite, out: Path):
         _baseline(ax, _baseline_value(df[df.index.isin(panel_rows[panel])], primary))
         if panel:
             ax.set_title(_wrap(panel, 3.4, FACET_SIZE), fontsize=FACET_SIZE)
+        if wide:
+            ax.set_yscale("log")
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
     for ax in axes[:: min(len(axes), 4 if len(panels) != 5 else 3)]:
