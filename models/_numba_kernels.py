@@ -263,3 +263,27 @@ def backward(grad_out, grad_last, out, h0, w, starts, stops, reads, periods, off
             rows = np.arange(block * ROWS, min(batch, (block + 1) * ROWS))
             backward_block(grad_out, grad_last, out, h0, w, starts, stops, reads, periods, offset, grad_xw,
                            grad_h0, grad_w_chunks[c], rows)
+
+
+@numba.njit(**_FLAGS)
+def forward_serial(xw, h0, w, starts, stops, reads, periods, offset, out):
+    """`forward` on the calling thread alone, without numba's thread pool (whose idle
+    OpenMP workers spin against torch's own threads). Blocks are independent: the same bits."""
+    batch = xw.shape[0]
+    for block in range((batch + ROWS - 1) // ROWS):
+        rows = np.arange(block * ROWS, min(batch, (block + 1) * ROWS))
+        forward_block(xw, h0, w, starts, stops, reads, periods, offset, out, rows)
+
+
+@numba.njit(**_FLAGS)
+def backward_serial(grad_out, grad_last, out, h0, w, starts, stops, reads, periods, offset, grad_xw, grad_h0,
+                    grad_w_chunks):
+    """`backward` on the calling thread alone: the same chunks in the same order, the same bits."""
+    batch = out.shape[0]
+    blocks = (batch + ROWS - 1) // ROWS
+    chunks = grad_w_chunks.shape[0]
+    for c in range(chunks):
+        for block in range(c, blocks, chunks):
+            rows = np.arange(block * ROWS, min(batch, (block + 1) * ROWS))
+            backward_block(grad_out, grad_last, out, h0, w, starts, stops, reads, periods, offset, grad_xw,
+                           grad_h0, grad_w_chunks[c], rows)

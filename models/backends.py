@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import types
 from dataclasses import dataclass
 
 import numpy as np
@@ -390,15 +391,23 @@ def numba_kernels():
     without the restore below torch.set_num_threads(1) no longer held after the first
     compiled call (measured: 1 -> 2). numba's own "workqueue" pool would leave it alone,
     but its threads and torch's OpenMP threads, each spinning while the other works, made
-    training steps 1.7x slower on 2 cores (measured, TIMIT shape)."""
+    training steps 1.7x slower on 2 cores (measured, TIMIT shape). With one torch thread the
+    loops run on the calling thread and the pool is never started: a sweep on one thread per
+    process (two processes on two cores) then has no idle OpenMP workers spinning beside
+    torch's (measured: an LSTM run after CW-RNN runs in the same process took minutes instead
+    of seconds)."""
     import numba
 
-    from models import _numba_kernels
+    from models import _numba_kernels as kernels
 
     threads = torch.get_num_threads()
     try:
+        if threads == 1:  # numba's pool is never started: its idle workers would spin beside torch's
+            yield types.SimpleNamespace(forward=kernels.forward_serial, backward=kernels.backward_serial,
+                                        forward_block=kernels.forward_block, backward_block=kernels.backward_block)
+            return
         numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
-        yield _numba_kernels
+        yield kernels
     finally:
         if torch.get_num_threads() != threads:
             torch.set_num_threads(threads)
