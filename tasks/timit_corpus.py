@@ -480,11 +480,8 @@ _CHECKSUMS = "cwbench_sha256.json"
 
 
 def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def cache_key(cfg: FeatureConfig, choices: list[Choice], base: Path) -> str:
