@@ -93,7 +93,10 @@ def machine(device: str) -> dict:
     try:
         import numba
 
-        found["numba_threads"] = numba.get_num_threads()
+        # the most threads the compiled CW-RNN may use (it uses torch's count, up to this);
+        # not numba.get_num_threads(), which starts numba's thread pool, whose idle workers
+        # then spin beside torch's for the rest of the process
+        found["numba_max_threads"] = numba.config.NUMBA_NUM_THREADS
     except ImportError:
         pass
     if device == "cuda":

@@ -18,6 +18,7 @@ would run; its run id must come out the same, or the row is reported as not rebu
 from __future__ import annotations
 
 import json
+import os
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,6 +119,20 @@ def recorded_threads(records: list[dict]) -> int | None:
     return counts.pop() if len(counts) == 1 else None
 
 
+def pin_threads(threads: int) -> None:
+    """Run on the recorded thread count, set the way the sweeps set it: through the
+    environment, before torch and numba are loaded, so that no OpenMP pool is started with
+    more workers (idle ones spin beside the working thread), then in torch as well."""
+    import sys
+
+    if "torch" not in sys.modules:
+        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[name] = str(threads)
+    import torch
+
+    torch.set_num_threads(threads)
+
+
 def compare(old: dict, new: dict | None) -> str:
     if new is None or new["status"] != "ok":
         return "not rerun" if new is None else new["status"]
@@ -136,16 +151,14 @@ def verify(task: str, results_dir: Path, scratch: Path, sample: int = 1, profile
     if not records:
         raise UserInputError(f"no stored runs to verify for task {task}"
                              + (f" profile {profile}" if profile else "") + f" in {store.path}")
+    threads = recorded_threads(records)
+    if threads:
+        pin_threads(threads)  # first: before anything loads torch
     rows = rows_of(records)
     chosen = {id(row): row.records[:sample] for row in rows}
     plan = rebuild(records, task, Path(results_dir))
     missing = {r["run_id"] for picks in chosen.values() for r in picks if r["run_id"] not in plan}
     runs = [plan[r["run_id"]] for picks in chosen.values() for r in picks if r["run_id"] in plan]
-    threads = recorded_threads(records)
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
     log(f"verify {task}: {len(rows)} rows, rerunning {len(runs)} runs into {scratch}"
         + (f" on {threads} threads, as recorded" if threads else ""))
     run_suite(runs, scratch, command=f"cwbench verify {task} --sample {sample}", log=log)
