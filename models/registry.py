@@ -7,13 +7,13 @@ budget matcher in `bench` produces specs, `build_rnn` turns one into a module.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
-
-from models.clockwork import ClockworkRNN
 from models.counting import clockwork_count, library_rnn_count, readout_count
 from models.names import check_arch
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @dataclass(frozen=True)
@@ -41,11 +41,21 @@ class ModelSpec:
         return d
 
 
-def _library(cls):
-    return lambda spec, input_size, backend="auto": cls(input_size, spec.hidden_size, batch_first=True)
+def _library(cls_name: str):
+    """Builder of torch.nn.<cls_name>; torch is imported when a model is built, so budget
+    matching (closed_form_count) and the command line's checks run without it."""
+
+    def build(spec, input_size, backend="auto"):
+        from torch import nn
+
+        return getattr(nn, cls_name)(input_size, spec.hidden_size, batch_first=True)
+
+    return build
 
 
 def _clockwork(spec: ModelSpec, input_size: int, backend: str = "auto"):
+    from models.clockwork import ClockworkRNN
+
     return ClockworkRNN(input_size, list(spec.module_sizes), list(spec.periods), offset=spec.offset,
                         order=list(spec.connection_order), backend=backend)
 
@@ -54,9 +64,9 @@ def _clockwork(spec: ModelSpec, input_size: int, backend: str = "auto"):
 # `backend` picks the CW-RNN implementation (library RNNs have one). The names and their
 # descriptions are in models/names.py, which the command line reads without torch.
 ARCHITECTURES = {
-    "rnn": _library(nn.RNN),
-    "lstm": _library(nn.LSTM),
-    "gru": _library(nn.GRU),
+    "rnn": _library("RNN"),
+    "lstm": _library("LSTM"),
+    "gru": _library("GRU"),
     "cwrnn": _clockwork,
 }
 
@@ -69,13 +79,14 @@ def build_rnn(spec: ModelSpec, input_size: int, backend: str = "auto") -> nn.Mod
 def freeze_input_weights(rnn: nn.Module) -> None:
     """For a task whose input is all zeros: the input weights can do nothing, so they are
     fixed at zero and left out of the trainable (and counted) parameters."""
+    from torch import nn
+
     for name, p in rnn.named_parameters():
         if name.startswith("weight_ih"):
             p.requires_grad_(False)
             nn.init.zeros_(p)
 
 
-@torch.no_grad()
 def initialise(rnn: nn.Module, readout: nn.Module, std: float = 0.0, lstm_forget_bias: float | None = None,
                bias_init: str = "zeros"):
     """Optional paper-style initialisation: weights ~ N(0, std), biases 0 or, with
@@ -86,21 +97,27 @@ def initialise(rnn: nn.Module, readout: nn.Module, std: float = 0.0, lstm_forget
     tanh(0) = 0, so the recurrent and readout weights get no gradient until the biases
     have moved. Biases drawn like the weights (the paper's "all weights ~ N(0, 0.1)")
     avoid that."""
-    if std:
-        for module in (rnn, readout):
-            for p in module.parameters():
-                if not p.requires_grad:
-                    continue
-                if p.dim() > 1 or bias_init == "normal":
-                    nn.init.normal_(p, 0.0, std)
-                else:
-                    nn.init.zeros_(p)
-        if isinstance(rnn, ClockworkRNN):
-            rnn.weight_hh.mul_(rnn.mask)
-    if lstm_forget_bias is not None and isinstance(rnn, nn.LSTM):
-        h = rnn.hidden_size
-        rnn.bias_ih_l0[h:2 * h] = lstm_forget_bias  # gate order i, f, g, o
-        rnn.bias_hh_l0[h:2 * h] = 0.0
+    import torch
+    from torch import nn
+
+    from models.clockwork import ClockworkRNN
+
+    with torch.no_grad():
+        if std:
+            for module in (rnn, readout):
+                for p in module.parameters():
+                    if not p.requires_grad:
+                        continue
+                    if p.dim() > 1 or bias_init == "normal":
+                        nn.init.normal_(p, 0.0, std)
+                    else:
+                        nn.init.zeros_(p)
+            if isinstance(rnn, ClockworkRNN):
+                rnn.weight_hh.mul_(rnn.mask)
+        if lstm_forget_bias is not None and isinstance(rnn, nn.LSTM):
+            h = rnn.hidden_size
+            rnn.bias_ih_l0[h:2 * h] = lstm_forget_bias  # gate order i, f, g, o
+            rnn.bias_hh_l0[h:2 * h] = 0.0
 
 
 def closed_form_count(spec: ModelSpec, input_size: int, output_size: int) -> int:
