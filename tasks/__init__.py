@@ -1,8 +1,10 @@
 """Task adapters by name (a plain dict: add a task by adding an entry).
 
 Each entry names the module and class; `task_class` imports it when a task is used. The
-task modules import torch, Lightning, librosa, soundfile..., and neither `cwbench list`
-nor a run of the copy task should wait for the audio and TIMIT stacks.
+task modules themselves import no torch, Lightning, librosa, soundfile...: those come in
+the methods that need them (the data modules live in `tasks.data`), so a bad task
+parameter is said before seconds of imports, and a run of the copy task never waits for
+the audio and TIMIT stacks.
 """
 
 import importlib

@@ -35,18 +35,17 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pytorch_lightning as pl
-import soundfile as sf
-import torch
-from scipy.signal import lfilter, resample_poly
-from torch.nn import functional as F
-from torch.utils.data import DataLoader, Dataset
 
 from tasks.base import Task
 from tasks.errors import UserInputError
+
+if TYPE_CHECKING:
+    import torch
+
+    from tasks.data import AudioDataModule
 
 SAMPLE_RATE = 44_100  # the paper's
 LENGTH = 320  # the paper's: 320 samples, about 7 ms at 44.1 kHz
@@ -141,6 +140,8 @@ def synth_bell(sample_rate: int, rng: np.random.Generator) -> np.ndarray:
 def synth_flute(sample_rate: int, rng: np.random.Generator) -> np.ndarray:
     """Flute-like C5 (523.25 Hz): a nearly pure tone with weak 2nd and 3rd harmonics,
     light vibrato and breath noise (white noise through a one-pole 3 kHz low-pass)."""
+    from scipy.signal import lfilter
+
     t = _time(sample_rate)
     f0 = 523.25
     freq = f0 * (1.0 + 0.004 * np.sin(2 * np.pi * 5.0 * t))
@@ -189,6 +190,8 @@ def write_default_targets(
     """Write every default target as a 16-bit WAV file (e.g. ``synth_pluck.wav``) to
     listen to; returns {name: path}. Loading such a file as a target with the same
     offset and length gives exactly the built-in target."""
+    import soundfile as sf
+
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     paths = {}
@@ -231,6 +234,9 @@ def read_audio(
             f"audio target '{path}' {problem}: pass an existing WAV/FLAC/OGG file "
             f"or one of {', '.join(DEFAULT_TARGETS)} with --target"
         )
+    import soundfile as sf  # after the checks above: a mistyped path is said at once
+    from scipy.signal import resample_poly
+
     try:
         info = sf.info(path)
     except sf.SoundFileError as err:  # libsndfile says why; keep it on one line
@@ -365,41 +371,6 @@ def plot_waveforms(
 # The task adapter.
 
 
-class _Repeat(Dataset):
-    """The one-sequence batch, ``n`` times (already batched: use batch_size=None)."""
-
-    def __init__(self, batch: dict[str, torch.Tensor], n: int):
-        self.batch, self.n = batch, n
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        # fresh copies (640 floats): nothing a step does can alter the next step's data
-        return {k: v.clone() for k, v in self.batch.items()}
-
-
-class AudioDataModule(pl.LightningDataModule):
-    """Train: the target batch ``train_steps`` times (one step = one epoch of the
-    paper, whose data set is this one sequence). Val and test: it once."""
-
-    def __init__(self, batch: dict[str, torch.Tensor], train_steps: int):
-        super().__init__()
-        self.batch, self.train_steps = batch, train_steps
-
-    def _loader(self, n: int) -> DataLoader:
-        return DataLoader(_Repeat(self.batch, n), batch_size=None, shuffle=False, num_workers=0)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_steps)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(1)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(1)
-
-
 def _is_int(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
@@ -472,20 +443,28 @@ class AudioGeneration(Task):
 
     def batch(self) -> dict[str, torch.Tensor]:
         """The single training sequence: x zeros (1, L, 1), y the target (1, L, 1)."""
+        import torch
+
         y = torch.tensor(self.target_signal, dtype=torch.float32).view(1, self.length, 1)
         return {"x": torch.zeros(1, self.length, self.input_size), "y": y}
 
     def datamodule(self, batch_size: int, seed: int, train_steps: int) -> AudioDataModule:
         # batch_size is ignored: a run fits one target, so every batch is that one
         # sequence. seed is unused: the data are fixed; the model's init takes the seed.
+        from tasks.data import AudioDataModule
+
         return AudioDataModule(self.batch(), train_steps)
 
     def loss(self, y_hat: torch.Tensor, batch: dict, reduction: str = "mean") -> torch.Tensor:
+        from torch.nn import functional as F
+
         if reduction == "sum":  # per sequence: the squared errors of all steps added
             return F.mse_loss(y_hat, batch["y"], reduction="sum") / len(y_hat)
         return F.mse_loss(y_hat, batch["y"])
 
     def metrics(self, y_hat: torch.Tensor, batch: dict) -> dict[str, torch.Tensor]:
+        from torch.nn import functional as F
+
         return {"mse": F.mse_loss(y_hat, batch["y"]), "nmse": nmse(y_hat, batch["y"])}
 
     def baselines(self) -> dict[str, float]:

@@ -19,13 +19,13 @@ variable ones cannot.
 from __future__ import annotations
 
 import math
-
-import pytorch_lightning as pl
-import torch
-from torch.utils.data import DataLoader, Dataset
+from typing import TYPE_CHECKING
 
 from tasks.base import Task
 from tasks.errors import UserInputError
+
+if TYPE_CHECKING:
+    import torch
 
 N_SYMBOLS = 8
 N_RECALL = 10
@@ -35,6 +35,8 @@ IGNORE = -100
 
 def make_batch(generator: torch.Generator, batch_size: int, delay: int, min_delay: int) -> dict:
     """One batch: x (B, delay+20, 10) one-hot, y (B, delay+20) with IGNORE off the recall steps."""
+    import torch
+
     length = delay + 2 * N_RECALL
     symbols = torch.randint(1, N_SYMBOLS + 1, (batch_size, N_RECALL), generator=generator)
     delays = torch.randint(min_delay, delay + 1, (batch_size,), generator=generator)
@@ -47,39 +49,6 @@ def make_batch(generator: torch.Generator, batch_size: int, delay: int, min_dela
     targets.scatter_(1, recall_steps, symbols)
     x = torch.nn.functional.one_hot(tokens, N_SYMBOLS + 2).float()
     return {"x": x, "y": targets, "delay": delays}
-
-
-class GeneratedBatches(Dataset):
-    """`count` batches; batch i is generated from (seed, i) alone, so any one can be rebuilt."""
-
-    def __init__(self, count: int, seed: int, **batch_args):
-        self.count, self.seed, self.batch_args = count, seed, batch_args
-
-    def __len__(self):
-        return self.count
-
-    def __getitem__(self, i):
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + i)
-        return make_batch(generator, **self.batch_args)
-
-
-class CopyData(pl.LightningDataModule):
-    def __init__(self, task: CopyTask, batch_size: int, seed: int, train_steps: int):
-        super().__init__()
-        delays = {"delay": task.delay, "min_delay": task.min_delay}
-        # disjoint seed streams for train / val / test
-        self.train = GeneratedBatches(train_steps, 3 * seed, batch_size=batch_size, **delays)
-        self.val = GeneratedBatches(task.eval_batches, 3 * seed + 1, batch_size=task.eval_batch_size, **delays)
-        self.test = GeneratedBatches(task.eval_batches, 3 * seed + 2, batch_size=task.eval_batch_size, **delays)
-
-    def train_dataloader(self):
-        return DataLoader(self.train, batch_size=None)
-
-    def val_dataloader(self):
-        return DataLoader(self.val, batch_size=None)
-
-    def test_dataloader(self):
-        return DataLoader(self.test, batch_size=None)
 
 
 class CopyTask(Task):
@@ -113,6 +82,8 @@ class CopyTask(Task):
                 "eval_sequences": self.eval_batches * self.eval_batch_size}
 
     def datamodule(self, batch_size, seed, train_steps):
+        from tasks.data import CopyData
+
         return CopyData(self, batch_size, seed, train_steps)
 
     @staticmethod
@@ -126,6 +97,8 @@ class CopyTask(Task):
         return ", ".join([kind, *([Task.setting_label(params, rest)] if rest else [])])
 
     def loss(self, y_hat, batch, reduction="mean"):
+        import torch
+
         if reduction == "sum":  # per sequence: the 10 recall steps added
             summed = torch.nn.functional.cross_entropy(y_hat.transpose(1, 2), batch["y"], ignore_index=IGNORE,
                                                        reduction="sum")

@@ -22,15 +22,11 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import functools
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pytorch_lightning as pl
-import torch
-from torch.nn import functional as F
-from torch.utils.data import DataLoader, Dataset, Subset
 
 from tasks.base import Task
 from tasks.errors import UserInputError
@@ -46,6 +42,11 @@ from tasks.timit_corpus import (
 )
 from tasks.timit_synth import ensure_synthetic_corpus
 
+if TYPE_CHECKING:
+    import torch
+
+    from tasks.data import WordsData, WordSequences
+
 TRAIN_NOISE_STD = 0.6  # [to check] in the paper; both public reimplementations use it
 
 
@@ -56,98 +57,8 @@ def normalisation_stats(train_features: list[np.ndarray]) -> tuple[np.ndarray, n
     return frames.mean(axis=0), np.where(std > 0, std, 1.0)  # a constant channel stays 0
 
 
-def pad_batch(sequences: list[torch.Tensor], labels: list[int], indices: list[int]) -> dict:
-    """x (B, T, F) zero-padded after each sequence's end, lengths (B,), y (B,), index (B,)."""
-    lengths = torch.tensor([len(s) for s in sequences])
-    x = torch.zeros(len(sequences), int(lengths.max()), sequences[0].shape[1])
-    for row, seq in enumerate(sequences):
-        x[row, : len(seq)] = seq
-    return {"x": x, "lengths": lengths, "y": torch.tensor(labels), "index": torch.tensor(indices)}
-
-
-class WordSequences(Dataset):
-    """A split as items (features (T, F), label, index within the split)."""
-
-    def __init__(self, sequences: list[torch.Tensor], labels: list[int]):
-        self.sequences, self.labels = sequences, labels
-
-    def __len__(self):
-        return len(self.sequences)
-
-    def __getitem__(self, i):
-        return self.sequences[i], self.labels[i], i
-
-
-def collate(items) -> dict:
-    sequences, labels, indices = zip(*items, strict=True)
-    return pad_batch(list(sequences), list(labels), list(indices))
-
-
-@functools.lru_cache(maxsize=16)
-def _epoch_order(n: int, seed: int, epoch: int) -> tuple[int, ...]:
-    # even seeds for the shuffling, odd ones for the noise: the two streams never coincide
-    generator = torch.Generator().manual_seed(2 * (seed * 1_000_003 + epoch))
-    return tuple(torch.randperm(n, generator=generator).tolist())
-
-
-class TrainBatches(Dataset):
-    """``count`` training batches cycling through the training set, reshuffled each epoch.
-
-    Sequence j of the stream (batch j // batch_size) is item j % n of epoch j // n's
-    permutation; batch i's noise comes from (seed, i) alone, so any batch can be rebuilt
-    on its own, whatever was drawn before it."""
-
-    def __init__(self, data: WordSequences, count: int, batch_size: int, seed: int,
-                 noise_std: float):
-        self.data, self.count, self.batch_size = data, count, batch_size
-        self.seed, self.noise_std = seed, noise_std
-
-    def __len__(self):
-        return self.count
-
-    def __getitem__(self, i):
-        if not 0 <= i < self.count:
-            raise IndexError(i)
-        n = len(self.data)
-        stream = range(i * self.batch_size, (i + 1) * self.batch_size)
-        batch = collate([self.data[_epoch_order(n, self.seed, j // n)[j % n]] for j in stream])
-        if self.noise_std > 0:
-            generator = torch.Generator().manual_seed(2 * (self.seed * 1_000_003 + i) + 1)
-            noise = torch.randn(batch["x"].shape, generator=generator) * self.noise_std
-            real = torch.arange(batch["x"].shape[1]) < batch["lengths"][:, None]  # (B, T)
-            batch["x"] += noise * real[..., None]  # padding stays exactly zero
-        return batch
-
-
 def epoch_batches(n: int, batch_size: int) -> int:
     return -(-n // batch_size)
-
-
-class WordsData(pl.LightningDataModule):
-    """By steps: one stream of ``train_steps`` batches. By epoch: the trainer reloads the
-    training loader every epoch and gets that epoch's batches of the same stream."""
-
-    def __init__(self, train: WordSequences, test: WordSequences, batch_size: int, seed: int,
-                 train_steps: int, noise_std: float, by_epoch: bool = False):
-        super().__init__()
-        self.train_set, self.seed, self.noise_std = train, seed, noise_std
-        self.by_epoch = by_epoch
-        self.train = TrainBatches(train, train_steps, batch_size, seed, noise_std)
-        self.test, self.batch_size = test, batch_size
-
-    def train_dataloader(self):
-        if self.by_epoch:
-            per_epoch = epoch_batches(len(self.train_set), self.batch_size)
-            first = self.trainer.current_epoch * per_epoch
-            batches = TrainBatches(self.train_set, first + per_epoch, self.batch_size, self.seed, self.noise_std)
-            return DataLoader(Subset(batches, range(first, first + per_epoch)), batch_size=None)
-        return DataLoader(self.train, batch_size=None)
-
-    def val_dataloader(self):
-        return DataLoader(self.test, batch_size=self.batch_size, shuffle=False, collate_fn=collate)
-
-    def test_dataloader(self):
-        return self.val_dataloader()
 
 
 @dataclasses.dataclass
@@ -219,6 +130,10 @@ class TimitWords(Task):
                 splits[split][1].append(choice.label)
             mean, std = normalisation_stats(splits["train"][0])  # training set only
 
+            import torch
+
+            from tasks.data import WordSequences
+
             def normalised(split):
                 feats, labels = splits[split]
                 return WordSequences(
@@ -261,6 +176,8 @@ class TimitWords(Task):
                               for c in self.selection()]}
 
     def datamodule(self, batch_size: int, seed: int, train_steps: int, by_epoch: bool = False) -> WordsData:
+        from tasks.data import WordsData
+
         p = self.prepare()
         return WordsData(p.train, p.test, batch_size, seed, train_steps, self.train_noise_std, by_epoch)
 
@@ -277,14 +194,20 @@ class TimitWords(Task):
     @staticmethod
     def last_step(y_hat: torch.Tensor, batch: dict) -> torch.Tensor:
         """The readout (B, O) at each sequence's last real frame."""
+        import torch
+
         rows = torch.arange(len(y_hat), device=y_hat.device)
         return y_hat[rows, batch["lengths"].to(y_hat.device) - 1]
 
     def loss(self, y_hat: torch.Tensor, batch: dict, reduction: str = "mean") -> torch.Tensor:
         # one scored step per sequence: "mean" and "sum" over time are the same loss
+        from torch.nn import functional as F
+
         return F.cross_entropy(self.last_step(y_hat, batch), batch["y"])
 
     def metrics(self, y_hat: torch.Tensor, batch: dict) -> dict[str, torch.Tensor]:
+        from torch.nn import functional as F
+
         logits = self.last_step(y_hat, batch)
         error = (logits.argmax(-1) != batch["y"]).float().mean()
         return {"error": error, "ce": F.cross_entropy(logits, batch["y"])}

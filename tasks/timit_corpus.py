@@ -37,7 +37,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 
 from tasks.errors import UserInputError
 
@@ -147,6 +146,8 @@ def read_audio(path) -> tuple[np.ndarray, int]:
     fields = sphere_fields(head)
     # bytes after the promised samples are not audio (the LDC reader ignores them too)
     stop = _check_sphere(path, fields) if fields is not None else None
+    import soundfile as sf
+
     try:
         pcm16 = sf.info(path).subtype == "PCM_16"
         samples, rate = sf.read(path, dtype="int16" if pcm16 else "float64", stop=stop,
@@ -360,6 +361,10 @@ def content_fingerprint(choices: list[Choice], segments: list[np.ndarray], rate:
 # Features
 
 
+# windows scipy.signal.get_window takes by name alone (checked in tests/test_timit.py)
+KNOWN_WINDOWS = ("hamming", "hann", "blackman", "bartlett", "boxcar", "triang")
+
+
 @dataclasses.dataclass(frozen=True)
 class FeatureConfig:
     """MFCC settings; every field is a task param (so it enters the run config).
@@ -399,6 +404,8 @@ class FeatureConfig:
                 raise bad(field, f"give a number in {'[0, 1)' if high == 1.0 else '(0, inf)'}")
             # 25 and 25.0 are the same setting: one form, so they give one run id and cache entry
             object.__setattr__(self, field, float(value))
+        if self.window in KNOWN_WINDOWS:
+            return  # no need to import scipy (seconds) to accept the usual names
         import scipy.signal
 
         try:

@@ -25,7 +25,6 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 
 from tasks.timit_corpus import GROUPS, WORDS
 
@@ -177,6 +176,8 @@ def write_synthetic_corpus(root, seed: int = 0, n_speakers: int = 8, case: str =
     "lower" or "mixed" (TRAIN tree upper case, test tree lower case). ``words`` lets tests
     leave words out. About 70% of the speakers go to TRAIN, the rest to TEST.
     """
+    import soundfile as sf
+
     if case not in ("upper", "lower", "mixed"):
         raise ValueError(f"case must be upper, lower or mixed, not {case!r}")
     root = Path(root)

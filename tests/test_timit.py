@@ -540,3 +540,13 @@ def test_synthwords_builds_its_own_corpus(tmp_path):
     assert again.cache_hit and again.params() == params
     with pytest.raises(UserInputError, match="n_speakers"):
         SynthWords(n_speakers=6)
+
+
+def test_known_windows_are_scipy_windows():
+    # FeatureConfig accepts these names without importing scipy: each must be one scipy takes
+    import scipy.signal
+
+    from tasks.timit_corpus import KNOWN_WINDOWS
+
+    for name in KNOWN_WINDOWS:
+        assert len(scipy.signal.get_window(name, 8)) == 8
