@@ -82,13 +82,14 @@ def profile_from_args(args):
 
 def cmd_run(args) -> int:
     suite, profile = profile_from_args(args)
-    from bench.leaderboard import build_leaderboard
-    from bench.runner import run_suite
     from bench.suite import resolve
     from bench.tuning import needs_tuning, tuned_rates
 
     tuned = tuned_rates(args.task, args.profile, profile, args.results) if needs_tuning(profile) else None
-    runs = resolve(args.task, args.profile, profile, tuned)
+    runs = resolve(args.task, args.profile, profile, tuned)  # task and budget errors: still without torch
+    from bench.leaderboard import build_leaderboard
+    from bench.runner import run_suite
+
     command = "cwbench " + shlex.join(args.argv) if args.command is None else args.command
     counts = run_suite(runs, args.results, device=args.device, wandb=args.wandb, progress=args.progress,
                        command=command, cw_backend=args.cw_backend, allow_dirty=args.allow_dirty)
@@ -100,11 +101,12 @@ def cmd_run(args) -> int:
 
 def cmd_tune(args) -> int:
     suite, profile = profile_from_args(args)
-    from bench.runner import run_suite
     from bench.store import ResultsStore
     from bench.tuning import TUNING_STORE, choose, tuning_runs
 
-    runs = tuning_runs(args.task, args.profile, profile)
+    runs = tuning_runs(args.task, args.profile, profile)  # task and budget errors: still without torch
+    from bench.runner import run_suite
+
     command = "cwbench " + shlex.join(args.argv) if args.command is None else args.command
     counts = run_suite(runs, args.results, device=args.device, progress=args.progress, command=command,
                        cw_backend=args.cw_backend, store_name=TUNING_STORE, evaluate="val",

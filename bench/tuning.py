@@ -16,12 +16,14 @@ from __future__ import annotations
 import dataclasses
 import math
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from bench.store import ResultsStore
 from bench.suite import TUNED, Profile, resolve, run_id
 from models.errors import UserInputError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 TUNING_STORE = "tuning.jsonl"
 
@@ -96,6 +98,8 @@ def tuning_table(records: list[dict], used: dict[str, set[float]]) -> pd.DataFra
     """One row per (architecture, learning rate) of a profile's tuning runs: the score
     (mean ± std of the final validation metric over seeds and settings; a diverged run
     counted at the trivial baseline), n, diverged, and whether the profile's runs use it."""
+    import pandas as pd
+
     rows = {}
     for r in records:
         if r.get("status") not in ("ok", "diverged"):

@@ -40,6 +40,12 @@ FAST = [
     (["run", "copy", "--archs", "cwrnn/nosuchschedule"], 2),
     (["run", "copy", "--train", "optimizer=nosuchoptimizer"], 2),
     (["leaderboard", "nosuchtask"], 2),
+    # checked by the task's constructor, the suite and budget matching: none needs torch
+    (["run", "copy", "--param", "delay=0"], 2),
+    (["run", "copy", "--param", "dealy=20"], 2),
+    (["run", "copy", "--budgets", "30"], 2),
+    (["run", "timit"], 2),  # no --timit-root and no TIMIT_ROOT (emptied below)
+    (["run", "audio", "--target", "/nonexistent.wav"], 2),
 ]
 
 PROBE = """
@@ -60,7 +66,8 @@ print(json.dumps(found))
 
 def test_help_list_and_argument_errors_import_nothing_heavy():
     # one fresh interpreter for all: a command that imports torch shows up at that command
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+           "TIMIT_ROOT": ""}
     out = subprocess.run([sys.executable, "-c", PROBE, json.dumps(HEAVY), json.dumps(FAST)], cwd=ROOT, env=env,
                          capture_output=True, text=True, check=True).stdout
     found = json.loads(out)
