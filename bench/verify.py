@@ -106,16 +106,21 @@ def rebuild(records: list[dict], task: str, results_dir: Path) -> dict[str, tupl
     return plan
 
 
+def run_threads(record: dict) -> int | None:
+    """The torch thread count one run was made with (its machine record, or its device string)."""
+    machine = record.get("machine") or {}
+    if "torch_threads" in machine:
+        return machine["torch_threads"]
+    device = record.get("device", "")
+    if device.startswith("cpu (") and device.endswith(" threads)"):
+        return int(device.rsplit(",", 1)[1].split()[0])
+    return None
+
+
 def recorded_threads(records: list[dict]) -> int | None:
     """The torch thread count the runs were made with, if they agree on one: sums split
     over another count of threads give other bits."""
-    counts = set()
-    for r in records:
-        machine = r.get("machine") or {}
-        if "torch_threads" in machine:
-            counts.add(machine["torch_threads"])
-        elif r.get("device", "").startswith("cpu (") and r["device"].endswith(" threads)"):
-            counts.add(int(r["device"].rsplit(",", 1)[1].split()[0]))
+    counts = {run_threads(r) for r in records} - {None}
     return counts.pop() if len(counts) == 1 else None
 
 
@@ -158,10 +163,20 @@ def verify(task: str, results_dir: Path, scratch: Path, sample: int = 1, profile
     chosen = {id(row): row.records[:sample] for row in rows}
     plan = rebuild(records, task, Path(results_dir))
     missing = {r["run_id"] for picks in chosen.values() for r in picks if r["run_id"] not in plan}
-    runs = [plan[r["run_id"]] for picks in chosen.values() for r in picks if r["run_id"] in plan]
-    log(f"verify {task}: {len(rows)} rows, rerunning {len(runs)} runs into {scratch}"
-        + (f" on {threads} threads, as recorded" if threads else ""))
-    run_suite(runs, scratch, command=f"cwbench verify {task} --sample {sample}", log=log)
+    runs = [r for picks in chosen.values() for r in picks if r["run_id"] in plan]
+    log(f"verify {task}: {len(rows)} rows, rerunning {len(runs)} runs into {scratch}, each on the thread "
+        "count it was recorded with" + (f" ({threads})" if threads else ""))
+    by_threads: dict[int | None, list] = {}
+    for picks in chosen.values():
+        for r in picks:
+            if r["run_id"] in plan:
+                by_threads.setdefault(run_threads(r), []).append(plan[r["run_id"]])
+    for count, group in by_threads.items():
+        if count:
+            import torch
+
+            torch.set_num_threads(count)
+        run_suite(group, scratch, command=f"cwbench verify {task} --sample {sample}", log=log)
     fresh = {r["run_id"]: r for r in ResultsStore(Path(scratch) / task / "runs.jsonl").load()}
 
     failures = 0

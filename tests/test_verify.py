@@ -63,3 +63,25 @@ def test_the_interval_for_one_rerun_spans_the_seeds_and_narrows_with_more():
     one, five = interval_of_mean(values, 1), interval_of_mean(values, 5)
     assert one == (0.1, 0.5)
     assert one[0] < five[0] < 0.3 < five[1] < one[1]
+
+
+def test_each_run_is_rerun_on_its_own_recorded_thread_count(tmp_path, capsys, monkeypatch):
+    """Records of one store can disagree on threads (a process whose count changed midway):
+    each rerun takes its own record's count."""
+    results, path = make_store(tmp_path)
+    rewrite(path, lambda r: r["machine"].update(torch_threads=1 + r["seed"] % 2))
+    seen = []
+    from bench import runner
+
+    real = runner.run_suite
+
+    def spy(runs, *args, **kwargs):
+        import torch
+
+        seen.append((torch.get_num_threads(), sorted(c["seed"] for c, _ in runs)))
+        return real(runs, *args, **kwargs)
+
+    monkeypatch.setattr(runner, "run_suite", spy)
+    assert main(["verify", "copy", "--results", str(results), "--scratch", str(tmp_path / "scratch"),
+                 "--sample", "2"]) == 0
+    assert sorted(seen) == [(1, [0, 0]), (2, [1, 1])]
