@@ -194,9 +194,50 @@ def run_suite(runs, results_dir: Path, *, device: str = "auto", wandb: bool = Fa
             todo.append((rid, config, task, store))
     counts = {"ok": 0, "diverged": 0, "failed": 0, "skipped": len(runs) - len(todo)}
     log(f"{len(runs)} runs in the suite, {counts['skipped']} already in the store, {len(todo)} to run on {device}")
+    setting_keys = varying_params(runs)
+    # the same for every run of the sweep: taken once (git and package metadata are not free)
+    sweep = {"git_commit": provenance.git_commit(), "versions": provenance.versions(), "command": command,
+             "evaluated_on": evaluate, **({"dirty": True} if dirty else {})}
     try:
-        _run_todo(todo, counts, device, wandb, progress, command, cw_backend, log, evaluate, dirty,
-                  varying_params(runs))
+        for number, (rid, config, task, store) in enumerate(todo, start=1):
+            log(f"[{number}/{len(todo)}] {describe(config, setting_keys)} ...", end=" ", flush=True)
+            logger = None
+            if wandb:
+                from bench.wandb_log import make_logger  # wandb is imported only when asked for
+
+                logger = make_logger(config, rid, setting_keys, task=task, device=device, cw_backend=cw_backend,
+                                     command=command, evaluate=evaluate, dirty=dirty)
+            started = time.perf_counter()
+            try:
+                result = train_one(config, task, device, logger, progress, cw_backend, evaluate)
+            except Exception as err:  # a crashed run is recorded, and the sweep goes on
+                result = {"status": "failed", "reason": f"{type(err).__name__}: {err}", "metrics": {},
+                          "artifacts": {}, "curve": [], "effective_params": None, "backend": cw_backend,
+                          "learned": None}
+            wall = time.perf_counter() - started
+            record = {
+                "run_id": rid, **config, "status": result.pop("status"), "reason": result.pop("reason"), **result,
+                "sources": task.sources(), "baselines": task.baselines(), "primary_metric": task.primary_metric,
+                "higher_is_better": task.higher_is_better, "wall_time_s": round(wall, 3),
+                "device": provenance.device_name(device), "machine": provenance.machine(device),
+                "date": provenance.now(), **sweep,
+            }
+            try:
+                store.put(record)
+            except OSError as err:
+                kept = keep_unsaved(record)
+                where = (f"the finished run is kept in {kept}: append that line to {store.path} (`cat {kept} >> "
+                         f"{store.path}`) once it can be written" if kept else "the finished run could not be kept")
+                raise UserInputError(f"could not write {store.path} ({err.strerror or err}); {where}") from None
+            if logger is not None:
+                from bench.wandb_log import finish
+
+                finish(logger, record)
+            counts[record["status"]] += 1
+            shown = record["metrics"].get(task.primary_metric)
+            log(f"{record['status']}" + (f" {task.primary_metric}={shown:.4g}" if shown is not None else "")
+                + (" (not learned)" if record["learned"] is False and record["status"] == "ok" else "")
+                + (f" ({record['reason']})" if record["reason"] else "") + f" [{wall:.1f}s]")
     except KeyboardInterrupt:  # outside Lightning (which turns its own into SystemExit): the same stop
         raise Interrupted(signal.SIGINT, sum(counts[s] for s in STORED)) from None
     except Interrupted as stop:
@@ -221,49 +262,3 @@ def keep_unsaved(record: dict) -> Path | None:
         except OSError:
             continue
     return None
-
-
-def _run_todo(todo, counts, device, wandb, progress, command, cw_backend, log, evaluate, dirty, setting_keys):
-    for number, (rid, config, task, store) in enumerate(todo, start=1):
-        log(f"[{number}/{len(todo)}] {describe(config, setting_keys)} ...", end=" ", flush=True)
-        logger = None
-        if wandb:
-            from bench.wandb_log import make_logger  # wandb is imported only when asked for
-
-            logger = make_logger(config, rid, setting_keys, task=task, device=device, cw_backend=cw_backend,
-                                 command=command, evaluate=evaluate, dirty=dirty)
-        started = time.perf_counter()
-        try:
-            result = train_one(config, task, device, logger, progress, cw_backend, evaluate)
-        except Exception as err:  # a crashed run is recorded, and the sweep goes on
-            result = {"status": "failed", "reason": f"{type(err).__name__}: {err}", "metrics": {},
-                      "artifacts": {}, "curve": [], "effective_params": None, "backend": cw_backend,
-                      "learned": None}
-        wall = time.perf_counter() - started
-        record = {
-            "run_id": rid, **config, "status": result.pop("status"), "reason": result.pop("reason"), **result,
-            "sources": task.sources(), "baselines": task.baselines(), "primary_metric": task.primary_metric,
-            "higher_is_better": task.higher_is_better, "wall_time_s": round(wall, 3),
-            "device": provenance.device_name(device), "machine": provenance.machine(device),
-            "git_commit": provenance.git_commit(),
-            "versions": provenance.versions(), "date": provenance.now(), "command": command,
-            "evaluated_on": evaluate,
-        }
-        if dirty:
-            record["dirty"] = True
-        try:
-            store.put(record)
-        except OSError as err:
-            kept = keep_unsaved(record)
-            where = (f"the finished run is kept in {kept}: append that line to {store.path} (`cat {kept} >> "
-                     f"{store.path}`) once it can be written" if kept else "the finished run could not be kept")
-            raise UserInputError(f"could not write {store.path} ({err.strerror or err}); {where}") from None
-        if logger is not None:
-            from bench.wandb_log import finish
-
-            finish(logger, record)
-        counts[record["status"]] += 1
-        shown = record["metrics"].get(task.primary_metric)
-        log(f"{record['status']}" + (f" {task.primary_metric}={shown:.4g}" if shown is not None else "")
-            + (" (not learned)" if record["learned"] is False and record["status"] == "ok" else "")
-            + (f" ({record['reason']})" if record["reason"] else "") + f" [{wall:.1f}s]")
