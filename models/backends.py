@@ -44,16 +44,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from models.clockwork_rules import module_reads, reference_recurrence
+
 # ---------------------------------------------------------------------------------------
 # Layouts
-
-
-def module_reads(module_sizes, periods, order):
-    """reads[i][j]: module i reads module j (the rule of models/clockwork.py)."""
-    from models.clockwork import reads  # lazy: models.clockwork imports this file
-
-    g = len(periods)
-    return tuple(tuple(reads(order, i, j) for j in range(g)) for i in range(g))
 
 
 def unit_permutation(module_sizes, module_order) -> tuple[int, ...] | None:
@@ -151,7 +145,7 @@ def make_read(source, q_period, q_first, q_steps, r_period, r_first) -> Read:
 def modular_plan(module_sizes, periods, order, offset, steps) -> ModularPlan:
     g = len(periods)
     by_period = sorted(range(g), key=lambda i: periods[i])  # stable: ties keep module order
-    reads = module_reads(module_sizes, periods, order)
+    reads = module_reads(order)
 
     members = {}  # period -> modules
     for i in by_period:
@@ -196,8 +190,6 @@ def modular_recurrence(xw, h0, weight_hh, fires, module):
     # fires at all (a sequence shorter than every module's first firing): the reference
     # is as cheap there, and it gives the weights a zero gradient rather than none.
     if plan.run_order is None or all(grp.steps == 0 for grp in plan.groups):
-        from models.clockwork import reference_recurrence
-
         return reference_recurrence(xw, h0, weight_hh, fires)
     xw, h0, weight_hh = permute_in(plan.perm, xw, h0, weight_hh)
 
@@ -301,7 +293,7 @@ def compiled_plan(module_sizes, periods, order, offset):
     """
     g = len(periods)
     by_order = sorted(range(g), key=lambda i: order[i])
-    reads = module_reads(module_sizes, periods, order)
+    reads = module_reads(order)
     starts, stops, at = [], [], 0
     for i in by_order:
         starts.append(at)
@@ -422,7 +414,9 @@ def numba_available() -> bool:
     return True
 
 
-FAST_BACKENDS = {
+# name -> recurrence(xw, h0, masked weight_hh, fires, module) -> (outputs, h_last)
+BACKENDS = {
+    "reference": lambda xw, h, w, fires, module: reference_recurrence(xw, h, w, fires),
     "modular": modular_recurrence,
     "compiled": compiled_recurrence,
 }

@@ -16,7 +16,9 @@ structurally absent blocks of W_H are held at zero by a fixed mask; they are not
 trainable parameters in any meaningful sense and `structural_zeros()` tells the
 parameter counter to leave them out.
 
-`backend` picks the implementation of the recurrence; all backends compute the same
+The rules themselves (who reads whom, the mask, the firing schedule, the step-by-step
+recurrence) are in models/clockwork_rules.py, shared with the fast implementations of
+models/backends.py; `backend` picks the implementation, and all compute the same
 function of the same weights.
 """
 
@@ -27,51 +29,10 @@ import math
 import torch
 from torch import nn
 
-from models.backends import FAST_BACKENDS
+from models.backends import BACKENDS, pick_backend
+from models.clockwork_rules import connectivity, firing_schedule
 from models.errors import UserInputError
 from models.schedules import validate_periods
-
-
-def reads(order, i: int, j: int) -> bool:
-    """Does module i read module j's previous state? Itself and slower modules only."""
-    return i == j or order[j] > order[i]
-
-
-def connectivity(module_sizes, order) -> torch.Tensor:
-    """Unit-level mask M (n, n): M[u, v] = 1 iff unit u's module reads unit v's module."""
-    g = len(module_sizes)
-    blocks = [[torch.full((module_sizes[i], module_sizes[j]), float(reads(order, i, j))) for j in range(g)]
-              for i in range(g)]
-    return torch.cat([torch.cat(row, dim=1) for row in blocks], dim=0)
-
-
-def firing_schedule(steps: int, unit_periods: torch.Tensor, offset: int) -> torch.Tensor:
-    """Bool (steps, n): which units fire at which 0-based step."""
-    t = torch.arange(steps, device=unit_periods.device).unsqueeze(1)
-    return torch.remainder(t - offset, unit_periods.unsqueeze(0)) == 0
-
-
-def reference_recurrence(xw, h, weight_hh, fires):
-    """The equations, one step at a time: every module is computed, silent ones keep h.
-
-    xw: (B, T, n) input projection plus bias; h: (B, n); fires: (T, n) bool.
-    """
-    outputs = []
-    # unbind, not xw[:, t]: the backward of T selects would write T full-size zero tensors
-    # (O(T^2) time and memory); unbind's backward is one stack
-    for xw_t, fires_t in zip(xw.unbind(1), fires.unbind(0)):
-        candidate = torch.tanh(xw_t + h @ weight_hh.T)
-        h = torch.where(fires_t, candidate, h)
-        outputs.append(h)
-    return torch.stack(outputs, dim=1), h
-
-
-# name -> recurrence(xw, h0, masked weight_hh, fires, module) -> (outputs, h_last);
-# the fast ones live in models/backends.py (which imports nothing from this file)
-BACKENDS = {
-    "reference": lambda xw, h, w, fires, module: reference_recurrence(xw, h, w, fires),
-    **FAST_BACKENDS,
-}
 
 
 class ClockworkRNN(nn.Module):
@@ -137,11 +98,7 @@ class ClockworkRNN(nn.Module):
         self.bias.copy_(bias)
 
     def resolved_backend(self, x: torch.Tensor) -> str:
-        if self.backend != "auto":
-            return self.backend
-        from models.backends import pick_backend  # lazy: fast backends are optional
-
-        return pick_backend(self, x)
+        return self.backend if self.backend != "auto" else pick_backend(self, x)
 
     def firing_schedule(self, steps: int) -> torch.Tensor:
         """The (steps, n) schedule, built once per length and device: a training loop

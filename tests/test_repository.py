@@ -45,3 +45,38 @@ def test_the_noxfile_says_what_the_cli_says_when_timit_is_missing():
                  if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)
                  and isinstance(node.value, ast.Constant)}
     assert constants["TIMIT_ROOT_NOT_SET"] == ROOT_NOT_SET
+
+
+def imports_of(path: Path, package: str) -> set[str]:
+    """The modules of `package` that a file imports, at its top or inside a function."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == package:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names
+                         if (ROOT / node.module.replace(".", "/") / f"{alias.name}.py").is_file())
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names if alias.name.split(".")[0] == package)
+    return found
+
+
+@pytest.mark.parametrize("package", ["models"])
+def test_no_package_imports_itself_in_a_cycle(package):
+    """Lazy imports inside functions count too: a cycle dodged by importing late is still a
+    cycle (two modules that each need the other's rules)."""
+    graph = {f"{package}.{p.stem}": imports_of(p, package) - {package}
+             for p in (ROOT / package).glob("*.py") if p.stem != "__init__"}
+    state: dict[str, str] = {}
+
+    def visit(name, path):
+        if state.get(name) == "open":
+            raise AssertionError("import cycle: " + " -> ".join([*path, name]))
+        if state.get(name) == "done":
+            return
+        state[name] = "open"
+        for child in sorted(graph.get(name, ())):
+            visit(child, [*path, name])
+        state[name] = "done"
+
+    for name in sorted(graph):
+        visit(name, [])
