@@ -92,7 +92,7 @@ def cmd_run(args) -> int:
 
     command = "cwbench " + shlex.join(args.argv) if args.command is None else args.command
     counts = run_suite(runs, args.results, device=args.device, wandb=args.wandb, progress=args.progress,
-                       command=command, cw_backend=args.cw_backend, allow_dirty=args.allow_dirty)
+                       command=command, backends=args.backends, allow_dirty=args.allow_dirty, launch=args.launch)
     print(", ".join(f"{k}: {v}" for k, v in counts.items()))
     if not args.no_leaderboard:
         build_leaderboard(suite["task"], args.results)
@@ -109,8 +109,8 @@ def cmd_tune(args) -> int:
 
     command = "cwbench " + shlex.join(args.argv) if args.command is None else args.command
     counts = run_suite(runs, args.results, device=args.device, progress=args.progress, command=command,
-                       cw_backend=args.cw_backend, store_name=TUNING_STORE, evaluate="val",
-                       allow_dirty=args.allow_dirty)
+                       backends=args.backends, store_name=TUNING_STORE, evaluate="val",
+                       allow_dirty=args.allow_dirty, launch=args.launch)
     print(", ".join(f"{k}: {v}" for k, v in counts.items()))
     chosen = choose(runs, ResultsStore(args.results / args.task / TUNING_STORE).load())
     for arch, lr in chosen.items():
@@ -168,6 +168,16 @@ def _fraction(text: str) -> float:
         raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
     if not 0 < value < 1:
         raise argparse.ArgumentTypeError(f"{value} must be between 0 and 1 (0.1 = within 10%)")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got '{text}'")
     return value
 
 
@@ -238,9 +248,26 @@ def suite_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument("--timit-root", type=Path, help="timit task: the LDC TIMIT root (default: $TIMIT_ROOT)")
     run.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="results directory (default results/)")
     run.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    run.add_argument("--cw-backend", default="auto", choices=["auto", *names.BACKENDS],
-                     help="CW-RNN implementation (default auto: the fastest for the device); recorded per run")
-    run.add_argument("--progress", action="store_true", help="show Lightning's progress bar")
+    run.add_argument("--backend", dest="backend", action="append", type=_task_param, default=[],
+                     metavar="ARCH=NAME", help="how an architecture's recurrence is computed, e.g. rnn=torch or "
+                     "cwrnn=modular (default auto: the fastest measured for the shape and device; see `cwbench list`); "
+                     "recorded per run")
+    run.add_argument("--cw-backend", choices=["auto", *names.BACKENDS], help="the same as --backend cwrnn=NAME")
+    run.add_argument("--progress", action="store_true", help="show Lightning's progress bar (one run at a time)")
+    where = run.add_argument_group("where runs train (README: Sweeps at scale)")
+    where.add_argument("--launcher", default="local", choices=["local", "ray", "slurm"],
+                       help="local: this machine (default); ray: tasks on a Ray cluster; slurm: a submitit job array")
+    where.add_argument("--workers", type=_positive_int, help="local: worker processes (default: one per core for "
+                       "small models, 1 for large; 1 trains in this process)")
+    where.add_argument("--threads", type=_positive_int, help="torch threads per run (default: cores / workers; "
+                       "Ray and SLURM: the CPUs each task declares)")
+    where.add_argument("--ray-address", metavar="HOST:PORT", help="ray: the cluster's head (from `ray start --head`)")
+    where.add_argument("--ray-cpus", type=_positive_float, default=1.0, help="ray: CPUs each run declares (default 1)")
+    where.add_argument("--slurm", action="append", type=_task_param, default=[], metavar="KEY=VALUE",
+                       help="slurm: partition, time (minutes per run), cpus_per_task, gpus_per_task, mem_gb, account, "
+                       "qos, constraint, array_parallelism, folder, cluster (slurm|local)")
+    where.add_argument("--slurm-config", type=Path, metavar="FILE", help="slurm: a YAML mapping of the same settings "
+                       "(flags win)")
     run.add_argument("--allow-dirty", action="store_true",
                      help="store runs under results/ from a tree with uncommitted code (an experiment: each record "
                           "is marked dirty); without it such a tree is refused")
@@ -264,6 +291,42 @@ def speed_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
 
 
+def implementations(pairs, cw_backend) -> dict:
+    """--backend ARCH=NAME (and --cw-backend NAME) as architecture -> implementation, checked."""
+    chosen = dict(pairs)
+    if cw_backend:
+        chosen["cwrnn"] = cw_backend
+    for arch, name in chosen.items():
+        names.check_arch(arch)
+        valid = names.IMPLEMENTATIONS[arch]
+        if name != "auto" and name not in valid:
+            raise UserInputError(f"unknown implementation '{name}' for {arch}: choose auto or one of "
+                                 f"{', '.join(valid)} (--backend {arch}=NAME)")
+    return chosen
+
+
+def launch_options(args):
+    """--launcher and its settings, checked before anything is imported or trained."""
+    from bench.launchers import LaunchOptions
+
+    slurm = {}
+    if args.slurm_config:
+        import yaml
+
+        try:
+            slurm = yaml.safe_load(args.slurm_config.read_text()) or {}
+        except (OSError, yaml.YAMLError) as err:
+            raise UserInputError(f"cannot read --slurm-config {args.slurm_config} ({err}): give a YAML mapping of "
+                                 "SLURM settings") from None
+        if not isinstance(slurm, dict):
+            raise UserInputError(f"--slurm-config {args.slurm_config} is not a YAML mapping of SLURM settings "
+                                 "(e.g. partition: gpu)")
+    slurm.update(dict(args.slurm))
+    options = LaunchOptions(args.launcher, args.workers, args.threads, args.ray_address, args.ray_cpus, slurm)
+    options.check()
+    return options
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser().parse_args(argv)
@@ -271,6 +334,9 @@ def main(argv=None) -> int:
     from bench.interrupt import Interrupted, stop_on_signals
 
     try:
+        if hasattr(args, "launcher"):  # run and tune
+            args.backends = implementations(args.backend, args.cw_backend)
+            args.launch = launch_options(args)
         with stop_on_signals():
             return args.func(args) or 0
     except UserInputError as err:

@@ -166,6 +166,8 @@ def verify(task: str, results_dir: Path, scratch: Path, sample: int = 1, profile
     runs = [r for picks in chosen.values() for r in picks if r["run_id"] in plan]
     log(f"verify {task}: {len(rows)} rows, rerunning {len(runs)} runs into {scratch}, each on the thread "
         "count it was recorded with" + (f" ({threads})" if threads else ""))
+    # each rerun on the implementation its record names (auto may choose otherwise today)
+    recorded = {r["run_id"]: r["backend"] for r in runs if r.get("backend")}
     by_threads: dict[int | None, list] = {}
     for picks in chosen.values():
         for r in picks:
@@ -176,7 +178,8 @@ def verify(task: str, results_dir: Path, scratch: Path, sample: int = 1, profile
             import torch
 
             torch.set_num_threads(count)
-        run_suite(group, scratch, command=f"cwbench verify {task} --sample {sample}", log=log)
+        run_suite(group, scratch, command=f"cwbench verify {task} --sample {sample}", log=log,
+                  implementations=recorded)
     fresh = {r["run_id"]: r for r in ResultsStore(Path(scratch) / task / "runs.jsonl").load()}
 
     failures = 0

@@ -4,8 +4,8 @@
 Each attempt at a run is a W&B run of its own (id: the run id and a random suffix), so a
 rerun of a config never overwrites the earlier one; its twins are found together by the
 run id, which is in the config and a tag. The W&B config holds what the record will hold
-that is known before training (the resolved config, recurrence backend, git commit,
-package versions, device, ...); the summary gets what is known only at the end.
+that is known before training (the resolved config, the implementation of the recurrence,
+git commit, package versions, device, ...); the summary gets what is known only at the end.
 
 wandb's own console output is silenced and stdout is left alone (`silent`, `console="off"`):
 the runner's progress line of a run must stay one line.
@@ -41,27 +41,17 @@ def wandb_id(run_id: str) -> str:
     return f"{run_id}-{secrets.token_hex(4)}"
 
 
-def known_before_training(config: dict, run_id: str, task, device: str, cw_backend: str = "auto",
-                          command: str = "", evaluate: str = "test", dirty: bool = False) -> dict:
-    """The run record's fields that are known before training, as the runner will record them."""
+def known_before_training(config: dict, run_id: str, task, device: str, backend: str, sweep: dict) -> dict:
+    """The run record's fields that are known before training, as the runner will record
+    them: the config, the implementation that runs it, and the sweep's provenance."""
     from bench import provenance
-    from bench.runner import build_model, recurrence_backend
 
-    try:  # the implementation that will run the recurrence: built as train_one builds it
-        backend = recurrence_backend(build_model(config, task, cw_backend).rnn, task, device)
-    except Exception:  # train_one will fail the same way and record it
-        backend = cw_backend
-    known = {**config, "run_id": run_id, "backend": backend, "device": provenance.device_name(device),
-             "git_commit": provenance.git_commit(), "versions": provenance.versions(), "command": command,
-             "evaluated_on": evaluate, "sources": task.sources(), "baselines": task.baselines(),
-             "primary_metric": task.primary_metric, "higher_is_better": task.higher_is_better}
-    if dirty:
-        known["dirty"] = True
-    return known
+    return {**config, "run_id": run_id, "backend": backend, "device": provenance.device_name(device), **sweep,
+            "sources": task.sources(), "baselines": task.baselines(), "primary_metric": task.primary_metric,
+            "higher_is_better": task.higher_is_better}
 
 
-def make_logger(config: dict, run_id: str, varying: list[str], *, task, device: str, cw_backend: str = "auto",
-                command: str = "", evaluate: str = "test", dirty: bool = False):
+def make_logger(config: dict, run_id: str, varying: list[str], *, task, device: str, backend: str, sweep: dict):
     """One W&B run for one attempt at a run; grouped by task, profile and the task setting
     (the params that vary in the sweep), with the architecture as job type."""
     from pytorch_lightning.loggers import WandbLogger
@@ -75,7 +65,7 @@ def make_logger(config: dict, run_id: str, varying: list[str], *, task, device: 
         id=wandb_id(run_id),
         tags=[config["task"], config["arch"], f"budget={config['budget']}", f"profile={config['profile']}",
               f"run_id={run_id}"],
-        config=known_before_training(config, run_id, task, device, cw_backend, command, evaluate, dirty),
+        config=known_before_training(config, run_id, task, device, backend, sweep),
         dir=save_dir,
     )
     # as WandbLogger does for a run it starts itself: metrics stepped by the trainer's step

@@ -19,6 +19,8 @@ ARCHITECTURES = {
     "cwrnn": "Clockwork RNN (models.ClockworkRNN), periods from a schedule",
 }
 BACKENDS = ("reference", "modular", "compiled")  # CW-RNN implementations (models/clockwork.py)
+# architecture -> the implementations of its recurrence that can be asked for ("auto" picks one)
+IMPLEMENTATIONS = {"rnn": ("torch",), "lstm": ("torch",), "gru": ("torch",), "cwrnn": BACKENDS}
 OPTIMIZERS = ("adam", "sgd")
 
 

@@ -14,3 +14,10 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def _sweeps_in_the_test_process(monkeypatch):
+    # `cwbench run` would start a worker process per core for small models: seconds of
+    # imports per test. Tests that are about workers ask for them (--workers N).
+    monkeypatch.setattr("bench.launchers.default_workers", lambda jobs, device: 1)

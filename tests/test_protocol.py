@@ -9,7 +9,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from bench import provenance, runner
+from bench import provenance, training
 from bench.cli import main
 from bench.store import ResultsStore
 from bench.suite import TUNED, TrainConfig, load_profile, load_suite, resolve, suite_names
@@ -37,7 +37,7 @@ def first_step_gradient(task_name, profile_name, arch, **train_overrides):
                                   train=dataclasses.replace(profile.train, **{"lr": 0.01, **train_overrides}))
     (config, task), = resolve(task_name, profile_name, profile)
     pl.seed_everything(0, verbose=False)
-    model = runner.build_model(config, task)
+    model = training.build_model(config, task)
     batch = next(iter(task.datamodule(1, 0, 1).train_dataloader()))
     model.task.loss(model(batch["x"]), batch, config["train"]["loss_reduction"]).backward()
     return recurrent_weight(model.rnn).grad

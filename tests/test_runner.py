@@ -10,7 +10,7 @@ import warnings
 import pytest
 from wandb_offline import read_run
 
-from bench import runner
+from bench import runner, training
 from bench.cli import main
 from bench.store import ResultsStore
 from bench.suite import TrainConfig
@@ -53,7 +53,7 @@ def test_quick_sweep_writes_store_and_leaderboard(tmp_path, capsys):
 
 
 def test_killed_sweep_resumes_without_loss_or_duplicates(tmp_path, monkeypatch, capsys):
-    real = runner.train_one
+    real = training.train_one
     calls = []
 
     def killed_on_third(*args, **kwargs):
@@ -62,11 +62,11 @@ def test_killed_sweep_resumes_without_loss_or_duplicates(tmp_path, monkeypatch, 
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(runner, "train_one", killed_on_third)
+    monkeypatch.setattr(training, "train_one", killed_on_third)
     assert main(["run", "copy", "--results", str(tmp_path), *TINY]) == 130
     first = store_lines(tmp_path)
     assert len(first) == 2
-    monkeypatch.setattr(runner, "train_one", real)
+    monkeypatch.setattr(training, "train_one", real)
     assert main(["run", "copy", "--results", str(tmp_path), *TINY]) == 0
     assert "2 already in the store, 2 to run" in capsys.readouterr().out
     lines = store_lines(tmp_path)
@@ -112,10 +112,10 @@ def test_same_seed_same_numbers():
                         "module_sizes": [2, 2, 2], "offset": 0, "order": []}}
     from models.registry import ModelSpec, closed_form_count
     config["params"] = closed_form_count(ModelSpec("cwrnn", 6, "exponential", (1, 2, 4), (2, 2, 2)), 10, 9)
-    a = runner.train_one(config, task, "cpu")
-    b = runner.train_one(config, task, "cpu")
+    a = training.train_one(config, task, "cpu")
+    b = training.train_one(config, task, "cpu")
     assert a["status"] == "ok" and a["metrics"] == b["metrics"] and a["curve"] == b["curve"]
-    reference = runner.train_one(config, task, "cpu", cw_backend="reference")
+    reference = training.train_one(config, task, "cpu", backend="reference")
     assert reference["backend"] == "reference"
     for key, value in a["metrics"].items():  # another implementation: equal up to float32 rounding
         assert reference["metrics"][key] == pytest.approx(value, rel=1e-3, abs=1e-4)
@@ -172,8 +172,9 @@ def test_wandb_offline_runs_are_complete_fresh_quiet_and_leave_the_progress_line
     from_wandb = [w for w in caught if "wandb" in w.filename or "wandb" in str(w.message).lower()]
     assert not from_wandb and not said, (from_wandb, said)
     progress = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[")]
-    assert len(progress) == 4 and all(re.fullmatch(r"\[[12]/2\] copy \S+ budget=400 seed=0 \.\.\. ok "
-                                                   r"recall_accuracy=\S+( \(not learned\))? \[\S+s\]", line)
+    assert len(progress) == 4 and all(re.fullmatch(r"\[[12]/2\] copy \S+ budget=400 seed=0 ok "
+                                                   r"recall_accuracy=\S+( \(not learned\))? \[\S+s\]"
+                                                   r"( \| ETA \w+)?", line)
                                       for line in progress), progress
 
     records = [r for twin in "ab" for r in ResultsStore(tmp_path / twin / "copy" / "runs.jsonl").load()]

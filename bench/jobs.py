@@ -1,0 +1,96 @@
+"""A run as a unit of work that any launcher can send anywhere: a `Job` (everything the run
+needs, picklable) and `execute(job)`, which trains it in whatever process it lands in and
+returns its record. The record is written by the sweep's one driver (bench/runner.py),
+never here: a worker knows nothing of stores.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from dataclasses import dataclass
+
+# where a run ran, beyond host and pid, when the scheduler says so
+SCHEDULER_VARIABLES = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURMD_NODENAME")
+
+
+@dataclass(frozen=True)
+class Job:
+    run_id: str
+    config: dict
+    task: object  # the task adapter (tasks/): picklable, it holds parameters, not data
+    device: str  # "cpu" or "cuda", resolved by the driver
+    backend: str = "auto"  # implementation of the recurrence (models/names.py: IMPLEMENTATIONS)
+    evaluate: str = "test"  # "val" for tuning runs
+    threads: int | None = None  # torch threads in the worker; None leaves the process's own count
+    wandb: dict | None = None  # {"varying": [...], "sweep": {...}} to mirror the run to W&B
+    progress: bool = False  # Lightning's progress bar (useful with the inline launcher only)
+
+
+def worker_identity(launcher: str) -> dict:
+    """Which process ran a run: the launcher, host and pid, and the scheduler's ids."""
+    identity = {"launcher": launcher, "host": socket.gethostname(), "pid": os.getpid()}
+    identity.update({name.lower(): os.environ[name] for name in SCHEDULER_VARIABLES if name in os.environ})
+    return identity
+
+
+def pin_threads(threads: int) -> None:
+    """This process's torch threads; the environment too, for what loads OpenMP later."""
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[name] = str(threads)
+    import torch
+
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
+def base_record(job: Job) -> dict:
+    task = job.task
+    return {"run_id": job.run_id, **job.config, "sources": task.sources(), "baselines": task.baselines(),
+            "primary_metric": task.primary_metric, "higher_is_better": task.higher_is_better}
+
+
+def failed_record(job: Job, reason: str, worker: dict | None = None, wall: float = 0.0) -> dict:
+    """The record of a run that did not finish: kept, so the sweep can say why, and retried
+    by the next invocation (failed runs are not finished)."""
+    return {**base_record(job), "status": "failed", "reason": reason, "metrics": {}, "artifacts": {}, "curve": [],
+            "effective_params": None, "backend": job.backend, "learned": None, "wall_time_s": round(wall, 3),
+            "worker": worker or {}}
+
+
+def execute(job: Job, launcher: str = "local") -> dict:
+    """Train one run here and return its record, without the sweep's provenance (commit,
+    versions, command), which the driver adds. Never raises for a run that crashed: that
+    is a failed record; an interrupt (bench.interrupt.Interrupted) does propagate."""
+    from bench import provenance
+    from bench.training import train_one
+
+    if job.threads:
+        pin_threads(job.threads)
+    worker = worker_identity(launcher)
+    started = time.perf_counter()
+    loggers = []
+
+    def make_logger(backend):
+        from bench.wandb_log import make_logger
+
+        loggers.append(make_logger(job.config, job.run_id, job.wandb["varying"], task=job.task, device=job.device,
+                                   backend=backend, sweep=job.wandb["sweep"]))
+        return loggers[-1]
+
+    try:
+        result = train_one(job.config, job.task, job.device, job.backend, job.evaluate, job.progress,
+                           make_logger if job.wandb is not None else None)
+    except Exception as err:  # a crashed run is recorded, and the sweep goes on
+        record = failed_record(job, f"{type(err).__name__}: {err}", worker, time.perf_counter() - started)
+    else:
+        record = {**base_record(job), "status": result.pop("status"), "reason": result.pop("reason"), **result,
+                  "wall_time_s": round(time.perf_counter() - started, 3), "worker": worker}
+    record.update(device=provenance.device_name(job.device), machine=provenance.machine(job.device),
+                  date=provenance.now())
+    if loggers:
+        from bench.wandb_log import finish
+
+        finish(loggers[-1], record)
+    return record

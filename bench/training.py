@@ -1,0 +1,138 @@
+"""One run, start to end, in whatever process it runs in: build the model its config
+describes, train it with Lightning, evaluate it, and say what happened. Nothing here
+knows about stores, sweeps or launchers (bench/runner.py, bench/launchers.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import EarlyStopping
+
+from models.counting import count_parameters
+from models.lightning import Diverged, OptimConfig, SequenceModel
+from models.registry import ModelSpec, build_rnn, freeze_input_weights, initialise
+
+for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning.fabric"):
+    logging.getLogger(name).setLevel(logging.WARNING)
+warnings.filterwarnings("ignore", ".*does not have many workers.*")
+warnings.filterwarnings("ignore", ".*is smaller than the logging interval.*")
+warnings.filterwarnings("ignore", ".*treespec.*")  # pytorch-lightning internals on torch 2.13
+
+
+class CurveRecorder(pl.Callback):
+    """Keeps the learning curve in the run record (the store, not wandb, is the record)."""
+
+    def __init__(self):
+        self.points: list[dict] = []
+
+    def on_validation_end(self, trainer, pl_module):
+        point = {"step": trainer.global_step}
+        point.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("val/", "train/"))})
+        self.points.append(point)
+
+
+def pick_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def recurrence_backend(rnn, task, device: str) -> str:
+    """The implementation that runs the recurrence: a CW-RNN backend, or torch's kernel."""
+    if not hasattr(rnn, "resolved_backend"):
+        return "torch"
+    return rnn.resolved_backend(torch.empty(1, 1, task.input_size, device=device))
+
+
+def build_model(config: dict, task, backend: str = "auto") -> SequenceModel:
+    """The run's network, initialised as its config says (seeded by the caller)."""
+    train = config["train"]
+    spec = ModelSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in config["model"].items()})
+    rnn = build_rnn(spec, task.input_size, backend)
+    if task.zero_input:
+        freeze_input_weights(rnn)
+    optim = OptimConfig(train["optimizer"], train["lr"], train["momentum"])
+    model = SequenceModel(rnn, task, optim, train["loss_reduction"], track_train_metric=train["patience"] > 0)
+    initialise(model.rnn, model.readout, train["init_std"], train["lstm_forget_bias"], train["bias_init"])
+    return model
+
+
+def make_trainer(train: dict, task, device: str, logger, progress: bool, callbacks: list) -> pl.Trainer:
+    """By steps (an endless stream of batches, validated every val_every steps), or by epochs
+    over the task's finite training set (validated once per epoch), with early stopping on
+    the training metric when train.patience is set."""
+    common = dict(accelerator=device, devices=1, num_sanity_val_steps=0, gradient_clip_val=train["clip"] or None,
+                  deterministic=True, logger=logger if logger is not None else False, enable_checkpointing=False,
+                  enable_progress_bar=progress, enable_model_summary=False, callbacks=callbacks)
+    if not train["epochs"]:
+        return pl.Trainer(max_steps=train["steps"], val_check_interval=train["val_every"],
+                          check_val_every_n_epoch=None, log_every_n_steps=max(1, min(50, train["steps"] // 20)),
+                          **common)
+    per_epoch = task.epoch_batches(train["batch_size"])
+    return pl.Trainer(max_epochs=train["epochs"], check_val_every_n_epoch=1, reload_dataloaders_every_n_epochs=1,
+                      log_every_n_steps=max(1, min(50, per_epoch)), **common)
+
+
+def train_one(config: dict, task, device: str, backend: str = "auto", evaluate: str = "test",
+              progress: bool = False, make_logger=None) -> dict:
+    """Train one run; returns status, metrics, curve and artifacts (never raises for a
+    diverged or crashed run: the sweep goes on and the record says what happened).
+
+    The metrics are those of the test set, or with evaluate="val" those of the final
+    validation (what tuning scores: it never looks at the test set). `backend` names the
+    implementation of the recurrence ("auto": the fastest for the shape and device);
+    `make_logger(backend)`, if given, makes the run's Lightning logger once the model is built."""
+    train = config["train"]
+    pl.seed_everything(config["seed"], workers=True, verbose=False)
+    model = build_model(config, task, backend)
+    implementation = recurrence_backend(model.rnn, task, device)
+    logger = make_logger(implementation) if make_logger is not None else None
+    effective = count_parameters(model)
+    if effective != config["params"]:
+        raise AssertionError(f"closed-form count {config['params']} != built count {effective} for {config['arch']}")
+    curve = CurveRecorder()
+    callbacks: list = [curve]
+    stopper = None
+    if train["patience"]:
+        stopper = EarlyStopping(monitor=f"train/{task.primary_metric}", patience=train["patience"],
+                                mode="max" if task.higher_is_better else "min", check_on_train_epoch_end=True)
+        callbacks.append(stopper)
+    trainer = make_trainer(train, task, device, logger, progress, callbacks)
+    if train["epochs"]:
+        data = task.datamodule(train["batch_size"], config["seed"], 0, by_epoch=True)
+    else:
+        data = task.datamodule(train["batch_size"], config["seed"], train["steps"])
+    result = {"status": "ok", "reason": "", "metrics": {}, "artifacts": {}}
+    try:
+        trainer.fit(model, datamodule=data)
+        if evaluate == "test":
+            trainer.test(model, datamodule=data, verbose=False)
+        else:
+            trainer.validate(model, datamodule=data, verbose=False)
+    except Diverged as err:
+        result.update(status="diverged", reason=str(err))
+    else:
+        prefix = f"{evaluate}/"
+        metrics = {k.removeprefix(prefix): float(v) for k, v in trainer.callback_metrics.items()
+                   if k.startswith(prefix)}
+        if not all(math.isfinite(v) for v in metrics.values()):
+            result.update(status="diverged", reason=f"non-finite {evaluate} metrics {metrics}")
+        elif task.primary_metric not in metrics:  # e.g. no evaluation batches: never an ok run without a number
+            result.update(status="failed", reason=f"the {evaluate} data gave no {task.primary_metric}")
+        result.update(metrics=metrics, artifacts=model.test_artifacts if evaluate == "test" else {})
+    result["learned"] = task.learned(result["metrics"]) if result["status"] == "ok" else False
+    result["curve"] = curve.points
+    result["steps_trained"] = trainer.global_step
+    if train["epochs"]:
+        result["epochs_trained"] = trainer.current_epoch
+        result["stopped"] = "patience" if stopper is not None and stopper.stopped_epoch > 0 else "cap"
+    else:
+        result["stopped"] = "steps"
+    result["effective_params"] = effective
+    result["backend"] = implementation
+    return result
