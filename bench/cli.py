@@ -289,6 +289,10 @@ def speed_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shapes", nargs="+", help="only these shapes or families (e.g. audio b64)")
     p.add_argument("--full", action="store_true", help="on CPU too, the full B=256 T=1024 shape (slow)")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
+    p.add_argument("--store", action="store_true", help="the results store instead: append, finished ids and index "
+                   "rebuild by store size, beside the old full rewrite (bench/store_speed.py)")
+    p.add_argument("--sizes", nargs="+", type=_positive_int, metavar="N",
+                   help="with --store: store sizes in records (default 1000 10000 100000; --quick: 100 1000)")
 
 
 def implementations(pairs, cw_backend) -> dict:

@@ -379,6 +379,14 @@ def main(argv=None) -> int:
 
 def run(args) -> int:
     """Measure on args.device (auto: the CPU, and the GPU when there is one) and write the tables."""
+    if args.store:
+        from bench.store_speed import run as store_speed
+
+        return store_speed(args)
+    if args.sizes:
+        from models.errors import UserInputError
+
+        raise UserInputError("--sizes sets the store sizes of `cwbench speed --store`: add --store or drop --sizes")
     args.command = "cwbench " + shlex.join(args.argv)
     devices = ["cpu", "cuda"] if args.device == "auto" and torch.cuda.is_available() else [args.device]
     devices = ["cpu" if d == "auto" else d for d in devices]

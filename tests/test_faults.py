@@ -159,18 +159,22 @@ def test_a_run_that_trained_but_could_not_be_stored_is_kept(tmp_path, capsys, mo
     results = tmp_path / "results"
     monkeypatch.setenv("CWBENCH_CACHE", str(tmp_path / "cache"))
 
-    def disk_full(path, data):
+    def disk_full(fd, line):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(store_module, "atomic_write", disk_full)
+    monkeypatch.setattr(store_module, "append_line", disk_full)
     assert run_tiny(results) == 2
     err = one_error_line(capsys, "No space left on device", "the finished run is kept in", "cat ")
     kept = Path(re.search(r"kept in (\S+):", err).group(1))
     record = json.loads(kept.read_text())
     assert record["status"] == "ok" and record["task"] == "copy"
     monkeypatch.undo()
-    (results / "copy" / "runs.jsonl").write_text(kept.read_text())  # the recovery the message names
-    assert [r["run_id"] for r in ResultsStore(results / "copy" / "runs.jsonl").load()] == [record["run_id"]]
+    path = results / "copy" / "runs.jsonl"
+    assert path.read_text() == ""  # nothing of the failed append is left
+    with open(path, "a") as f:
+        f.write(kept.read_text())  # the recovery the message names (`cat KEPT >> STORE`)
+    assert [r["run_id"] for r in ResultsStore(path).load()] == [record["run_id"]]
+    assert ResultsStore(path).finished_ids() == {record["run_id"]}
 
 
 # --- leftovers, modes, atomic generated files ----------------------------------------------

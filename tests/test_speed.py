@@ -3,6 +3,7 @@ bench/speed.py runs, never for tests)."""
 
 import pandas as pd
 
+from bench.cli import main as cli
 from bench.speed import main
 
 COLUMNS = {
@@ -24,3 +25,14 @@ def test_quick_run_writes_table_csv_and_plot(tmp_path):
     assert (df.fwd_ms > 0).all() and (df.fwdbwd_ms > 0).all()
     text = md.read_text()
     assert "## Targets (issue 6)" in text and "torch" in text
+
+
+def test_store_benchmark_writes_a_row_per_size(tmp_path, capsys):
+    assert cli(["speed", "--store", "--sizes", "50", "20", "--out", str(tmp_path)]) == 0
+    df = pd.read_csv(tmp_path / "store_cpu.csv")
+    assert list(df.records) == [20, 50]
+    assert (df.append_ms > 0).all() and (df.finished_ids_ms > 0).all() and (df.old_put_rewrite_s > 0).all()
+    text = (tmp_path / "store_cpu.md").read_text()
+    assert "append at 50 / append at 20 records = " in text and "command: cwbench speed --store" in text
+    assert cli(["speed", "--sizes", "20"]) == 2
+    assert "add --store or drop --sizes" in capsys.readouterr().err
