@@ -220,8 +220,7 @@ def ray_tasks(jobs: Iterator[Job], options: LaunchOptions) -> Iterator[tuple[Job
                              "`ray start --head` and pass its address (HOST:PORT) to --ray-address") from None
     running: dict = {}
     try:
-        remote = ray.remote(_ray_execute).options(num_cpus=options.ray_cpus, max_retries=RAY_RETRIES,
-                                                  retry_exceptions=False)
+        remote = None
         room = max(1, int(ray.cluster_resources().get("CPU", 1) // options.ray_cpus))
         threads = options.threads or max(1, int(options.ray_cpus))
         source = iter(jobs)
@@ -230,8 +229,10 @@ def ray_tasks(jobs: Iterator[Job], options: LaunchOptions) -> Iterator[tuple[Job
                 job = next(source, None)
                 if job is None:
                     break
-                gpus = 1 if job.device == "cuda" else 0
-                running[remote.options(num_gpus=gpus).remote(job, threads)] = job
+                if remote is None:  # one device for the whole sweep
+                    remote = ray.remote(num_cpus=options.ray_cpus, num_gpus=1 if job.device == "cuda" else 0,
+                                        max_retries=RAY_RETRIES, retry_exceptions=False)(_ray_execute)
+                running[remote.remote(job, threads)] = job
             if not running:
                 return
             ready, _ = ray.wait(list(running), num_returns=1)

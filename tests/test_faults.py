@@ -232,7 +232,8 @@ def test_every_flag_a_message_names_exists():
         for flag in re.findall(r"[\"'][^\"'\n]*?(--[a-z][a-z-]*)", path.read_text()):
             named.add((flag, path.name))
     assert named, "the scan found no flag at all"
-    unknown = sorted((flag, where) for flag, where in named if flag not in known_flags())
+    others = {"--head"}  # `ray start --head`: Ray's own, named where a Ray cluster is missing
+    unknown = sorted((flag, where) for flag, where in named if flag not in known_flags() | others)
     assert not unknown, f"messages name flags that do not exist: {unknown}"
 
 
