@@ -54,10 +54,10 @@ class SweepProgress:
             shown += " (not learned)"
         if record["reason"]:
             shown += f" ({record['reason']})"
-        failed = f", {self.counts['failed']} failed so far" if self.counts["failed"] else ""
-        eta = self.eta()
+        notes = [self.eta(), f"{self.counts['failed']} failed so far" if self.counts["failed"] else ""]
+        notes = ", ".join(note for note in notes if note)
         line = (f"[{self.done}/{self.total}] {description} {status}{shown} [{record['wall_time_s']:.1f}s]"
-                + (f" | {eta}{failed}" if eta or failed else ""))
+                + (f" | {notes}" if notes else ""))
         if self.bar is not None:
             self.bar.write(line, file=sys.stdout)
             self.bar.set_postfix_str(f"{self.counts['failed']} failed" if self.counts["failed"] else "")

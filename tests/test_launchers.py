@@ -5,6 +5,7 @@ nothing is lost or stored twice."""
 from __future__ import annotations
 
 import json
+import re
 import os
 import shutil
 import signal
@@ -26,7 +27,8 @@ from tasks.copy import CopyTask
 BIN = Path(sys.executable).parent
 # four runs of a few seconds each: long enough to kill one mid-run
 SWEEP = ["copy", "--archs", "rnn", "cwrnn/exponential", "--seeds", "2", "--steps", "150", "--budgets", "400",
-         "--param", "delay=3", "--param", "variable_delay=false", "--no-leaderboard"]
+         "--param", "delay=3", "--param", "variable_delay=false", "--param", "eval_batches=1",
+         "--param", "eval_batch_size=16", "--no-leaderboard"]
 
 
 def records(results: Path) -> list[dict]:
@@ -216,3 +218,21 @@ def test_slurm_without_slurm_says_how_to_test_it(tmp_path, capsys, monkeypatch):
     assert not (tmp_path / "r").exists()
     err = capsys.readouterr().err.strip()
     assert "no SLURM here" in err and "--slurm cluster=local" in err
+
+
+# --- two sweeps, one store --------------------------------------------------------------
+
+
+def trained(out: str) -> int:
+    return sum(int(m) for m in re.findall(r"^sweep: (\d+) of \d+ runs trained", out, flags=re.M))
+
+
+def test_two_sweeps_on_one_store_never_train_a_run_twice(tmp_path):
+    """Started together on the same store: each run is trained by one of them."""
+    args = ["run", *SWEEP, "--seeds", "3", "--steps", "20", "--results", str(tmp_path), "--workers", "1"]
+    first, second = cwbench(*args), cwbench(*args)
+    outs = [p.communicate(timeout=300)[0] for p in (first, second)]
+    assert first.returncode == 0 and second.returncode == 0, outs
+    stored = lines(tmp_path)
+    assert len(stored) == 6 and len({r["run_id"] for r in stored}) == 6, outs
+    assert trained(outs[0]) + trained(outs[1]) == 6, outs
