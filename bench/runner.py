@@ -23,11 +23,10 @@ from bench.files import atomic_write
 from bench.interrupt import Interrupted
 from bench.store import ResultsStore
 from bench.suite import run_id
-from models.clockwork import ClockworkRNN
 from models.counting import count_parameters
 from models.errors import UserInputError
 from models.lightning import Diverged, OptimConfig, SequenceModel
-from models.registry import ModelSpec, build_rnn, freeze_input_weights, initialise
+from models.registry import ModelSpec, build_rnn, freeze_input_weights, implementation, initialise
 
 for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning.fabric"):
     logging.getLogger(name).setLevel(logging.WARNING)
@@ -54,18 +53,18 @@ def pick_device(device: str) -> str:
     return device
 
 
-def recurrence_backend(rnn, task, device: str) -> str:
-    """The implementation that ran the recurrence: a CW-RNN backend, or torch's kernel."""
-    if not isinstance(rnn, ClockworkRNN):
-        return "torch"
-    return rnn.resolved_backend(torch.empty(1, 1, task.input_size, device=device))
+def recurrence_backend(rnn, task, device: str, batch_size: int = 1) -> str:
+    """The implementation that runs the recurrence on the run's training batches
+    (models.registry.implementation), asked with a batch of their size."""
+    return implementation(rnn, torch.empty(batch_size, 1, task.input_size, device=device))
 
 
 def build_model(config: dict, task, cw_backend: str = "auto") -> SequenceModel:
     """The run's network, initialised as its config says (seeded by the caller)."""
     train = config["train"]
     spec = ModelSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in config["model"].items()})
-    rnn = build_rnn(spec, task.input_size, cw_backend)
+    # cw_backend (--cw-backend) picks the CW-RNN's implementation; rnn and gru run auto
+    rnn = build_rnn(spec, task.input_size, cw_backend if spec.arch == "cwrnn" else "auto")
     if task.zero_input:
         freeze_input_weights(rnn)
     optim = OptimConfig(train["optimizer"], train["lr"], train["momentum"])
@@ -142,7 +141,7 @@ def train_one(config: dict, task, device: str, logger=None, progress: bool = Fal
     else:
         result["stopped"] = "steps"
     result["effective_params"] = effective
-    result["backend"] = recurrence_backend(rnn=model.rnn, task=task, device=device)
+    result["backend"] = recurrence_backend(rnn=model.rnn, task=task, device=device, batch_size=train["batch_size"])
     return result
 
 

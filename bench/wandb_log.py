@@ -48,7 +48,8 @@ def known_before_training(config: dict, run_id: str, task, device: str, cw_backe
     from bench.runner import build_model, recurrence_backend
 
     try:  # the implementation that will run the recurrence: built as train_one builds it
-        backend = recurrence_backend(build_model(config, task, cw_backend).rnn, task, device)
+        backend = recurrence_backend(build_model(config, task, cw_backend).rnn, task, device,
+                                     config["train"]["batch_size"])
     except Exception:  # train_one will fail the same way and record it
         backend = cw_backend
     known = {**config, "run_id": run_id, "backend": backend, "device": provenance.device_name(device),
