@@ -301,11 +301,7 @@ def implementations(pairs, cw_backend) -> dict:
     if cw_backend:
         chosen["cwrnn"] = cw_backend
     for arch, name in chosen.items():
-        names.check_arch(arch)
-        valid = names.IMPLEMENTATIONS[arch]
-        if name != "auto" and name not in valid:
-            raise UserInputError(f"unknown implementation '{name}' for {arch}: choose auto or one of "
-                                 f"{', '.join(valid)} (--backend {arch}=NAME)")
+        names.check_implementation(arch, name)
     return chosen
 
 

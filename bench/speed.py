@@ -1,15 +1,17 @@
 """`cwbench speed` / `nox -s speed`: how fast each CW-RNN backend is next to the library
-RNN, LSTM and GRU kernels (oneDNN/ATen on CPU, cuDNN on GPU).
+RNN, LSTM and GRU kernels (oneDNN/ATen on CPU, cuDNN on GPU), and how fast the rnn and gru
+run on torch's kernel and on the compiled one (models/library.py), and which `auto` picks.
 
 For every shape of a grid (the suite's tasks plus two large shapes) it times, in one
 process and interleaved round by round so that drifts in machine load hit every
 candidate alike:
 - fwd: the forward pass of the recurrent layer alone, under torch.no_grad (inference);
 - fwd+bwd: forward, sum of the outputs, backward (one training step without optimiser).
-It reports medians over rounds (after warm-up) and the ratios CW-RNN / library kernel
-at the same hidden size and at the same effective parameter budget, plus peak memory of
-one fwd+bwd. Results go to <out>/speed_<device>.md and .csv, and a plot
-speed_<device>.png of time vs hidden size per architecture.
+It reports medians over rounds (after warm-up) and the ratios CW-RNN / torch's library
+kernel at the same hidden size and at the same effective parameter budget, compiled /
+torch for the rnn and gru at the budget, plus peak memory of one fwd+bwd. Results go to
+<out>/speed_<device>.md and .csv, and a plot speed_<device>.png of time vs hidden size
+per architecture.
 
 Only torch, pandas, seaborn (and numba for the "compiled" backend, where installed) are
 needed: this runs on a bare GPU machine.
@@ -37,9 +39,11 @@ from bench.files import atomic_write, write_figure
 from models.backends import numba_available, pick_backend
 from models.clockwork import BACKENDS, ClockworkRNN
 from models.counting import clockwork_count, library_rnn_count
+from models.library import GRU, RNN, pick_implementation
 from models.schedules import periods_for
 
-LIBRARY = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+LIBRARY = {"rnn": RNN, "lstm": nn.LSTM, "gru": GRU}
+COMPILED = ("rnn", "gru")  # the library architectures with a compiled implementation, timed at the budget
 
 # The issue's targets: (shape family, device, measure, library kernel, bound)
 TARGETS = [
@@ -126,7 +130,7 @@ def grid(device: str, quick: bool, full: bool) -> list[Shape]:
 @dataclass
 class Candidate:
     arch: str  # cwrnn, rnn, lstm, gru
-    kernel: str  # CW-RNN backend name, or "library"
+    kernel: str  # CW-RNN backend name, or the library architecture's implementation (torch, compiled)
     hidden: int
     match: str  # "" for the CW-RNN, else "hidden" or "budget"
     params: int
@@ -138,10 +142,13 @@ class Candidate:
 
     @property
     def label(self) -> str:
-        return f"cwrnn[{self.kernel}]" if self.arch == "cwrnn" else f"{self.arch}@{self.match}"
+        return f"cwrnn[{self.kernel}]" if self.arch == "cwrnn" else f"{self.arch}[{self.kernel}]@{self.match}"
 
 
 def candidates(shape: Shape, device: str, backends: list[str]) -> list[Candidate]:
+    """The CW-RNN on each of `backends`; every library architecture on torch's kernel at the
+    CW-RNN's hidden size and at its budget, and rnn and gru on the compiled kernel at the
+    budget where `backends` has "compiled" (CPU, numba installed)."""
     torch.manual_seed(0)
     x = torch.randn(shape.batch, shape.steps, shape.input_size, device=device)
     if shape.counted_inputs == 0:
@@ -153,9 +160,19 @@ def candidates(shape: Shape, device: str, backends: list[str]) -> list[Candidate
     inputs = shape.input_size if shape.counted_inputs is None else shape.counted_inputs
     for arch, cls in LIBRARY.items():
         for match, hidden in (("hidden", shape.hidden), ("budget", shape.library_hidden(arch))):
-            module = cls(shape.input_size, hidden, batch_first=True).to(device)
-            found.append(Candidate(arch, "library", hidden, match, library_rnn_count(arch, inputs, hidden), module, x))
+            kernels = ["torch"] + ["compiled"] * (arch in COMPILED and match == "budget" and "compiled" in backends)
+            for kernel in kernels:
+                options = {} if arch == "lstm" else {"backend": kernel}
+                module = cls(shape.input_size, hidden, batch_first=True, **options).to(device)
+                found.append(Candidate(arch, kernel, hidden, match, library_rnn_count(arch, inputs, hidden), module, x))
     return found
+
+
+def library_auto(c: Candidate, device: str) -> str:
+    """What `auto` runs for a library candidate's architecture and shape."""
+    if c.arch not in COMPILED:
+        return "torch"
+    return pick_implementation(c.arch, device, c.x.dtype, c.x.shape[0], c.hidden, c.x.shape[1])
 
 
 def forward(c: Candidate):
@@ -275,10 +292,10 @@ def rows_for(shape: Shape, found: list[Candidate], device: str, auto: str) -> li
                    input_size=shape.input_size, modules=len(shape.module_sizes), arch=c.arch, kernel=c.kernel,
                    label=c.label, match=c.match or "-", hidden=c.hidden, params=c.params,
                    fwd_ms=fwd, fwdbwd_ms=fwdbwd, peak_mb=peak, rounds=len(c.fwd),
-                   auto=auto if c.arch == "cwrnn" else "", note=shape.note)
-        for lib in LIBRARY:
+                   auto=auto if c.arch == "cwrnn" else library_auto(c, device), note=shape.note)
+        for lib in LIBRARY:  # against torch's kernels, under their old names (rnn@hidden: rnn[torch]@hidden)
             for match in ("hidden", "budget"):
-                other = median[f"{lib}@{match}"]
+                other = median[f"{lib}[torch]@{match}"]
                 row[f"fwd/{lib}@{match}"] = fwd / other[0] if c.arch == "cwrnn" else float("nan")
                 row[f"fwdbwd/{lib}@{match}"] = fwdbwd / other[1] if c.arch == "cwrnn" else float("nan")
         ref = median.get("cwrnn[reference]")
@@ -296,11 +313,12 @@ def fmt(value, digits=2):
 
 
 def markdown(df, device: str, header: dict, notes: list[str]) -> str:
-    lines = [f"# Speed: CW-RNN backends vs library RNN kernels ({device})", ""]
+    lines = [f"# Speed: CW-RNN backends vs library RNN kernels, and rnn/gru on torch or compiled ({device})", ""]
     lines += [f"- {key}: {value}" for key, value in header.items()]
     lines += ["", "## What auto runs, against the library kernels", "",
-              "Ratios are CW-RNN time / library time, measured in the same process (below 1: the CW-RNN is "
-              "faster). `@hidden`: the library RNN with the CW-RNN's hidden size; `@budget`: with the "
+              "Ratios are CW-RNN time / the time of torch's library kernel (the `[torch]` rows), measured in the "
+              "same process (below 1: the CW-RNN is faster). `@hidden`: the library RNN with the CW-RNN's hidden "
+              "size; `@budget`: with the "
               "closest effective parameter count.", ""]
     auto_rows = df[(df.arch == "cwrnn") & (df.kernel == df.auto)]
     cols = ["shape", "hidden", "params", "auto", "fwd_ms", "fwdbwd_ms", "fwd/rnn@hidden", "fwdbwd/rnn@hidden",
@@ -321,6 +339,7 @@ def markdown(df, device: str, header: dict, notes: list[str]) -> str:
         worst = auto_rows.loc[mem.idxmax()]
         lines.append(f"- peak training memory of auto <= reference: worst {worst['peak/reference']:.2f}x "
                      f"({worst['shape']}), {'met' if mem.max() <= 1.0 else 'MISSED'}")
+    lines += ["", "## rnn and gru: torch's kernel or the compiled one", ""] + implementations(df)
     lines += ["", "## Every candidate", "", "Times in ms (median over rounds); peak memory in MiB of one fwd+bwd.",
               ""]
     cols = ["shape", "label", "hidden", "params", "fwd_ms", "fwdbwd_ms", "peak_mb", "fwd/rnn@hidden",
@@ -328,6 +347,28 @@ def markdown(df, device: str, header: dict, notes: list[str]) -> str:
     lines += table(df, cols)
     lines += ["", "## Notes", ""] + [f"- {note}" for note in notes]
     return "\n".join(lines) + "\n"
+
+
+def implementations(df) -> list[str]:
+    """Per shape, rnn and gru at the budget on both implementations, and what `auto` runs."""
+    both = df[df.arch.isin(COMPILED) & (df.match == "budget")]
+    if "compiled" not in set(both.kernel):
+        return ["Not measured here: the compiled implementations run on CPU, with numba installed."]
+    rows = []
+    for (shape, arch), got in both.groupby(["shape", "arch"], sort=False):
+        torch_row, compiled = got[got.kernel == "torch"].iloc[0], got[got.kernel == "compiled"].iloc[0]
+        rows.append({"shape": shape, "arch": arch, "hidden": torch_row["hidden"],
+                     "torch fwd_ms": torch_row["fwd_ms"], "compiled fwd_ms": compiled["fwd_ms"],
+                     "torch fwdbwd_ms": torch_row["fwdbwd_ms"], "compiled fwdbwd_ms": compiled["fwdbwd_ms"],
+                     "compiled/torch fwdbwd": compiled["fwdbwd_ms"] / torch_row["fwdbwd_ms"],
+                     "auto": torch_row["auto"]})
+    import pandas as pd
+
+    intro = ["The library size at the CW-RNN's budget, on torch's kernel and on the compiled one "
+             "(models/library.py: the same function, the same weights); below 1: compiled is faster. `auto`: "
+             "what `backend=\"auto\"` runs at this shape (models.library.pick_implementation, a rule from "
+             "measurements).", ""]
+    return intro + table(pd.DataFrame(rows), list(rows[0]))
 
 
 def table(df, cols) -> list[str]:
@@ -345,7 +386,7 @@ def plot(df, path: Path, device: str):
     from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
     data = df.copy()
-    data["architecture"] = [label if arch == "cwrnn" else arch for label, arch in zip(data.label, data.arch)]
+    data["architecture"] = [label.split("@")[0] for label in data.label]  # cwrnn[compiled], rnn[torch], ...
     data["size"] = ["CW-RNN" if m == "-" else f"library @{m}" for m in data.match]
     order = list(dict.fromkeys(data.architecture))  # CW-RNN backends first, then rnn, lstm, gru
     grid_ = sns.relplot(data=data.sort_values("hidden"), x="hidden", y="fwdbwd_ms", hue="architecture",
@@ -441,7 +482,8 @@ def run_device(device: str, args):
         "rounds in which every candidate runs in turn (one untimed call, then enough timed calls for ~10 ms); "
         "two warm-up calls per candidate first (numba compilation and cuDNN set-up excluded).",
         "Library kernels: torch.nn.RNN/LSTM/GRU (cuDNN on GPU; on CPU oneDNN for LSTM, ATen's per-step loop for "
-        "RNN and GRU). Effective recurrent parameters in closed form (models.counting); `@budget` is the library "
+        "RNN and GRU), the `[torch]` rows; `[compiled]`: models/library.py's numba kernels for rnn and gru. "
+        "Effective recurrent parameters in closed form (models.counting); `@budget` is the library "
         "hidden size closest to the CW-RNN's count. Shapes use exponential periods.",
         "audio: B=1, T=320, a zero input channel (the task's), input weights not counted (frozen, as in the suite); "
         "CW-RNN module sizes are the suite's for budgets 100-1000 (recurrent + readout). timit: B=16, T=150, 13 "

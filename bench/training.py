@@ -15,7 +15,7 @@ from pytorch_lightning.callbacks import EarlyStopping
 
 from models.counting import count_parameters
 from models.lightning import Diverged, OptimConfig, SequenceModel
-from models.registry import ModelSpec, build_rnn, freeze_input_weights, initialise
+from models.registry import ModelSpec, build_rnn, freeze_input_weights, implementation, initialise
 
 for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning.fabric"):
     logging.getLogger(name).setLevel(logging.WARNING)
@@ -42,11 +42,10 @@ def pick_device(device: str) -> str:
     return device
 
 
-def recurrence_backend(rnn, task, device: str) -> str:
-    """The implementation that runs the recurrence: a CW-RNN backend, or torch's kernel."""
-    if not hasattr(rnn, "resolved_backend"):
-        return "torch"
-    return rnn.resolved_backend(torch.empty(1, 1, task.input_size, device=device))
+def recurrence_backend(rnn, task, device: str, batch_size: int = 1) -> str:
+    """The implementation that runs the recurrence on the run's training batches
+    (models.registry.implementation), asked with a batch of their size."""
+    return implementation(rnn, torch.empty(batch_size, 1, task.input_size, device=device))
 
 
 def build_model(config: dict, task, backend: str = "auto") -> SequenceModel:
@@ -90,8 +89,8 @@ def train_one(config: dict, task, device: str, backend: str = "auto", evaluate: 
     train = config["train"]
     pl.seed_everything(config["seed"], workers=True, verbose=False)
     model = build_model(config, task, backend)
-    implementation = recurrence_backend(model.rnn, task, device)
-    logger = make_logger(implementation) if make_logger is not None else None
+    backend = recurrence_backend(model.rnn, task, device, train["batch_size"])
+    logger = make_logger(backend) if make_logger is not None else None
     effective = count_parameters(model)
     if effective != config["params"]:
         raise AssertionError(f"closed-form count {config['params']} != built count {effective} for {config['arch']}")
@@ -134,5 +133,5 @@ def train_one(config: dict, task, device: str, backend: str = "auto", evaluate: 
     else:
         result["stopped"] = "steps"
     result["effective_params"] = effective
-    result["backend"] = implementation
+    result["backend"] = backend
     return result

@@ -13,14 +13,20 @@ from models.schedules import periods_for
 
 # architecture -> one-line description (add a builder in models/registry.py too)
 ARCHITECTURES = {
-    "rnn": "vanilla tanh RNN (torch.nn.RNN: oneDNN/cuDNN kernel)",
-    "lstm": "LSTM (torch.nn.LSTM)",
-    "gru": "GRU (torch.nn.GRU)",
+    "rnn": "vanilla tanh RNN (torch.nn.RNN; on CPU a compiled kernel where faster: models/library.py)",
+    "lstm": "LSTM (torch.nn.LSTM: oneDNN/cuDNN kernel)",
+    "gru": "GRU (torch.nn.GRU; on CPU a compiled kernel where faster: models/library.py)",
     "cwrnn": "Clockwork RNN (models.ClockworkRNN), periods from a schedule",
 }
 BACKENDS = ("reference", "modular", "compiled")  # CW-RNN implementations (models/clockwork.py)
-# architecture -> the implementations of its recurrence that can be asked for ("auto" picks one)
-IMPLEMENTATIONS = {"rnn": ("torch",), "lstm": ("torch",), "gru": ("torch",), "cwrnn": BACKENDS}
+# architecture -> the implementations of its recurrence, all computing the same function;
+# "auto" (the default) picks the fastest for the device and shape
+IMPLEMENTATIONS = {
+    "rnn": ("torch", "compiled"),  # models/library.py
+    "lstm": ("torch",),
+    "gru": ("torch", "compiled"),  # models/library.py
+    "cwrnn": BACKENDS,
+}
 OPTIMIZERS = ("adam", "sgd")
 
 
@@ -29,6 +35,13 @@ def check_arch(arch: str) -> None:
         raise UserInputError(
             f"unknown architecture '{arch}': choose one of {', '.join(ARCHITECTURES)} (see `cwbench list`)"
         )
+
+
+def check_implementation(arch: str, backend: str) -> None:
+    check_arch(arch)
+    if backend != "auto" and backend not in IMPLEMENTATIONS[arch]:
+        raise UserInputError(f"unknown {arch} implementation '{backend}': choose auto or one of "
+                             f"{', '.join(IMPLEMENTATIONS[arch])}")
 
 
 def parse_arch(label: str) -> tuple[str, str]:

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
 from models.counting import clockwork_count, library_rnn_count, readout_count
-from models.names import check_arch
+from models.names import check_implementation
 
 if TYPE_CHECKING:
     from torch import nn
@@ -42,13 +42,18 @@ class ModelSpec:
 
 
 def _library(cls_name: str):
-    """Builder of torch.nn.<cls_name>; torch is imported when a model is built, so budget
+    """Builder of models.library.<cls_name> (nn.RNN, nn.GRU with a compiled alternative) or,
+    for the LSTM, torch.nn.LSTM itself; torch is imported when a model is built, so budget
     matching (closed_form_count) and the command line's checks run without it."""
 
     def build(spec, input_size, backend="auto"):
-        from torch import nn
+        if cls_name == "LSTM":
+            from torch import nn
 
-        return getattr(nn, cls_name)(input_size, spec.hidden_size, batch_first=True)
+            return nn.LSTM(input_size, spec.hidden_size, batch_first=True)
+        from models import library
+
+        return getattr(library, cls_name)(input_size, spec.hidden_size, batch_first=True, backend=backend)
 
     return build
 
@@ -61,7 +66,7 @@ def _clockwork(spec: ModelSpec, input_size: int, backend: str = "auto"):
 
 
 # name -> builder(spec, input_size, backend) -> module with nn.RNN's calling convention;
-# `backend` picks the CW-RNN implementation (library RNNs have one). The names and their
+# `backend` picks the implementation (models.names.IMPLEMENTATIONS). The names and their
 # descriptions are in models/names.py, which the command line reads without torch.
 ARCHITECTURES = {
     "rnn": _library("RNN"),
@@ -72,8 +77,17 @@ ARCHITECTURES = {
 
 
 def build_rnn(spec: ModelSpec, input_size: int, backend: str = "auto") -> nn.Module:
-    check_arch(spec.arch)
+    """The recurrent layer of `spec`, on `backend`: "auto" (the fastest for the device and
+    shape of each input) or one of the architecture's implementations."""
+    check_implementation(spec.arch, backend)
     return ARCHITECTURES[spec.arch](spec, input_size, backend)
+
+
+def implementation(rnn: nn.Module, x) -> str:
+    """The name of the implementation that runs `rnn`'s recurrence on input x: the resolved
+    backend of a CW-RNN, rnn or gru; "torch" for the LSTM (and any plain torch module)."""
+    resolved = getattr(rnn, "resolved_backend", None)
+    return resolved(x) if resolved is not None else "torch"
 
 
 def freeze_input_weights(rnn: nn.Module) -> None:

@@ -95,6 +95,16 @@ def test_light_names_agree_with_what_builds():
 
     assert list(names.ARCHITECTURES) == list(ARCHITECTURES)
     assert names.BACKENDS == tuple(BACKENDS)
+    assert list(names.IMPLEMENTATIONS) == list(ARCHITECTURES) and names.IMPLEMENTATIONS["cwrnn"] == tuple(BACKENDS)
+    import torch
+
+    from models.registry import ModelSpec, build_rnn, implementation
+
+    x = torch.zeros(1, 3, 2)
+    for arch, implementations in names.IMPLEMENTATIONS.items():  # each name builds, and runs what it says
+        spec = ModelSpec(arch, 4, periods=(1, 2), module_sizes=(2, 2)) if arch == "cwrnn" else ModelSpec(arch, 4)
+        for name in implementations:
+            assert implementation(build_rnn(spec, 2, name), x) == name, (arch, name)
     assert names.OPTIMIZERS == tuple(OPTIMIZERS)
     assert sorted(TASKS) == suite_names()  # a task without a suite file (or the reverse) cannot be run
     for name in TASKS:

@@ -5,8 +5,8 @@ nothing is lost or stored twice."""
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import shutil
 import signal
 import socket
@@ -202,7 +202,7 @@ def test_slurm_array_records_a_killed_job_as_failed_and_retries_it(tmp_path):
     (["--slurm", "partition=gpu"], ["--slurm settings are for --launcher slurm"]),
     (["--launcher", "slurm", "--slurm", "partiton=gpu"], ["unknown SLURM setting 'partiton'"]),
     (["--launcher", "slurm", "--workers", "2"], ["--workers is for --launcher local"]),
-    (["--backend", "lstm=compiled"], ["unknown implementation 'compiled' for lstm"]),
+    (["--backend", "lstm=compiled"], ["unknown lstm implementation 'compiled'", "choose auto or one of torch"]),
     (["--backend", "transformer=torch"], ["unknown architecture 'transformer'"]),
 ])
 def test_bad_launch_settings_are_one_clear_error(tmp_path, capsys, args, words):

@@ -121,6 +121,16 @@ def test_same_seed_same_numbers():
         assert reference["metrics"][key] == pytest.approx(value, rel=1e-3, abs=1e-4)
 
 
+def test_a_small_rnn_trains_on_the_compiled_kernel_and_says_so():
+    task = CopyTask(delay=2, eval_batches=1, eval_batch_size=8)
+    result = training.train_one(_config(0), task, "cpu")  # hidden 4, batch 4: auto runs the compiled kernel
+    assert result["status"] == "ok" and result["backend"] == "compiled"
+    forced = training.train_one(_config(0), task, "cpu", backend="torch")
+    assert forced["backend"] == "torch"
+    for key, value in result["metrics"].items():  # another implementation: equal up to float32 rounding
+        assert forced["metrics"][key] == pytest.approx(value, rel=1e-3, abs=1e-4)
+
+
 @pytest.mark.parametrize("args, message", [
     (["run", "copy", "--archs", "transformer"], "unknown architecture 'transformer'"),
     (["run", "copy", "--archs", "cwrnn/1,0,4"], "bad clock period 0"),
