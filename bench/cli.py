@@ -8,19 +8,18 @@ plot, after the arguments have been checked (tests/test_cli.py checks the import
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
-import re
 import shlex
 import signal
 import sys
 from pathlib import Path
 
+from bench.arguments import fraction, positive_float, positive_int, task_param
+from bench.speed_options import SPEED_DESCRIPTION, speed_arguments
 from models import names
 from models.errors import UserInputError
 
 DEFAULT_RESULTS = Path("results")
-NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
 def cmd_list(args) -> None:
@@ -124,7 +123,13 @@ def cmd_verify(args) -> int:
     from bench.verify import verify
 
     scratch = args.scratch or Path(tempfile.mkdtemp(prefix=f"cwbench-verify-{args.task}-"))
-    return verify(args.task, args.results, scratch, args.sample, args.profile)
+    return verify(args.task, args.results, scratch, read_run_command, args.sample, args.profile)
+
+
+def read_run_command(words: list[str]):
+    """A recorded `cwbench run` command as (its arguments, its profile with the overrides)."""
+    args = parser().parse_args(words)
+    return args, profile_from_args(args)[1]
 
 
 def cmd_leaderboard(args) -> int:
@@ -148,49 +153,6 @@ def cmd_speed(args) -> int:
     return run(args)
 
 
-def _task_param(text: str):
-    import yaml
-
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"'{text}' is not KEY=VALUE")
-    parsed = yaml.safe_load(value)
-    if isinstance(parsed, str):  # YAML 1.1 reads 1e-3 (no dot) as a string; people mean the number
-        with contextlib.suppress(ValueError):
-            return key, float(parsed) if NUMBER.fullmatch(parsed) else parsed
-    return key, parsed
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be between 0 and 1 (0.1 = within 10%)")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got '{text}'")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
-    return value
-
-
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="cwbench", description="Clockwork Bench: recurrent architectures at matched "
                                   "parameter budgets, with reproducible leaderboards.")
@@ -211,7 +173,7 @@ def parser() -> argparse.ArgumentParser:
     check = sub.add_parser("verify", help="re-run a sample of each leaderboard row and say whether it reproduces "
                            "(bitwise, within float noise, and statistically)")
     check.add_argument("task", help="task name (see `cwbench list`)")
-    check.add_argument("--sample", type=_positive_int, default=1, help="reruns per row (default 1: its first seed)")
+    check.add_argument("--sample", type=positive_int, default=1, help="reruns per row (default 1: its first seed)")
     check.add_argument("--profile", help="only this profile's rows (default: all)")
     check.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="the store to check (default results/)")
     check.add_argument("--scratch", type=Path, help="where the reruns go (default: a new temporary folder)")
@@ -234,21 +196,21 @@ def suite_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument("task", help="task name (see `cwbench list`)")
     run.add_argument("--profile", default="quick", help="suite profile (see `cwbench list`; default quick)")
     run.add_argument("--archs", nargs="+", help="architectures, e.g. rnn lstm cwrnn/exponential cwrnn/1,4,16")
-    run.add_argument("--budgets", nargs="+", type=_positive_int, help="parameter budgets")
-    run.add_argument("--seeds", type=_positive_int, help="number of seeds (0..N-1)")
-    run.add_argument("--tolerance", type=_fraction, help="how far (a fraction) a matched size may miss the budget "
+    run.add_argument("--budgets", nargs="+", type=positive_int, help="parameter budgets")
+    run.add_argument("--seeds", type=positive_int, help="number of seeds (0..N-1)")
+    run.add_argument("--tolerance", type=fraction, help="how far (a fraction) a matched size may miss the budget "
                      "(default: the profile's, e.g. 0.1)")
-    run.add_argument("--steps", type=_positive_int, help="override the profile's training steps")
-    run.add_argument("--param", dest="task_param", action="append", type=_task_param, default=[],
+    run.add_argument("--steps", type=positive_int, help="override the profile's training steps")
+    run.add_argument("--param", dest="task_param", action="append", type=task_param, default=[],
                      metavar="KEY=VALUE", help="override a task parameter (YAML value; a list is a grid axis)")
-    run.add_argument("--train", action="append", type=_task_param, default=[], metavar="KEY=VALUE",
+    run.add_argument("--train", action="append", type=task_param, default=[], metavar="KEY=VALUE",
                      help="override a training setting of the profile, e.g. lr=0.01 or loss_reduction=sum")
     run.add_argument("--target", action="append", metavar="PATH",
                      help="audio task: a WAV/FLAC/OGG file to generate (repeatable; replaces the built-in targets)")
     run.add_argument("--timit-root", type=Path, help="timit task: the LDC TIMIT root (default: $TIMIT_ROOT)")
     run.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="results directory (default results/)")
     run.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    run.add_argument("--backend", dest="backend", action="append", type=_task_param, default=[],
+    run.add_argument("--backend", dest="backend", action="append", type=task_param, default=[],
                      metavar="ARCH=NAME", help="how an architecture's recurrence is computed, e.g. rnn=torch or "
                      "cwrnn=modular (default auto: the fastest measured for the shape and device; see `cwbench list`); "
                      "recorded per run")
@@ -257,13 +219,13 @@ def suite_arguments(run: argparse.ArgumentParser) -> None:
     where = run.add_argument_group("where runs train (README: Sweeps at scale)")
     where.add_argument("--launcher", default="local", choices=["local", "ray", "slurm"],
                        help="local: this machine (default); ray: tasks on a Ray cluster; slurm: a submitit job array")
-    where.add_argument("--workers", type=_positive_int, help="local: worker processes (default: one per core for "
+    where.add_argument("--workers", type=positive_int, help="local: worker processes (default: one per core for "
                        "small models, 1 for large; 1 trains in this process)")
-    where.add_argument("--threads", type=_positive_int, help="torch threads per run (default: cores / workers; "
+    where.add_argument("--threads", type=positive_int, help="torch threads per run (default: cores / workers; "
                        "Ray and SLURM: the CPUs each task declares)")
     where.add_argument("--ray-address", metavar="HOST:PORT", help="ray: the cluster's head (from `ray start --head`)")
-    where.add_argument("--ray-cpus", type=_positive_float, default=1.0, help="ray: CPUs each run declares (default 1)")
-    where.add_argument("--slurm", action="append", type=_task_param, default=[], metavar="KEY=VALUE",
+    where.add_argument("--ray-cpus", type=positive_float, default=1.0, help="ray: CPUs each run declares (default 1)")
+    where.add_argument("--slurm", action="append", type=task_param, default=[], metavar="KEY=VALUE",
                        help="slurm: partition, time (minutes per run), cpus_per_task, gpus_per_task, mem_gb, account, "
                        "qos, constraint, array_parallelism, folder, cluster (slurm|local)")
     where.add_argument("--slurm-config", type=Path, metavar="FILE", help="slurm: a YAML mapping of the same settings "
@@ -272,27 +234,6 @@ def suite_arguments(run: argparse.ArgumentParser) -> None:
                      help="store runs under results/ from a tree with uncommitted code (an experiment: each record "
                           "is marked dirty); without it such a tree is refused")
     run.add_argument("--command", help=argparse.SUPPRESS)  # the reproduce command to record (set by nox)
-
-
-SPEED_DESCRIPTION = ("How fast each CW-RNN backend is next to the library RNN, LSTM and GRU kernels: "
-                     "writes <out>/speed_<device>.md, .csv and .png (see bench/speed.py).")
-
-
-def speed_arguments(p: argparse.ArgumentParser) -> None:
-    """`cwbench speed`'s options; here, not in bench/speed.py, so that --help needs no torch."""
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
-                   help="auto: the CPU, and the GPU too when there is one")
-    p.add_argument("--quick", action="store_true", help="a tiny grid (seconds): checks the script, not speed")
-    p.add_argument("--out", type=Path, default=Path("results/speed"), help="output folder (default results/speed)")
-    p.add_argument("--repeats", type=int, default=5, help="minimum timed rounds per shape (default 5)")
-    p.add_argument("--min-time", type=float, default=3.0, help="cheap shapes repeat rounds for this many seconds")
-    p.add_argument("--shapes", nargs="+", help="only these shapes or families (e.g. audio b64)")
-    p.add_argument("--full", action="store_true", help="on CPU too, the full B=256 T=1024 shape (slow)")
-    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
-    p.add_argument("--store", action="store_true", help="the results store instead: append, finished ids and index "
-                   "rebuild by store size, beside the old full rewrite (bench/store_speed.py)")
-    p.add_argument("--sizes", nargs="+", type=_positive_int, metavar="N",
-                   help="with --store: store sizes in records (default 1000 10000 100000; --quick: 100 1000)")
 
 
 def implementations(pairs, cw_backend) -> dict:

@@ -34,8 +34,8 @@ import torch
 from torch import nn
 
 from bench import provenance
-from bench.cli import SPEED_DESCRIPTION, speed_arguments
 from bench.files import atomic_write, write_figure
+from bench.speed_options import SPEED_DESCRIPTION, speed_arguments
 from models.backends import numba_available, pick_backend
 from models.clockwork import BACKENDS, ClockworkRNN
 from models.counting import clockwork_count, library_rnn_count

@@ -89,17 +89,17 @@ def command_args(command: str, task: str, profile: str) -> list[str]:
     return ["run", task, "--profile", profile]
 
 
-def rebuild(records: list[dict], task: str, results_dir: Path) -> dict[str, tuple]:
-    """run_id -> (config, task object) for every run that the records' commands declare."""
-    from bench.cli import parser, profile_from_args
+def rebuild(records: list[dict], task: str, results_dir: Path, read_run_command) -> dict[str, tuple]:
+    """run_id -> (config, task object) for every run that the records' commands declare.
+    `read_run_command(words)` -> (parsed arguments, profile) is the command line's own reading
+    of `cwbench run` arguments (bench/cli.py, which imports this module)."""
     from bench.suite import resolve, run_id
     from bench.tuning import needs_tuning, tuned_rates
 
     plan = {}
     for command, profile_name in sorted({(r.get("command", ""), r["profile"]) for r in records}):
-        args = parser().parse_args(command_args(command, task, profile_name))
+        args, profile = read_run_command(command_args(command, task, profile_name))
         args.results = results_dir  # tuned rates come from the committed tuning store beside the runs
-        _, profile = profile_from_args(args)
         tuned = tuned_rates(task, args.profile, profile, results_dir) if needs_tuning(profile) else None
         for config, task_object in resolve(task, args.profile, profile, tuned):
             plan[run_id(config)] = (config, task_object)
@@ -147,7 +147,7 @@ def compare(old: dict, new: dict | None) -> str:
     return "close" if close else "different"
 
 
-def verify(task: str, results_dir: Path, scratch: Path, sample: int = 1, profile: str | None = None,
+def verify(task: str, results_dir: Path, scratch: Path, read_run_command, sample: int = 1, profile: str | None = None,
            log=print) -> int:
     from bench.runner import run_suite
 
@@ -161,7 +161,7 @@ def verify(task: str, results_dir: Path, scratch: Path, sample: int = 1, profile
         pin_threads(threads)  # first: before anything loads torch
     rows = rows_of(records)
     chosen = {id(row): row.records[:sample] for row in rows}
-    plan = rebuild(records, task, Path(results_dir))
+    plan = rebuild(records, task, Path(results_dir), read_run_command)
     missing = {r["run_id"] for picks in chosen.values() for r in picks if r["run_id"] not in plan}
     runs = [r for picks in chosen.values() for r in picks if r["run_id"] in plan]
     log(f"verify {task}: {len(rows)} rows, rerunning {len(runs)} runs into {scratch}, each on the thread "
