@@ -185,10 +185,11 @@ def _start_pooled_worker(threads: int, worker_cpus) -> None:
 
 def _stop(pool: futures.ProcessPoolExecutor) -> None:
     """Stop a pool now, running runs included (their records were not written: they will be
-    trained again by the next invocation)."""
+    trained again by the next invocation). SIGKILL, because Lightning's trainer takes SIGTERM
+    as a request to finish its epoch."""
     for process in list(getattr(pool, "_processes", {}).values()):
         if process.is_alive():
-            process.terminate()
+            process.kill()
     pool.shutdown(wait=True, cancel_futures=True)
 
 

@@ -4,6 +4,7 @@ Each test is one probe of a hostile user: it gets one error line naming the prob
 the fix, a non-zero status, and no finished run is lost or silently miscounted.
 """
 
+import contextlib
 import csv
 import json
 import os
@@ -239,17 +240,30 @@ def test_every_flag_a_message_names_exists():
 
 # --- signals ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_a_signal_stops_the_sweep_cleanly_and_says_what_was_stored(tmp_path, signum, status):
+def children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.parametrize("signum, status, workers", [(signal.SIGTERM, 143, "1"), (signal.SIGINT, 130, "1"),
+                                                     (signal.SIGTERM, 143, "2")])
+def test_a_signal_stops_the_sweep_cleanly_and_says_what_was_stored(tmp_path, signum, status, workers):
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     args = [sys.executable, "-m", "bench", "run", "copy", "--results", str(tmp_path), "--archs", "rnn",
             "--budgets", "400", "--seeds", "3", "--steps", "100000", "--param", "delay=3",
-            "--param", "variable_delay=false", "--no-leaderboard"]
+            "--param", "variable_delay=false", "--no-leaderboard", "--workers", workers]
     process = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert "runs in the suite" in process.stdout.readline()  # printed just before the first run starts
-    time.sleep(3)  # inside the first run's training (100000 steps)
+    time.sleep(3 if workers == "1" else 8)  # inside the first run's training (100000 steps)
+    pool = children(process.pid) if workers != "1" and Path("/proc/self/stat").exists() else []
     process.send_signal(signum)
     out, err = process.communicate(timeout=120)
+    for pid in pool:  # the workers stop with the sweep: no run goes on training for nothing
+        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
     assert process.returncode == status, err
     name = signal.Signals(signum).name
     assert f"interrupted by {name}: 0 runs stored by this command; rerun the same command to resume" in err
