@@ -143,7 +143,10 @@ def cmd_leaderboard(args) -> int:
 
 
 def cmd_speed(args) -> int:
-    from bench.speed import run
+    if args.interference:
+        from bench.interference import run
+    else:
+        from bench.speed import run
 
     return run(args)
 
@@ -262,6 +265,8 @@ def speed_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shapes", nargs="+", help="only these shapes or families (e.g. audio b64)")
     p.add_argument("--full", action="store_true", help="on CPU too, the full B=256 T=1024 shape (slow)")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
+    p.add_argument("--interference", action="store_true", help="instead: an LSTM run's time in a fresh process "
+                   "and after CW-RNN runs in the same process, on 1 and 2 threads (bench/interference.py)")
 
 
 def main(argv=None) -> int:
