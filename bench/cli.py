@@ -148,7 +148,10 @@ def cmd_leaderboard(args) -> int:
 
 
 def cmd_speed(args) -> int:
-    from bench.speed import run
+    if args.interference:
+        from bench.interference import run
+    else:
+        from bench.speed import run
 
     return run(args)
 

@@ -415,6 +415,10 @@ def main(argv=None) -> int:
     speed_arguments(p)
     args = p.parse_args(argv)
     args.argv = ["speed", *argv]
+    if args.interference:
+        from bench.interference import run as interference
+
+        return interference(args)
     return run(args)
 
 

@@ -23,6 +23,8 @@ def speed_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shapes", nargs="+", help="only these shapes or families (e.g. audio b64)")
     p.add_argument("--full", action="store_true", help="on CPU too, the full B=256 T=1024 shape (slow)")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
+    p.add_argument("--interference", action="store_true", help="instead: an LSTM run's time in a fresh process "
+                   "and after CW-RNN runs in the same process, on 1 and 2 threads (bench/interference.py)")
     p.add_argument("--store", action="store_true", help="the results store instead: append, finished ids and index "
                    "rebuild by store size, beside the old full rewrite (bench/store_speed.py)")
     p.add_argument("--sizes", nargs="+", type=positive_int, metavar="N",

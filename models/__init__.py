@@ -6,6 +6,10 @@
 
 import importlib
 
+from models._threads import passive_openmp
+
+passive_openmp()  # before anything loads torch: idle OpenMP threads sleep (models/_threads.py)
+
 _WHERE = {
     "ARCHITECTURES": "models.registry", "ModelSpec": "models.registry", "build_rnn": "models.registry",
     "closed_form_count": "models.registry", "ClockworkRNN": "models.clockwork",

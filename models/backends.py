@@ -381,16 +381,23 @@ def numba_kernels(source: str = "models._numba_kernels"):
     to one). numba compiles them at their first call for each dtype (a few seconds) and keeps
     the result in its on-disk cache (models/__pycache__) for later runs.
 
-    numba's OpenMP pool starts (at `numba.set_num_threads`, or at the first parallel call)
-    by setting OpenMP's thread count to all cores, which torch then reads as its own:
-    without the restore below torch.set_num_threads(1) no longer held after the first
-    compiled call (measured: 1 -> 2). numba's own "workqueue" pool would leave it alone,
-    but its threads and torch's OpenMP threads, each spinning while the other works, made
-    training steps 1.7x slower on 2 cores (measured, TIMIT shape). With one torch thread the
-    loops run on the calling thread and the pool is never started: a sweep on one thread per
-    process (two processes on two cores) then has no idle OpenMP workers spinning beside
-    torch's (measured: an LSTM run after CW-RNN runs in the same process took minutes instead
-    of seconds)."""
+    Threads (measured on 2 cores): numba's OpenMP layer runs on torch's own OpenMP runtime,
+    not beside it. Its module binds GOMP_parallel and omp_set_num_threads to torch's libgomp,
+    already in the global symbol scope (LD_DEBUG=bindings), so the loops run on torch's
+    worker threads and no second pool starts. Two consequences:
+    - numba's pool start (at `numba.set_num_threads`, or at the first parallel call) sets
+      that runtime's thread count to numba's (all cores), which torch then reads as its own:
+      hence the restore below (measured: 1 -> 2 without it). With one torch thread the loops
+      run on the calling thread and the pool is never started. A one-thread process turned
+      into a two-thread one was why an LSTM run after CW-RNN runs in the same process took
+      minutes instead of seconds (two threads on a busy 2-core machine: next point);
+    - OpenMP's wait policy applies to the loops too. GNU OpenMP's default has idle threads
+      spin ~7 ms after every parallel region, and on a busy 2-core machine two spinning
+      threads leave the one with work waiting: a synthwords paper LSTM run took 85-193 s on
+      2 threads (6-11 s on 1), fresh or after CW-RNN runs alike (after / fresh 0.82). So
+      `models` sets OMP_WAIT_POLICY=PASSIVE before torch loads (models/_threads.py, with the
+      numbers): 8-12 s, and after / fresh 1.00 on 1 thread, 1.12 on 2 (within the repeats'
+      spread; `cwbench speed --interference`, results/speed/interference_cpu.md)."""
     import numba
 
     kernels = importlib.import_module(source)

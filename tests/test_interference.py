@@ -1,0 +1,58 @@
+"""`cwbench speed --interference`'s plumbing: one real subprocess on the tiny settings, the
+tables from made-up rows, and the flag's errors without heavy imports (no timing asserted)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench import interference
+
+REPO = Path(__file__).resolve().parent.parent
+needs_proc = pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux's /proc")
+
+
+@needs_proc
+def test_a_subprocess_trains_cwrnn_runs_then_the_lstm_and_reports_its_threads():
+    pytest.importorskip("numba")
+    row = interference.measure(2, 1, interference.QUICK["LSTM"], interference.QUICK["CWRNN"], timeout=600)
+    assert row["lstm_status"] == "ok" and row["lstm_s"] > 0
+    assert row["threads"] == row["torch_threads"] == 2 and row["cw_runs"] == 1 and row["cw_run_s"] > 0
+    assert row["os_threads_after_lstm"] >= 2 and row["lstm_other_cpu_s"] >= 0 and row["idle_other_cpu_frac"] >= 0
+    assert row["wait"]  # the OpenMP wait setting it ran with, or "(unset)"
+
+
+def fake(threads, cw_runs, seconds):
+    return dict(threads=threads, cw_runs=cw_runs, lstm_s=seconds, lstm_status="ok", lstm_process_cpu_s=seconds,
+                lstm_main_cpu_s=seconds, lstm_other_cpu_s=0.5 * (threads - 1), idle_other_cpu_frac=0.0,
+                os_threads_before_lstm=4, os_threads_after_lstm=4 + threads, torch_threads=threads,
+                cw_run_s=1.0 if cw_runs else None, wait="OMP_WAIT_POLICY=PASSIVE")
+
+
+def test_summary_and_table():
+    rows = [fake(1, 0, 6.0), fake(1, 3, 6.6), fake(1, 0, 8.0), fake(1, 3, 6.0), fake(1, 0, 7.0), fake(1, 3, 7.7),
+            fake(2, 0, 10.0), fake(2, 3, 12.0)]
+    summary = interference.summarise(rows)
+    assert [s["threads"] for s in summary] == [1, 2]
+    one, two = summary
+    assert one["repeats"] == 3 and one["fresh_s"] == 7.0 and one["after_s"] == 6.6
+    assert one["ratio"] == pytest.approx(6.6 / 7.0) and one["fresh_range"] == "6.0-8.0"
+    assert two["ratio"] == pytest.approx(1.2) and two["torch_threads_after"] == [2]
+    runs = dict(lstm=interference.LSTM, cwrnn=interference.CWRNN, cw_runs=3)
+    text = interference.markdown(summary, rows, {"date": "today", "command": "cwbench speed --interference"}, runs)
+    assert "| 2 | 1 | 10.0 | 12.0 | 1.20 |" in text
+    assert "synthwords paper lstm budget 10000" in text and "- command: cwbench speed --interference" in text
+
+
+def test_interference_with_cuda_is_refused_before_torch_loads():
+    code = ("import json, sys; from bench.cli import main; status = main(['speed', '--interference', '--device', "
+            "'cuda']); print(json.dumps([status, sorted({m.split('.')[0] for m in sys.modules} & "
+            "{'torch', 'pandas', 'numba', 'pytorch_lightning'})]))")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO,
+                          timeout=120, check=True)
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == [2, []]
+    assert "--interference measures CPU processes" in done.stderr
