@@ -2,7 +2,7 @@
 same process?
 
 For torch thread counts 1 and 2 it times the same LSTM training run (a real
-`bench.runner.train_one`) in two kinds of fresh subprocess, interleaved repeat by repeat
+`bench.training.train_one`) in two kinds of fresh subprocess, interleaved repeat by repeat
 so that drifts in machine load hit both alike:
 - fresh: the LSTM run alone;
 - after: a few CW-RNN runs on the compiled backend first (batch > 1, so that numba's
@@ -89,14 +89,14 @@ def worker(threads: int, cw_runs: int, lstm: dict, cwrnn: dict) -> dict:
     pin_threads(threads)  # the environment first, before torch loads: as the sweeps do
     import torch
 
-    from bench.runner import train_one
+    from bench.training import train_one
 
     main = os.getpid()  # the main thread's id
     lstm_run, cw_run = one_run(lstm), one_run(cwrnn)
     cw_walls = []
     for _ in range(cw_runs):
         started = time.perf_counter()
-        result = train_one(*cw_run, "cpu", cw_backend="compiled")
+        result = train_one(*cw_run, "cpu", backend="compiled")
         cw_walls.append(time.perf_counter() - started)
         assert result["backend"] == "compiled", result["backend"]
     before = thread_times()
