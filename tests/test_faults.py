@@ -259,11 +259,15 @@ def test_a_signal_stops_the_sweep_cleanly_and_says_what_was_stored(tmp_path, sig
     process = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert "runs in the suite" in process.stdout.readline()  # printed just before the first run starts
     time.sleep(3 if workers == "1" else 8)  # inside the first run's training (100000 steps)
-    pool = children(process.pid) if workers != "1" and Path("/proc/self/stat").exists() else []
+    pool = [pid for pid in children(process.pid) if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()] \
+        if workers != "1" and Path("/proc/self/stat").exists() else []
+    assert pool or workers == "1"
     process.send_signal(signum)
     out, err = process.communicate(timeout=120)
+    time.sleep(1)  # SIGKILLed workers are gone by now
     for pid in pool:  # the workers stop with the sweep: no run goes on training for nothing
-        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+        alive = Path(f"/proc/{pid}/status")
+        assert not alive.exists() or "zombie" in alive.read_text(), alive.read_text()
     assert process.returncode == status, err
     name = signal.Signals(signum).name
     assert f"interrupted by {name}: 0 runs stored by this command; rerun the same command to resume" in err
