@@ -14,9 +14,9 @@ other threads during the LSTM run, and the CPU time the other threads burn while
 process sleeps after the CW-RNN runs (a spinning thread shows up there at ~100%).
 
 The medians and the ratio after / fresh go to <out>/interference_cpu.md and .csv. The
-OpenMP wait settings the subprocesses ran with are in every row: the project makes idle
-OpenMP threads sleep (models/_threads.py); set GOMP_SPINCOUNT=300000 (GNU OpenMP's own
-default) in the environment to measure without that.
+OpenMP wait settings the subprocesses ran with are in every row: the project shortens GNU
+OpenMP's spin (models/_threads.py); set GOMP_SPINCOUNT=300000 (GNU OpenMP's own default) in
+the environment to measure without that.
 """
 
 from __future__ import annotations
@@ -187,7 +187,8 @@ def markdown(summary: list[dict], rows: list[dict], header: dict, runs: dict) ->
               "- Every measurement is its own subprocess; fresh and after alternate within each repeat, so that "
               "load from other work on the machine falls on both. Compare the ratio, not the seconds.",
               "- OpenMP wait: the OMP_WAIT_POLICY / GOMP_SPINCOUNT / KMP_BLOCKTIME the subprocesses saw (the "
-              "project sets OMP_WAIT_POLICY=PASSIVE when none is set: models/_threads.py)."]
+              "project sets GOMP_SPINCOUNT=1000 when none is set: models/_threads.py; 300000 is GNU OpenMP's "
+              "default)."]
     return "\n".join(lines) + "\n"
 
 

@@ -29,7 +29,7 @@ def fake(threads, cw_runs, seconds):
     return dict(threads=threads, cw_runs=cw_runs, lstm_s=seconds, lstm_status="ok", lstm_process_cpu_s=seconds,
                 lstm_main_cpu_s=seconds, lstm_other_cpu_s=0.5 * (threads - 1), idle_other_cpu_frac=0.0,
                 os_threads_before_lstm=4, os_threads_after_lstm=4 + threads, torch_threads=threads,
-                cw_run_s=1.0 if cw_runs else None, wait="OMP_WAIT_POLICY=PASSIVE")
+                cw_run_s=1.0 if cw_runs else None, wait="GOMP_SPINCOUNT=1000")
 
 
 def test_summary_and_table():
