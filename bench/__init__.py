@@ -1,1 +1,1 @@
-import models  # noqa: F401  (first: OpenMP's wait policy is set before anything loads torch; models/_threads.py)
+import models  # noqa: F401  (first: OpenMP's spin is set before anything loads torch: models/_threads.py)

@@ -6,7 +6,9 @@ For torch thread counts 1 and 2 it times the same LSTM training run (a real
 so that drifts in machine load hit both alike:
 - fresh: the LSTM run alone;
 - after: a few CW-RNN runs on the compiled backend first (batch > 1, so that numba's
-  parallel loops run, on torch's OpenMP threads), then the same LSTM run.
+  parallel loops run, on torch's OpenMP threads), then the same LSTM run;
+each on the machine as it is, and beside one CPU-bound process that this benchmark starts
+(the busy machine of the issue: another sweep on the other core of two).
 Each subprocess sets its thread count the way the sweeps do (OMP_NUM_THREADS and
 MKL_NUM_THREADS before torch loads, then torch.set_num_threads) and reports, from
 /proc/self/task, the process's thread count, the CPU time of the main thread and of all
@@ -14,13 +16,14 @@ other threads during the LSTM run, and the CPU time the other threads burn while
 process sleeps after the CW-RNN runs (a spinning thread shows up there at ~100%).
 
 The medians and the ratio after / fresh go to <out>/interference_cpu.md and .csv. The
-OpenMP wait settings the subprocesses ran with are in every row: the project makes idle
-OpenMP threads sleep (models/_threads.py); set GOMP_SPINCOUNT=300000 (GNU OpenMP's own
-default) in the environment to measure without that.
+OpenMP wait settings the subprocesses ran with are in every row: the project shortens GNU
+OpenMP's spin (models/_threads.py); set GOMP_SPINCOUNT=300000 (GNU OpenMP's own default) in
+the environment to measure without that.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -131,17 +134,31 @@ def measure(threads: int, cw_runs: int, lstm: dict, cwrnn: dict, timeout: float)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+@contextlib.contextmanager
+def busy_processes(count: int):
+    """`count` CPU-bound processes running meanwhile: other work on the machine."""
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+    try:
+        yield
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
+
+
 def summarise(rows: list[dict]) -> list[dict]:
     out = []
-    for threads in sorted({r["threads"] for r in rows}):
-        fresh = [r for r in rows if r["threads"] == threads and r["cw_runs"] == 0]
-        after = [r for r in rows if r["threads"] == threads and r["cw_runs"] > 0]
+    for beside, threads in sorted({(r["beside"], r["threads"]) for r in rows}):
+        group = [r for r in rows if r["threads"] == threads and r["beside"] == beside]
+        fresh = [r for r in group if r["cw_runs"] == 0]
+        after = [r for r in group if r["cw_runs"] > 0]
 
         def med(group, key):
             return statistics.median(r[key] for r in group)
 
         out.append(dict(
-            threads=threads, repeats=len(fresh), fresh_s=med(fresh, "lstm_s"), after_s=med(after, "lstm_s"),
+            beside=beside, threads=threads, repeats=len(fresh), fresh_s=med(fresh, "lstm_s"),
+            after_s=med(after, "lstm_s"),
             ratio=med(after, "lstm_s") / med(fresh, "lstm_s"),
             fresh_range=f"{min(r['lstm_s'] for r in fresh):.1f}-{max(r['lstm_s'] for r in fresh):.1f}",
             after_range=f"{min(r['lstm_s'] for r in after):.1f}-{max(r['lstm_s'] for r in after):.1f}",
@@ -162,23 +179,25 @@ def markdown(summary: list[dict], rows: list[dict], header: dict, runs: dict) ->
               "LSTM wall time in a fresh process (`fresh`) and after the CW-RNN runs in the same process "
               "(`after`); `other CPU`: CPU seconds used during the LSTM run by the process's threads other than "
               "the main one (torch's OpenMP workers: their work and their spinning); `idle`: what those threads "
-              "burned while the process slept 0.3 s after the CW-RNN runs, as a fraction of that time.", "",
-              "| torch threads | repeats | fresh s | after s | after / fresh | fresh range | after range | "
-              "other CPU fresh s | other CPU after s | main CPU fresh s | main CPU after s | OS threads fresh | "
-              "OS threads after | idle (after) | torch threads after | CW-RNN run s | OpenMP wait |",
-              "|" + "---|" * 17]
+              "burned while the process slept 0.3 s after the CW-RNN runs, as a fraction of that time; `busy "
+              "processes beside`: CPU-bound processes this benchmark ran beside the measured one.", "",
+              "| busy processes beside | torch threads | repeats | fresh s | after s | after / fresh | fresh range | "
+              "after range | other CPU fresh s | other CPU after s | main CPU fresh s | main CPU after s | "
+              "OS threads fresh | OS threads after | idle (after) | torch threads after | CW-RNN run s | OpenMP wait |",
+              "|" + "---|" * 18]
     for s in summary:
         lines.append(
-            f"| {s['threads']} | {s['repeats']} | {s['fresh_s']:.1f} | {s['after_s']:.1f} | {s['ratio']:.2f} | "
+            f"| {s['beside']} | {s['threads']} | {s['repeats']} | {s['fresh_s']:.1f} | {s['after_s']:.1f} | "
+            f"{s['ratio']:.2f} | "
             f"{s['fresh_range']} | {s['after_range']} | {s['fresh_other_cpu_s']:.1f} | {s['after_other_cpu_s']:.1f} | "
             f"{s['fresh_main_cpu_s']:.1f} | {s['after_main_cpu_s']:.1f} | {s['fresh_os_threads']:g} | "
             f"{s['after_os_threads']:g} | {s['after_idle_other_cpu_frac']:.0%} | "
             f"{', '.join(map(str, s['torch_threads_after']))} | {s['cw_run_s']:.1f} | {s['wait']} |")
-    lines += ["", "## Every subprocess", "", "| torch threads | kind | LSTM s | main CPU s | other CPU s | idle | "
-              "OS threads | torch threads |", "|" + "---|" * 8]
+    lines += ["", "## Every subprocess", "", "| busy processes beside | torch threads | kind | LSTM s | main CPU s | "
+              "other CPU s | idle | OS threads | torch threads |", "|" + "---|" * 9]
     for r in rows:
         kind = f"after {r['cw_runs']} CW-RNN runs" if r["cw_runs"] else "fresh"
-        lines.append(f"| {r['threads']} | {kind} | {r['lstm_s']:.1f} | {r['lstm_main_cpu_s']:.1f} | "
+        lines.append(f"| {r['beside']} | {r['threads']} | {kind} | {r['lstm_s']:.1f} | {r['lstm_main_cpu_s']:.1f} | "
                      f"{r['lstm_other_cpu_s']:.1f} | {r['idle_other_cpu_frac']:.0%} | "
                      f"{r['os_threads_after_lstm']} | {r['torch_threads']} |")
     lines += ["", "## Notes", "",
@@ -187,7 +206,8 @@ def markdown(summary: list[dict], rows: list[dict], header: dict, runs: dict) ->
               "- Every measurement is its own subprocess; fresh and after alternate within each repeat, so that "
               "load from other work on the machine falls on both. Compare the ratio, not the seconds.",
               "- OpenMP wait: the OMP_WAIT_POLICY / GOMP_SPINCOUNT / KMP_BLOCKTIME the subprocesses saw (the "
-              "project sets OMP_WAIT_POLICY=PASSIVE when none is set: models/_threads.py)."]
+              "project sets GOMP_SPINCOUNT=1000 when none is set: models/_threads.py; 300000 is GNU OpenMP's "
+              "default)."]
     return "\n".join(lines) + "\n"
 
 
@@ -214,14 +234,17 @@ def run(args) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     rows, started = [], time.perf_counter()
     for repeat in range(repeats):
-        for threads in (1, 2):
-            # alternate which kind goes first, so that neither always follows the other
-            for cw in ((0, cw_runs) if repeat % 2 == 0 else (cw_runs, 0)):
-                row = measure(threads, cw, lstm, cwrnn, timeout=TIMEOUT_S)
-                rows.append(dict(row, repeat=repeat))
-                kind = f"after {cw} CW-RNN runs" if cw else "fresh"
-                print(f"  repeat {repeat + 1}/{repeats}, {threads} thread(s), {kind}: LSTM {row['lstm_s']:.1f} s, "
-                      f"other threads {row['lstm_other_cpu_s']:.1f} s CPU", flush=True)
+        for beside in (0, 1):
+            with busy_processes(beside):
+                for threads in (1, 2):
+                    # alternate which kind goes first, so that neither always follows the other
+                    for cw in ((0, cw_runs) if repeat % 2 == 0 else (cw_runs, 0)):
+                        row = measure(threads, cw, lstm, cwrnn, timeout=TIMEOUT_S)
+                        rows.append(dict(row, repeat=repeat, beside=beside))
+                        kind = f"after {cw} CW-RNN runs" if cw else "fresh"
+                        print(f"  repeat {repeat + 1}/{repeats}, {beside} busy process(es) beside, {threads} "
+                              f"thread(s), {kind}: LSTM {row['lstm_s']:.1f} s, other threads "
+                              f"{row['lstm_other_cpu_s']:.1f} s CPU", flush=True)
     elapsed = time.perf_counter() - started
     summary = summarise(rows)
     header = {
@@ -241,8 +264,8 @@ def run(args) -> int:
     runs = dict(lstm=lstm, cwrnn=cwrnn, cw_runs=cw_runs)
     atomic_write(stem.with_suffix(".md"), markdown(summary, rows, header, runs))
     for s in summary:
-        print(f"{s['threads']} thread(s): fresh {s['fresh_s']:.1f} s, after {s['after_s']:.1f} s, "
-              f"after/fresh {s['ratio']:.2f}")
+        print(f"{s['beside']} busy process(es) beside, {s['threads']} thread(s): fresh {s['fresh_s']:.1f} s, "
+              f"after {s['after_s']:.1f} s, after/fresh {s['ratio']:.2f}")
     print(f"wrote {stem}.md, .csv ({elapsed:.0f} s)", flush=True)
     return 0
 

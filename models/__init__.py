@@ -6,9 +6,9 @@
 
 import importlib
 
-from models._threads import passive_openmp
+from models._threads import short_openmp_spin
 
-passive_openmp()  # before anything loads torch: idle OpenMP threads sleep (models/_threads.py)
+short_openmp_spin()  # before anything loads torch: idle OpenMP threads do not spin for ms (models/_threads.py)
 
 _WHERE = {
     "ARCHITECTURES": "models.registry", "ModelSpec": "models.registry", "build_rnn": "models.registry",

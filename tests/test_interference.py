@@ -25,25 +25,27 @@ def test_a_subprocess_trains_cwrnn_runs_then_the_lstm_and_reports_its_threads():
     assert row["wait"]  # the OpenMP wait setting it ran with, or "(unset)"
 
 
-def fake(threads, cw_runs, seconds):
-    return dict(threads=threads, cw_runs=cw_runs, lstm_s=seconds, lstm_status="ok", lstm_process_cpu_s=seconds,
-                lstm_main_cpu_s=seconds, lstm_other_cpu_s=0.5 * (threads - 1), idle_other_cpu_frac=0.0,
+def fake(threads, cw_runs, seconds, beside=0):
+    return dict(beside=beside, threads=threads, cw_runs=cw_runs, lstm_s=seconds, lstm_status="ok",
+                lstm_process_cpu_s=seconds, lstm_main_cpu_s=seconds, lstm_other_cpu_s=0.5 * (threads - 1),
+                idle_other_cpu_frac=0.0,
                 os_threads_before_lstm=4, os_threads_after_lstm=4 + threads, torch_threads=threads,
-                cw_run_s=1.0 if cw_runs else None, wait="OMP_WAIT_POLICY=PASSIVE")
+                cw_run_s=1.0 if cw_runs else None, wait="GOMP_SPINCOUNT=1000")
 
 
 def test_summary_and_table():
     rows = [fake(1, 0, 6.0), fake(1, 3, 6.6), fake(1, 0, 8.0), fake(1, 3, 6.0), fake(1, 0, 7.0), fake(1, 3, 7.7),
-            fake(2, 0, 10.0), fake(2, 3, 12.0)]
+            fake(2, 0, 10.0), fake(2, 3, 12.0), fake(2, 0, 30.0, beside=1), fake(2, 3, 15.0, beside=1)]
     summary = interference.summarise(rows)
-    assert [s["threads"] for s in summary] == [1, 2]
-    one, two = summary
+    assert [(s["beside"], s["threads"]) for s in summary] == [(0, 1), (0, 2), (1, 2)]
+    one, two, busy = summary
+    assert busy["ratio"] == pytest.approx(0.5)
     assert one["repeats"] == 3 and one["fresh_s"] == 7.0 and one["after_s"] == 6.6
     assert one["ratio"] == pytest.approx(6.6 / 7.0) and one["fresh_range"] == "6.0-8.0"
     assert two["ratio"] == pytest.approx(1.2) and two["torch_threads_after"] == [2]
     runs = dict(lstm=interference.LSTM, cwrnn=interference.CWRNN, cw_runs=3)
     text = interference.markdown(summary, rows, {"date": "today", "command": "cwbench speed --interference"}, runs)
-    assert "| 2 | 1 | 10.0 | 12.0 | 1.20 |" in text
+    assert "| 0 | 2 | 1 | 10.0 | 12.0 | 1.20 |" in text and "| 1 | 2 | 1 | 30.0 | 15.0 | 0.50 |" in text
     assert "synthwords paper lstm budget 10000" in text and "- command: cwbench speed --interference" in text
 
 
