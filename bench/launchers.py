@@ -86,9 +86,10 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-# Up to this many parameters a run gains nothing from a second torch thread (one step is a
-# few small matmuls; measured: bench/speed.py), so the cores are better spent on runs side
-# by side; above it one run gets every core.
+# Up to this many parameters a run gains little from a second torch thread (one step is a
+# few small matmuls), so the cores are better spent on runs side by side (the quick audio
+# suite on 2 cores: 50 s in one process of 2 threads, 29-30 s in two of 1); above it one run
+# gets every core.
 SMALL_RUN_PARAMS = 20_000
 
 

@@ -395,9 +395,9 @@ def numba_kernels(source: str = "models._numba_kernels"):
       spin ~7 ms after every parallel region, and on a busy 2-core machine two spinning
       threads leave the one with work waiting: a synthwords paper LSTM run took 85-193 s on
       2 threads (6-11 s on 1), fresh or after CW-RNN runs alike (after / fresh 0.82). So
-      `models` sets OMP_WAIT_POLICY=PASSIVE before torch loads (models/_threads.py, with the
-      numbers): 8-12 s, and after / fresh 1.00 on 1 thread, 1.12 on 2 (within the repeats'
-      spread; `cwbench speed --interference`, results/speed/interference_cpu.md)."""
+      `models` sets GOMP_SPINCOUNT=1000 (about 25 us) before torch loads: idle threads soon
+      sleep, and back-to-back parallel regions still find them awake (models/_threads.py
+      has the measurements; `cwbench speed --interference` measures it)."""
     import numba
 
     kernels = importlib.import_module(source)
