@@ -385,16 +385,17 @@ def numba_kernels():
     - numba's pool start (at `numba.set_num_threads`, or at the first parallel call) sets
       that runtime's thread count to numba's (all cores), which torch then reads as its own:
       hence the restore below (measured: 1 -> 2 without it). With one torch thread the loops
-      run on the calling thread and the pool is never started. A one-thread process turned
-      into a two-thread one was why an LSTM run after CW-RNN runs in the same process took
-      minutes instead of seconds (two threads on a busy 2-core machine: next point);
+      run on the calling thread and the pool is never started. That switch from one thread
+      to two is the one way found in which CW-RNN runs slowed a later run in the same
+      process (minutes instead of seconds: two threads on a busy 2-core machine, next point);
+      otherwise they leave nothing behind (no thread burning CPU, the same OS threads);
     - OpenMP's wait policy applies to the loops too. GNU OpenMP's default has idle threads
-      spin ~7 ms after every parallel region, and on a busy 2-core machine two spinning
-      threads leave the one with work waiting: a synthwords paper LSTM run took 85-193 s on
-      2 threads (6-11 s on 1), fresh or after CW-RNN runs alike (after / fresh 0.82). So
-      `models` sets OMP_WAIT_POLICY=PASSIVE before torch loads (models/_threads.py, with the
-      numbers): 8-12 s, and after / fresh 1.00 on 1 thread, 1.12 on 2 (within the repeats'
-      spread; `cwbench speed --interference`, results/speed/interference_cpu.md)."""
+      spin ~7 ms after every parallel region; on a busy 2-core machine the spinning threads
+      keep the one with work waiting, and a synthwords paper LSTM run on 2 threads took
+      6-503 s (1 thread: 6-15 s), fresh or after CW-RNN runs alike. So `models` sets
+      GOMP_SPINCOUNT=1000 (~25 us) before torch loads (models/_threads.py, with the
+      numbers): 7-37 s on 2 threads, and after / fresh 0.94-1.01 on 1 and 2 threads
+      (`cwbench speed --interference`, results/speed/interference_cpu.md)."""
     import numba
 
     from models import _numba_kernels as kernels
