@@ -12,8 +12,9 @@ bridge the gaps between back-to-back parallel regions; a thread that waits longe
 Measured on 2 cores with 2 torch threads, median of 3 interleaved runs (GOMP_SPINCOUNT
 1,000 / OpenMP's default 300,000 / OMP_WAIT_POLICY=PASSIVE, which never spins):
 - a synthwords paper LSTM run (batch 1, 10 epochs), machine otherwise idle: 2.3-2.4 / 2.2-2.3 /
-  6.0 s (two sets of runs); beside one CPU-bound process: 4.1 / 8.5 / 2.8 s. Beside the test suites
-  of other people (load 3-6), 30 epochs with the default: 85-193 s instead of 6-11 s on 1 thread;
+  6.0 s (two sets of runs); beside one CPU-bound process: 4.1 / 8.5 / 2.8 s. For 30 epochs,
+  amid other people's test suites (load 2-6): 6-503 s with the default, 7-37 s with 1,000
+  (1 thread: 6-15 s; `cwbench speed --interference`);
 - the compiled CW-RNN at B=64, T=512, n=256, fwd+bwd, idle: 77.6-79.1 / 76.2-76.4 / 78.4 ms;
   beside one CPU-bound process: 138 / 179 / 138 ms;
 - in 5 ms waits after each compiled fwd+bwd, the threads other than the caller burn 59-107%

@@ -27,8 +27,7 @@ Backends:
   numba (CPU, float32/float64; batch rows on numba's threads), visiting only the firing
   modules at each step. At small sizes, where eager torch is all per-op overhead, it is
   the only way to beat oneDNN's fused LSTM kernel; the loops are in
-  models/_numba_kernels.py. The library rnn (models/library.py) runs on it too: an
-  Elman RNN is a one-module CW-RNN of period 1.
+  models/_numba_kernels.py.
 
 Both permute the units once so that what they slice is contiguous (modular: ascending
 period; compiled: ascending connection order). For every named schedule that layout is
@@ -39,7 +38,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import importlib
 import types
 from dataclasses import dataclass
 
@@ -375,10 +373,9 @@ def compiled_recurrence(xw, h0, weight_hh, fires, module):
 
 
 @contextlib.contextmanager
-def numba_kernels(source: str = "models._numba_kernels"):
-    """The compiled loops of `source` (the CW-RNN's, or the GRU's models._numba_gru: both
-    name their drivers alike), running on as many threads as torch uses (the tests pin torch
-    to one). numba compiles them at their first call for each dtype (a few seconds) and keeps
+def numba_kernels():
+    """The compiled loops, running on as many threads as torch uses (the tests pin torch to
+    one). numba compiles them at their first call for each dtype (a few seconds) and keeps
     the result in its on-disk cache (models/__pycache__) for later runs.
 
     Threads (measured on 2 cores): numba's OpenMP layer runs on torch's own OpenMP runtime,
@@ -388,19 +385,21 @@ def numba_kernels(source: str = "models._numba_kernels"):
     - numba's pool start (at `numba.set_num_threads`, or at the first parallel call) sets
       that runtime's thread count to numba's (all cores), which torch then reads as its own:
       hence the restore below (measured: 1 -> 2 without it). With one torch thread the loops
-      run on the calling thread and the pool is never started. A one-thread process turned
-      into a two-thread one was why an LSTM run after CW-RNN runs in the same process took
-      minutes instead of seconds (two threads on a busy 2-core machine: next point);
+      run on the calling thread and the pool is never started. That switch from one thread
+      to two is the one way found in which CW-RNN runs slowed a later run in the same
+      process (minutes instead of seconds: two threads on a busy 2-core machine, next point);
+      otherwise they leave nothing behind (no thread burning CPU, the same OS threads);
     - OpenMP's wait policy applies to the loops too. GNU OpenMP's default has idle threads
-      spin ~7 ms after every parallel region, and on a busy 2-core machine two spinning
-      threads leave the one with work waiting: a synthwords paper LSTM run took 85-193 s on
-      2 threads (6-11 s on 1), fresh or after CW-RNN runs alike (after / fresh 0.82). So
-      `models` sets GOMP_SPINCOUNT=1000 (about 25 us) before torch loads: idle threads soon
-      sleep, and back-to-back parallel regions still find them awake (models/_threads.py
-      has the measurements; `cwbench speed --interference` measures it)."""
+      spin ~7 ms after every parallel region; on a busy 2-core machine the spinning threads
+      keep the one with work waiting, and a synthwords paper LSTM run on 2 threads took
+      6-503 s (1 thread: 6-15 s), fresh or after CW-RNN runs alike. So `models` sets
+      GOMP_SPINCOUNT=1000 (~25 us) before torch loads (models/_threads.py, with the
+      numbers): 7-37 s on 2 threads, and after / fresh 0.94-1.01 on 1 and 2 threads
+      (`cwbench speed --interference`, results/speed/interference_cpu.md)."""
     import numba
 
-    kernels = importlib.import_module(source)
+    from models import _numba_kernels as kernels
+
     threads = torch.get_num_threads()
     try:
         if threads == 1:  # numba's pool is never started: its idle workers would spin beside torch's
