@@ -27,7 +27,8 @@ Backends:
   numba (CPU, float32/float64; batch rows on numba's threads), visiting only the firing
   modules at each step. At small sizes, where eager torch is all per-op overhead, it is
   the only way to beat oneDNN's fused LSTM kernel; the loops are in
-  models/_numba_kernels.py.
+  models/_numba_kernels.py. The library rnn (models/library.py) runs on it too: an
+  Elman RNN is a one-module CW-RNN of period 1.
 
 Both permute the units once so that what they slice is contiguous (modular: ascending
 period; compiled: ascending connection order). For every named schedule that layout is
@@ -38,6 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib
 import types
 from dataclasses import dataclass
 
@@ -373,9 +375,10 @@ def compiled_recurrence(xw, h0, weight_hh, fires, module):
 
 
 @contextlib.contextmanager
-def numba_kernels():
-    """The compiled loops, running on as many threads as torch uses (the tests pin torch to
-    one). numba compiles them at their first call for each dtype (a few seconds) and keeps
+def numba_kernels(source: str = "models._numba_kernels"):
+    """The compiled loops of `source` (the CW-RNN's, or the GRU's models._numba_gru: both
+    name their drivers alike), running on as many threads as torch uses (the tests pin torch
+    to one). numba compiles them at their first call for each dtype (a few seconds) and keeps
     the result in its on-disk cache (models/__pycache__) for later runs.
 
     Threads (measured on 2 cores): numba's OpenMP layer runs on torch's own OpenMP runtime,
@@ -398,8 +401,7 @@ def numba_kernels():
       (`cwbench speed --interference`, results/speed/interference_cpu.md)."""
     import numba
 
-    from models import _numba_kernels as kernels
-
+    kernels = importlib.import_module(source)
     threads = torch.get_num_threads()
     try:
         if threads == 1:  # numba's pool is never started: its idle workers would spin beside torch's
