@@ -110,7 +110,7 @@ def run_suite(runs, results_dir: Path, *, device: str = "auto", wandb: bool = Fa
             else:  # finished by another sweep since this one read the store
                 counts["skipped"] += 1
 
-    bar = SweepProgress(len(todo), log, bar=None if log is print else False)
+    bar = SweepProgress(len(todo), log)  # a live bar only for a terminal (SweepProgress decides)
     alive = threading.Event()
     beating = threading.Thread(target=heartbeat, args=([s for s, _ in stores.values()], alive), daemon=True)
     beating.start()
