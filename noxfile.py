@@ -135,9 +135,9 @@ def speed(session):
 
 @nox.session(venv_backend="none")
 def verify(session):
-    """Re-run a sample of a committed leaderboard and say whether each row reproduces:
-    `nox -s verify -- copy --profile quick`."""
-    cwbench(session, "verify", *(session.posargs or ["copy", "--profile", "quick"]))
+    """Re-run a sample of a committed leaderboard and say whether each row reproduces
+    (default: 5 seeds of each row of audio's quick profile); `nox -s verify -- copy --profile standard`."""
+    cwbench(session, "verify", *(session.posargs or ["audio", "--profile", "quick", "--sample", "5"]))
 
 
 @nox.session(venv_backend="none")

@@ -123,7 +123,8 @@ def cmd_verify(args) -> int:
     from bench.verify import verify
 
     scratch = args.scratch or Path(tempfile.mkdtemp(prefix=f"cwbench-verify-{args.task}-"))
-    return verify(args.task, args.results, scratch, read_run_command, args.sample, args.profile)
+    return verify(args.task, args.results, scratch, read_run_command, args.sample, args.profile, alpha=args.alpha,
+                  workers=args.workers)
 
 
 def read_run_command(words: list[str]):
@@ -176,7 +177,12 @@ def parser() -> argparse.ArgumentParser:
     check = sub.add_parser("verify", help="re-run a sample of each leaderboard row and say whether it reproduces "
                            "(bitwise, within float noise, and statistically)")
     check.add_argument("task", help="task name (see `cwbench list`)")
-    check.add_argument("--sample", type=positive_int, default=1, help="reruns per row (default 1: its first seed)")
+    check.add_argument("--sample", type=positive_int, default=1, help="reruns per row: its first K seeds, and new "
+                       "seeds beyond the committed ones (default 1)")
+    check.add_argument("--alpha", type=fraction, default=0.05, help="the chance that a faithful reproduction fails "
+                       "the command (family-wise, Holm over rows; default 0.05)")
+    check.add_argument("--workers", type=positive_int, help="local worker processes (default: one per core for "
+                       "small runs)")
     check.add_argument("--profile", help="only this profile's rows (default: all)")
     check.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="the store to check (default results/)")
     check.add_argument("--scratch", type=Path, help="where the reruns go (default: a new temporary folder)")

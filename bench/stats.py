@@ -1,12 +1,15 @@
-"""The two statistics a leaderboard row carries beyond mean and std: a bootstrap interval
-of the mean over seeds, and a Welch t-test against the best row of its group.
+"""The statistics of a leaderboard: the two a row carries beyond mean and std (a bootstrap
+interval of the mean over seeds, a Welch t-test against the best row of its group), and the
+test `cwbench verify` puts reruns of a row to (a permutation test, Holm-corrected over rows).
 
-Both return None where the data cannot carry the statistic (too few seeds, no spread),
+The first two return None where the data cannot carry the statistic (too few seeds, no spread),
 so that a table shows "—" instead of a NaN, and the build never prints a warning.
 """
 
 from __future__ import annotations
 
+import itertools
+import math
 import warnings
 
 import numpy as np
@@ -49,3 +52,84 @@ def welch_p(a, b) -> float | None:
         # which is exact; scipy's precision warning about it says nothing here
         warnings.filterwarnings("ignore", message="Precision loss", category=RuntimeWarning)
         return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+
+
+# ---------------------------------------------------------------------------------------
+# `cwbench verify`: are K reruns of a row draws from the distribution of its n committed seeds?
+
+EXACT_LIMIT = 200_000  # assignments enumerated exactly up to this many; sampled beyond
+SAMPLED = 20_000
+
+
+def _assignments(total: int, k: int) -> np.ndarray:
+    """Index sets of the k values called "reruns" in each relabelling of `total` values:
+    every one of the C(total, k) where that is few enough, else a fixed-seed sample."""
+    if math.comb(total, k) <= EXACT_LIMIT:
+        return np.array(list(itertools.combinations(range(total), k)), dtype=np.intp).reshape(-1, k)
+    rng = np.random.default_rng(SEED)
+    return np.argsort(rng.random((SAMPLED, total)), axis=1)[:, :k]
+
+
+def permutation_p(reruns, committed) -> float:
+    """Two-sided permutation p-value of |mean(reruns) - mean(committed)|: the chance that a
+    relabelling of the pooled values as reruns and committed seeds puts the means at least as
+    far apart. Exact for any distribution (bounded, skewed, tied, an outlier seed) when both
+    are draws from one, which is what "the row reproduces" means; see docs/protocol.md."""
+    return float(permutation_p_many(np.asarray([[*reruns, *committed]], dtype=float), len(reruns))[0])
+
+
+def permutation_p_many(values: np.ndarray, k: int, chunk: int = 256) -> np.ndarray:
+    """permutation_p for many rows at once: `values` (rows, k + n), reruns first."""
+    values = np.asarray(values, dtype=float)
+    total = values.shape[1]
+    groups = _assignments(total, k)
+    exact = math.comb(total, k) <= EXACT_LIMIT
+    # |mean(new) - mean(old)| = (1/k + 1/n) |sum(new) - k mean(all)|: one sum per relabelling
+    centre = k * values.mean(axis=1, keepdims=True)
+    observed = np.abs(values[:, :k].sum(axis=1, keepdims=True) - centre)
+    tie = 1e-9 * k * np.maximum(1.0, np.abs(values).max(axis=1, keepdims=True))  # float rounding of equal sums
+    counts = np.empty(len(values))
+    for start in range(0, len(values), chunk):
+        block = values[start:start + chunk]
+        sums = block[:, groups].sum(axis=2)
+        far = np.abs(sums - centre[start:start + chunk]) >= observed[start:start + chunk] - tie[start:start + chunk]
+        counts[start:start + chunk] = far.sum(axis=1)
+    return counts / len(groups) if exact else (counts + 1) / (len(groups) + 1)
+
+
+def smallest_p(n: int, k: int) -> float:
+    """The smallest p-value the permutation test can give k reruns against n seeds: 1 / C(n + k, k)
+    (distinct values, the reruns the k most extreme on one side). A row cannot fail a test whose
+    level is below it, however far its reruns land."""
+    return min(1.0, 1 / math.comb(n + k, k))
+
+
+def reruns_needed(n: int, level: float, most: int = 1000) -> int | None:
+    """The fewest reruns that let a row of n seeds be rejected at this level (None: over `most`)."""
+    return next((k for k in range(1, most + 1) if smallest_p(n, k) <= level), None)
+
+
+def holm(pvalues: list[float], alpha: float) -> list[bool]:
+    """Holm's step-down correction: which hypotheses are rejected so that the chance of
+    rejecting any true one is at most alpha, whatever their dependence."""
+    order = sorted(range(len(pvalues)), key=lambda i: pvalues[i])
+    rejected = [False] * len(pvalues)
+    for rank, i in enumerate(order):
+        if pvalues[i] > alpha / (len(pvalues) - rank):
+            break
+        rejected[i] = True
+    return rejected
+
+
+def testable_rows(sizes: list[tuple[int, int]], alpha: float) -> list[bool]:
+    """Which rows (n seeds, k reruns) can fail at all in a Holm family of the testable rows:
+    smallest_p <= alpha / m, m being how many are testable (found by shrinking the family
+    until it is stable). Depends on n and k only, never on the values: leaving the other rows
+    out of the family keeps its error rate."""
+    keep = [True] * len(sizes)
+    while True:
+        m = max(1, sum(keep))
+        now = [smallest_p(n, k) <= alpha / m for n, k in sizes]
+        if now == keep:
+            return keep
+        keep = [a and b for a, b in zip(keep, now)]

@@ -1,36 +1,50 @@
 """`cwbench verify TASK`: re-run a sample of a committed leaderboard's runs and say
 whether each row reproduces.
 
-Two meanings of "reproduces", both checked:
-- bitwise: on the same CPU model, thread count and package versions (the record's
-  `machine` and `versions`), a rerun of a config and seed gives identical metrics;
-- statistically: anywhere else, the mean of the K reruns of a row falls inside the
-  interval that a mean of K runs of that row should fall in: the 95% percentile
-  bootstrap interval of the mean of K seeds drawn from the row's committed seeds (for
-  K = all seeds, the row's own ci95; for K = 1, about the range of its seeds).
+Each row gets one verdict:
+- `bitwise`: every rerun of a committed seed gave identical metrics (expected on the CPU
+  model, flags, thread count and package versions that made the records: the header says
+  whether this machine is one);
+- `close`: within float noise (relative 1e-6) of the records;
+- otherwise the reruns are put to a statistical test: are they draws from the distribution
+  of the row's n committed seeds? A two-sided permutation test of the difference of means
+  (exact for bounded, skewed or tied metrics), Holm-corrected over the rows tested, so that
+  the command as a whole fails a faithful reproduction at most `alpha` (5%) of the time:
+  `consistent` or `inconsistent`;
+- `too few seeds to tell`: n seeds and K reruns cannot give a p-value below the corrected
+  level, however far the reruns land; the line says how many reruns would.
+Only `inconsistent` rows, rows not rebuilt and reruns that did not finish ok fail the command.
 
 A row here is the finest one: profile x task setting (one audio target, one delay ...)
 x architecture x budget x training settings. Each run is rebuilt from the command
 recorded with it (the one the leaderboard prints), so what is checked is what a reader
 would run; its run id must come out the same, or the row is reported as not rebuilt.
+Reruns beyond a row's committed seeds (--sample above n) train new seeds: they count in the
+test but have nothing to be bitwise-equal to.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from bench import stats
 from bench.store import ResultsStore
+from bench.suite import run_id
 from models.errors import UserInputError
 
-CONFIDENCE = 0.95
-RESAMPLES = 9999
+ALPHA = 0.05  # the command's family-wise false-failure rate
 CLOSE = 1e-6  # relative: "same within tolerance" (float noise of another CPU or thread count)
+# what decides a run's bits besides the code, the seed and the thread count (pinned to the record's)
+SAME_MACHINE = {"cpu_model": "CPU model", "cpu_flags_sha256": "CPU flags",
+                "torch_cpu_capability": "torch's CPU kernels"}
+SAME_VERSIONS = ("python", "torch", "numpy", "numba", "pytorch-lightning")
 
 
 @dataclass
@@ -66,15 +80,6 @@ def varying_params(records: list[dict]) -> set[str]:
         for k, v in r["task_params"].items():
             seen.setdefault(k, set()).add(json.dumps(v, sort_keys=True))
     return {k for k, values in seen.items() if len(values) > 1}
-
-
-def interval_of_mean(values: list[float], k: int) -> tuple[float, float]:
-    """Where the mean of k runs of this row should fall: percentile bootstrap of the mean
-    of k draws from the committed values (fixed seed: the same answer every time)."""
-    rng = np.random.default_rng(0)
-    draws = rng.choice(np.asarray(values, dtype=float), size=(RESAMPLES, k), replace=True).mean(axis=1)
-    alpha = (1 - CONFIDENCE) / 2
-    return float(np.quantile(draws, alpha)), float(np.quantile(draws, 1 - alpha))
 
 
 def command_args(command: str, task: str, profile: str) -> list[str]:
@@ -147,8 +152,86 @@ def compare(old: dict, new: dict | None) -> str:
     return "close" if close else "different"
 
 
+def machine_comparison(records: list[dict], machine: dict, versions: dict) -> tuple[bool, str]:
+    """Whether bitwise identity is to be expected on this machine, and the header line that
+    says why: what of the records' machine and versions differs here (threads are pinned to
+    each record's own count, so they never differ)."""
+    unnamed = sum("machine" not in r for r in records)
+    if unnamed:
+        return False, (f"bitwise identity not expected: {unnamed} of {len(records)} records do not name the machine "
+                       "that made them (made before machine provenance was recorded)")
+    differs = []
+    for key, what in SAME_MACHINE.items():
+        theirs = sorted({str(r["machine"].get(key)) for r in records})
+        if theirs != [str(machine.get(key))]:
+            differs.append(f"{what} (records: {', '.join(theirs)}; here: {machine.get(key)})")
+    for package in SAME_VERSIONS:
+        theirs = sorted({str(r.get("versions", {}).get(package)) for r in records})
+        if theirs != [str(versions.get(package))]:
+            differs.append(f"{package} (records: {', '.join(theirs)}; here: {versions.get(package)})")
+    if differs:
+        return False, "bitwise identity not expected here, these differ: " + "; ".join(differs)
+    return True, (f"bitwise identity expected here: the records' CPU model ({machine.get('cpu_model')}), CPU flags "
+                  f"and versions of {', '.join(SAME_VERSIONS)}, each run on its recorded thread count")
+
+
+@dataclass
+class Check:
+    """One row's reruns and what they say."""
+
+    row: Row
+    paired: list[dict]  # the committed records rerun, by seed
+    extra: list[str]  # run ids of new seeds
+    kinds: list[str] = field(default_factory=list)  # per paired record: bitwise, close, different, ...
+    values: list[float] = field(default_factory=list)  # the reruns' primary metric (paired and new)
+    verdict: str = ""
+    p: float | None = None
+
+    @property
+    def n(self) -> int:
+        return len(self.row.records)
+
+    @property
+    def k(self) -> int:
+        return len(self.paired) + len(self.extra)
+
+
+def new_seed_configs(row: Row, plan: dict, count: int, taken: set[int]) -> list[tuple]:
+    """Configs of `count` seeds the store has not got for this row: the row's rebuilt config
+    with another seed (what `--seeds` would add)."""
+    config, task = plan[row.records[0]["run_id"]]
+    seeds = (s for s in itertools.count(max(taken) + 1) if s not in taken)
+    return [({**config, "seed": next(seeds)}, task) for _ in range(count)]
+
+
+def judge(checks: list[Check], primary: str, alpha: float) -> None:
+    """Each check's verdict: bitwise, close, or the family's statistical test (see the module)."""
+    tested = []
+    for c in checks:
+        if c.verdict:  # not rebuilt, or a rerun not ok
+            continue
+        if c.kinds and all(k == "bitwise" for k in c.kinds):
+            c.verdict = "bitwise"
+        elif c.kinds and all(k in ("bitwise", "close") for k in c.kinds):
+            c.verdict = "close"
+        else:
+            tested.append(c)
+    testable = stats.testable_rows([(c.n, c.k) for c in tested], alpha)
+    family = [c for c, ok in zip(tested, testable) if ok]
+    for c, ok in zip(tested, testable):
+        if not ok:
+            needed = stats.reruns_needed(c.n, alpha / (len(family) + 1))
+            c.verdict = (f"too few seeds to tell ({c.n} seeds, {c.k} reruns: "
+                         + (f"--sample {needed} would tell)" if needed else "the row needs more seeds)"))
+    for c in family:
+        c.p = stats.permutation_p(c.values, [r["metrics"][primary] for r in c.row.records])
+    for c, rejected in zip(family, stats.holm([c.p for c in family], alpha)):
+        c.verdict = "INCONSISTENT" if rejected else "consistent"
+
+
 def verify(task: str, results_dir: Path, scratch: Path, read_run_command, sample: int = 1, profile: str | None = None,
-           log=print) -> int:
+           log=print, alpha: float = ALPHA, workers: int | None = None) -> int:
+    from bench.launchers import LaunchOptions
     from bench.runner import run_suite
 
     store = ResultsStore(Path(results_dir) / task / "runs.jsonl")
@@ -160,56 +243,82 @@ def verify(task: str, results_dir: Path, scratch: Path, read_run_command, sample
     if threads:
         pin_threads(threads)  # first: before anything loads torch
     rows = rows_of(records)
-    chosen = {id(row): row.records[:sample] for row in rows}
     plan = rebuild(records, task, Path(results_dir), read_run_command)
-    missing = {r["run_id"] for picks in chosen.values() for r in picks if r["run_id"] not in plan}
-    runs = [r for picks in chosen.values() for r in picks if r["run_id"] in plan]
-    log(f"verify {task}: {len(rows)} rows, rerunning {len(runs)} runs into {scratch}, each on the thread "
-        "count it was recorded with" + (f" ({threads})" if threads else ""))
+    taken = {(json.dumps(row.key), r["seed"]) for row in rows for r in row.records}
+    checks, runs_of = [], {}  # runs_of: thread count -> (config, task) to rerun
+    for row in rows:
+        check = Check(row, row.records[:sample], [])
+        if any(r["run_id"] not in plan for r in check.paired):
+            check.verdict = "NOT REBUILT (its command no longer declares this run)"
+        else:
+            seeds = {s for key, s in taken if key == json.dumps(row.key)}
+            extra = new_seed_configs(row, plan, max(0, sample - len(row.records)), seeds)
+            check.extra = [run_id(config) for config, _ in extra]
+            for r in check.paired:
+                runs_of.setdefault(run_threads(r), []).append(plan[r["run_id"]])
+            runs_of.setdefault(run_threads(row.records[0]), []).extend(extra)
+        checks.append(check)
+    from bench import provenance
+
+    expected, machine_line = machine_comparison(records, provenance.machine("cpu"), provenance.versions())
+    total = sum(len(group) for group in runs_of.values())
+    log(f"verify {task}: {len(rows)} rows, rerunning {total} runs ({sample} per row) into {scratch}, each on the "
+        "thread count it was recorded with" + (f" ({threads})" if threads else ""))
+    log(machine_line)
     # each rerun on the implementation its record names (auto may choose otherwise today)
-    recorded = {r["run_id"]: r["backend"] for r in runs if r.get("backend")}
-    by_threads: dict[int | None, list] = {}
-    for picks in chosen.values():
-        for r in picks:
-            if r["run_id"] in plan:
-                by_threads.setdefault(run_threads(r), []).append(plan[r["run_id"]])
-    for count, group in by_threads.items():
+    recorded = {r["run_id"]: r["backend"] for c in checks for r in c.paired if r.get("backend")}
+    for count, group in runs_of.items():
         if count:
             import torch
 
             torch.set_num_threads(count)
         run_suite(group, scratch, command=f"cwbench verify {task} --sample {sample}", log=log,
-                  implementations=recorded)
+                  implementations=recorded, launch=LaunchOptions(workers=workers, threads=count))
     fresh = {r["run_id"]: r for r in ResultsStore(Path(scratch) / task / "runs.jsonl").load()}
 
-    failures = 0
     primary = records[0]["primary_metric"]
-    width = max(len(row.label) for row in rows)
-    log(f"\n{'row':<{width}}  {'reruns':<12} {primary + ' (new)':>14}  {'interval of their mean':<22}  verdict")
-    for row in rows:
-        picks = chosen[id(row)]
-        kinds = [compare(r, fresh.get(r["run_id"])) for r in picks]
-        values = [fresh[r["run_id"]]["metrics"][primary] for r in picks
-                  if r["run_id"] in fresh and fresh[r["run_id"]]["status"] == "ok"]
-        low, high = interval_of_mean([r["metrics"][primary] for r in row.records], len(picks))
-        if any(r["run_id"] in missing for r in picks):
-            verdict, shown = "NOT REBUILT (its command no longer declares this run)", "—"
-        elif len(values) < len(picks):
-            verdict, shown = "DOES NOT REPRODUCE (a rerun did not finish ok)", "—"
-        else:
-            mean = float(np.mean(values))
-            inside = all(k == "bitwise" for k in kinds) or low - CLOSE <= mean <= high + CLOSE
-            verdict = "reproduces" if inside else "DOES NOT REPRODUCE"
-            shown = f"{mean:.4g}"
-        failures += not verdict.startswith("reproduces")
-        summary = ", ".join(f"{kinds.count(k)} {k}" for k in dict.fromkeys(kinds))
-        interval = f"[{low:.4g}, {high:.4g}]"
-        log(f"{row.label:<{width}}  {summary:<12} {shown:>{len(primary) + 6}}  {interval:<22}  {verdict}")
-    log(f"\n{len(rows) - failures} of {len(rows)} rows reproduce; bitwise identity is expected only on the "
-        "machine kind, thread count and versions that made the store (records: machine, versions)")
+    for c in checks:
+        if c.verdict:
+            continue
+        reruns = [fresh.get(r["run_id"]) for r in c.paired] + [fresh.get(rid) for rid in c.extra]
+        if any(r is None or r["status"] != "ok" for r in reruns):
+            c.verdict = "DOES NOT REPRODUCE (a rerun did not finish ok: " + ", ".join(
+                sorted({"not rerun" if r is None else r["status"] for r in reruns if r is None or r["status"] != "ok"})
+            ) + ")"
+            continue
+        c.kinds = [compare(r, fresh[r["run_id"]]) for r in c.paired]
+        c.values = [r["metrics"][primary] for r in reruns]
+    judge(checks, primary, alpha)
+    report(checks, primary, alpha, expected, log)
     from bench.leaderboard import build_leaderboard
 
     if fresh:
         build_leaderboard(task, scratch, log=lambda *a, **k: None)
         log(f"the reruns' own leaderboard: {Path(scratch) / task / 'leaderboard.md'}")
-    return 0 if failures == 0 else 1
+    return 0 if all(c.verdict in ("bitwise", "close", "consistent") or c.verdict.startswith("too few")
+                    for c in checks) else 1
+
+
+def report(checks: list[Check], primary: str, alpha: float, expected: bool, log) -> None:
+    """One line per row (what was rerun, how it compares, the verdict), then the tally."""
+    width = max(len(c.row.label) for c in checks)
+    log(f"\n{'row':<{width}}  {'seeds':>5}  {'reruns':<26} {primary + ' reruns':>14}  {'seeds: mean [min, max]':<30}"
+        f"  {'p':>7}  verdict")
+    for c in checks:
+        committed = [r["metrics"][primary] for r in c.row.records]
+        kinds = c.kinds + ["new seed"] * len(c.extra) if c.kinds or not c.verdict else []
+        summary = ", ".join(f"{kinds.count(k)} {k}" for k in dict.fromkeys(kinds)) or f"{c.k} not compared"
+        shown = f"{np.mean(c.values):.4g}" if c.values else "—"
+        seeds = f"{np.mean(committed):.4g} [{min(committed):.4g}, {max(committed):.4g}]"
+        p = f"{c.p:.2g}" if c.p is not None else "—"
+        log(f"{c.row.label:<{width}}  {c.n:>5}  {summary:<26} {shown:>{len(primary) + 8}}  {seeds:<30}  {p:>7}  "
+            f"{c.verdict}")
+    verdicts = [c.verdict.split(" (")[0] for c in checks]
+    tally = ", ".join(f"{verdicts.count(v)} {v}" for v in dict.fromkeys(verdicts))
+    tested = sum(c.p is not None for c in checks)
+    log(f"\n{len(checks)} rows: {tally}. Statistical test: permutation test of the reruns' mean against the "
+        f"seeds', Holm-corrected over the {tested} rows tested (a faithful reproduction fails at most {alpha:.0%} "
+        "of the time)")
+    if expected and any(k not in ("bitwise",) for c in checks for k in c.kinds):
+        log("note: bitwise identity was expected on this machine, but not every rerun is bitwise: the code, the "
+            "data or a setting the records do not capture has changed")
