@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from bench.arguments import fraction, positive_float, positive_int, task_param
-from bench.speed_options import SPEED_DESCRIPTION, speed_arguments
+from bench.perf.options import SPEED_DESCRIPTION, speed_arguments
 from models import names
 from models.errors import UserInputError
 
@@ -149,9 +149,9 @@ def cmd_leaderboard(args) -> int:
 
 def cmd_speed(args) -> int:
     if args.interference:
-        from bench.interference import run
+        from bench.perf.interference import run
     else:
-        from bench.speed import run
+        from bench.perf.kernels import run
 
     return run(args)
 

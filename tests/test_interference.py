@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import interference
+from bench.perf import interference
 
 REPO = Path(__file__).resolve().parent.parent
 needs_proc = pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux's /proc")

@@ -4,7 +4,7 @@ bench/speed.py runs, never for tests)."""
 import pandas as pd
 
 from bench.cli import main as cli
-from bench.speed import main
+from bench.perf.kernels import main
 
 COLUMNS = {
     "device", "shape", "arch", "kernel", "label", "match", "hidden", "params", "fwd_ms", "fwdbwd_ms", "peak_mb",

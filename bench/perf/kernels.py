@@ -35,7 +35,7 @@ from torch import nn
 
 from bench import provenance
 from bench.files import atomic_write, write_figure
-from bench.speed_options import SPEED_DESCRIPTION, speed_arguments
+from bench.perf.options import SPEED_DESCRIPTION, speed_arguments
 from models.backends import numba_available, pick_backend
 from models.clockwork import BACKENDS, ClockworkRNN
 from models.counting import clockwork_count, library_rnn_count
@@ -416,7 +416,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     args.argv = ["speed", *argv]
     if args.interference:
-        from bench.interference import run as interference
+        from bench.perf.interference import run as interference
 
         return interference(args)
     return run(args)
@@ -425,7 +425,7 @@ def main(argv=None) -> int:
 def run(args) -> int:
     """Measure on args.device (auto: the CPU, and the GPU when there is one) and write the tables."""
     if args.store:
-        from bench.store_speed import run as store_speed
+        from bench.perf.store import run as store_speed
 
         return store_speed(args)
     if args.sizes:

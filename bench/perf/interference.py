@@ -125,9 +125,9 @@ def worker(threads: int, cw_runs: int, lstm: dict, cwrnn: dict) -> dict:
 
 def measure(threads: int, cw_runs: int, lstm: dict, cwrnn: dict, timeout: float) -> dict:
     spec = json.dumps(dict(threads=threads, cw_runs=cw_runs, lstm=lstm, cwrnn=cwrnn))
-    repo = Path(__file__).resolve().parent.parent
+    repo = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(repo), os.environ.get("PYTHONPATH")]))}
-    done = subprocess.run([sys.executable, "-m", "bench.interference", "worker", spec], capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "bench.perf.interference", "worker", spec], capture_output=True,
                           text=True, env=env, cwd=repo, timeout=timeout)
     if done.returncode != 0:
         raise RuntimeError(f"interference worker failed ({done.returncode}):\n{done.stderr[-3000:]}")
@@ -275,4 +275,4 @@ if __name__ == "__main__":
         spec = json.loads(sys.argv[2])
         print(json.dumps(worker(**spec)), flush=True)
         sys.exit(0)
-    sys.exit("usage: cwbench speed --interference (python -m bench.interference worker SPEC: its subprocesses)")
+    sys.exit("usage: cwbench speed --interference (python -m bench.perf.interference worker SPEC: its subprocesses)")
