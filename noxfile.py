@@ -1,4 +1,4 @@
-"""Sessions: tests, lint, and the suites (copy, audio, timit, synthwords, tune, verify, leaderboard, speed).
+"""Sessions: tests, lint, the suites (copy, audio, timit, synthwords, tune, verify, leaderboard), perf and speed.
 
 The suite sessions share one virtualenv, .nox/bench, instead of one per session (minutes of
 installing each): nox cannot share its own, so they run without one and call into .nox/bench.
@@ -128,8 +128,19 @@ def tune(session):
 
 
 @nox.session(venv_backend="none")
+def perf(session):
+    """Measure the tool itself into results/speed/: `nox -s perf -- kernels|store|interference [options]`.
+
+    kernels: CW-RNN backends vs library RNN/LSTM/GRU; store: the results store by size;
+    interference: an LSTM run fresh and after CW-RNN runs in one process."""
+    if not session.posargs:
+        session.error("say which tool: nox -s perf -- kernels|store|interference [its options]")
+    cwbench(session, "perf", *session.posargs)
+
+
+@nox.session(venv_backend="none")
 def speed(session):
-    """Speed benchmark: CW-RNN backends vs library RNN/LSTM/GRU; writes results/speed/."""
+    """The old name of `nox -s perf -- kernels`, kept for one release."""
     cwbench(session, "speed", *session.posargs)
 
 

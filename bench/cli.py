@@ -1,4 +1,4 @@
-"""The `cwbench` command line: list, run, tune, leaderboard, speed.
+"""The `cwbench` command line: list, run, tune, verify, leaderboard, perf (and speed, its old name).
 
 This module imports nothing heavy: `--help`, `list` and mistyped arguments answer at once.
 torch, Lightning, pandas... are imported inside the commands that run, tune, tabulate or
@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from bench.arguments import fraction, positive_float, positive_int, task_param
-from bench.speed_options import SPEED_DESCRIPTION, speed_arguments
+from bench.perf.commands import add_commands as add_perf_commands
 from models import names
 from models.errors import UserInputError
 
@@ -148,15 +148,6 @@ def cmd_leaderboard(args) -> int:
     return 0
 
 
-def cmd_speed(args) -> int:
-    if args.interference:
-        from bench.interference import run
-    else:
-        from bench.speed import run
-
-    return run(args)
-
-
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="cwbench", description="Clockwork Bench: recurrent architectures at matched "
                                   "parameter budgets, with reproducible leaderboards.")
@@ -193,10 +184,7 @@ def parser() -> argparse.ArgumentParser:
     board.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
     board.set_defaults(func=cmd_leaderboard)
 
-    speed = sub.add_parser("speed", help="speed benchmark of CW-RNN backends vs library RNNs (see --help)",
-                           description=SPEED_DESCRIPTION)
-    speed_arguments(speed)
-    speed.set_defaults(func=cmd_speed)
+    add_perf_commands(sub)  # perf kernels|store|interference, and speed (bench/perf/commands.py)
     return top
 
 

@@ -31,12 +31,11 @@ and sigmoid(x) = (1 + tanh(x / 2)) / 2 from it; libm in float64, so that float64
 torch to rounding; the backward's products four weight rows at a time. Weight gradients
 are summed per chunk of blocks and the chunks added in a fixed order by the caller:
 results do not depend on the thread count. Two changes made the forward faster than the
-CW-RNN's form (measured at B = 32, n = 40, T = 120, one thread, forward alone):
+CW-RNN's form (docs/performance.md has the measurements):
 - W_hh h as a sum of W_hh's columns weighted by the state, not one dot product per unit:
-  no sums across a vector's lanes, and loops of 3n (2.3 -> 1.8 ms, with the slices below);
+  no sums across a vector's lanes, and loops of 3n;
 - the gates in one short loop each, over slices indexed from 0, under NumPy's error
-  model (_GRU_FLAGS): only then does LLVM vectorise the sigmoids and tanh (1.8 -> 1.1 ms;
-  16 x 150 x 150: 5.7 -> 3.5 ms).
+  model (_GRU_FLAGS): only then does LLVM vectorise the sigmoids and tanh.
 
 numba's on-disk cache keys on this file alone: after editing the tanh in
 models/_numba_kernels.py, which these loops inline, delete models/__pycache__/_numba_gru*

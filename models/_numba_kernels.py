@@ -7,21 +7,20 @@ they cost a multiply-add and change nothing).
 
 Each batch row is an independent recurrence, so the time loop runs inside a loop over
 blocks of ROWS rows, and blocks run on numba's threads. Per step only the firing
-modules do work: a silent module's state is a copy. What makes the forward fast,
-measured at the TIMIT shape (B = 16, T = 150, n = 386, 2 threads; one row at a time and
-libm's tanh: 7.8 ms):
+modules do work: a silent module's state is a copy. What makes the forward fast
+(docs/performance.md has each step's measurement, at the TIMIT shape):
 - in float32, tanh is a rational function that the compiler inlines (Eigen's float32
   tanh, at most 7 ulp from the true value, |tanh| <= 1, NaN stays NaN) instead of a
-  call into libm per unit and step, which cost more than the products (7.8 -> 3.7 ms).
+  call into libm per unit and step, which cost more than the products.
   float64 calls libm's tanh, so that float64 matches the reference to rounding;
 - the rows of a block go through the inner loop together, one accumulator each, so
-  that each weight element loaded serves every row (3.7 -> 2.6 ms), and two units at a
-  time, so that each state element loaded serves both (2.4 -> 2.0 ms). The accumulators
-  start from a zero of the array's dtype: from the literal 0.0 they are float64 and
-  every float32 product is converted (4.6 ms instead of 2.6).
+  that each weight element loaded serves every row, and two units at a time, so that
+  each state element loaded serves both. The accumulators start from a zero of the
+  array's dtype: from the literal 0.0 they are float64 and every float32 product is
+  converted.
 The inner loops run over slices indexed from 0: with `range(reads[m], n)` numba cannot
 prove an index non-negative, keeps its negative-index wraparound and does not vectorise
-(2.5x slower, measured). `fastmath` is limited to reassociation and fused multiply-add,
+(much slower). `fastmath` is limited to reassociation and fused multiply-add,
 which lets the dot products vectorise; NaN and inf still propagate, so a diverging run
 is still seen.
 """
@@ -164,8 +163,8 @@ def backward_block(grad_out, grad_last, out, h0, w, starts, stops, reads, period
     gradient of xw, feeds W's gradient and goes back through W to h(t-1). Both products
     take four units and the block's four rows in one pass over the weight rows, so that
     each carry element is loaded and stored once per four units and each state element
-    once per four weight-gradient rows (one row and one unit at a time: about 9 -> 4.3 ms
-    at the TIMIT shape, 50 -> 36 ms at B = 64 T = 512 n = 256, measured). One row
+    once per four weight-gradient rows (faster than one row and one unit at a time at the
+    TIMIT shape and at B = 64 T = 512 n = 256: docs/performance.md). One row
     (B = 1: the audio task, modules of a few units) keeps one unit at a time.
     """
     steps, n, count = out.shape[1], out.shape[2], rows.shape[0]

@@ -3,24 +3,18 @@ the environment before torch loads GNU OpenMP (which reads it once, when it load
 
 torch's CPU kernels, and the compiled CW-RNN's loops (numba's OpenMP layer runs them on
 torch's own OpenMP threads: models/backends.py, `numba_kernels`), run on GNU OpenMP, whose
-idle threads by default spin 300,000 times (~7 ms on a 2-core AMD EPYC) at every barrier and
-after every parallel region before they sleep. With as many threads as cores and any other
-work on the machine, spinning threads take the cores from the thread that has work, and
-every parallel region waits for a thread that is not running. 1,000 spins (~25 us) still
+idle threads by default spin 300,000 times (milliseconds) at every barrier and after every
+parallel region before they sleep. With as many threads as cores and any other work on the
+machine, spinning threads take the cores from the thread that has work, and every parallel
+region waits for a thread that is not running. 1,000 spins (tens of microseconds) still
 bridge the gaps between back-to-back parallel regions; a thread that waits longer sleeps.
 
-Measured on 2 cores with 2 torch threads, median of 3 interleaved runs (GOMP_SPINCOUNT
-1,000 / OpenMP's default 300,000 / OMP_WAIT_POLICY=PASSIVE, which never spins):
-- a synthwords paper LSTM run (batch 1, 10 epochs), machine otherwise idle: 2.3-2.4 / 2.2-2.3 /
-  6.0 s (two sets of runs); beside one CPU-bound process: 4.1 / 8.5 / 2.8 s. For 30 epochs,
-  amid other people's test suites (load 2-6): 6-503 s with the default, 7-37 s with 1,000
-  (1 thread: 6-15 s; `cwbench speed --interference`);
-- the compiled CW-RNN at B=64, T=512, n=256, fwd+bwd, idle: 77.6-79.1 / 76.2-76.4 / 78.4 ms;
-  beside one CPU-bound process: 138 / 179 / 138 ms;
-- in 5 ms waits after each compiled fwd+bwd, the threads other than the caller burn 59-107%
-  of a core with the default, 0.1% with 1,000 (tests/test_threads.py).
-Fewer spins cost the idle case (300: 3.4 s for that LSTM run), more cost the busy one
-(10,000: 9.7 s).
+Measured on 2 cores with 2 torch threads against the default and against never spinning
+(docs/performance.md has the figures): on an idle machine 1,000 spins cost a few percent;
+beside other work they save far more (a training run took about half the default's time),
+and idle threads stop burning CPU between calls (tests/test_threads.py). Fewer spins cost
+the idle case, more cost the busy one. `cwbench perf interference` measures training runs
+with the setting in force (results/speed/interference_cpu.md).
 
 A wait setting the environment already has (OMP_WAIT_POLICY, GOMP_SPINCOUNT, KMP_BLOCKTIME)
 is kept: GOMP_SPINCOUNT=300000 restores GNU OpenMP's default. Other OpenMP runtimes (LLVM's,

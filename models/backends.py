@@ -393,12 +393,12 @@ def numba_kernels(source: str = "models._numba_kernels"):
       process (minutes instead of seconds: two threads on a busy 2-core machine, next point);
       otherwise they leave nothing behind (no thread burning CPU, the same OS threads);
     - OpenMP's wait policy applies to the loops too. GNU OpenMP's default has idle threads
-      spin ~7 ms after every parallel region; on a busy 2-core machine the spinning threads
-      keep the one with work waiting, and a synthwords paper LSTM run on 2 threads took
-      6-503 s (1 thread: 6-15 s), fresh or after CW-RNN runs alike. So `models` sets
-      GOMP_SPINCOUNT=1000 (~25 us) before torch loads (models/_threads.py, with the
-      numbers): 7-37 s on 2 threads, and after / fresh 0.94-1.01 on 1 and 2 threads
-      (`cwbench speed --interference`, results/speed/interference_cpu.md)."""
+      spin for milliseconds after every parallel region; on a busy 2-core machine the
+      spinning threads keep the one with work waiting, and a training run on 2 threads
+      took many times its usual time, fresh or after CW-RNN runs alike. So `models` sets a
+      short spin before torch loads (models/_threads.py; the figures: docs/performance.md),
+      and a run after CW-RNN runs takes what it takes fresh, on 1 and 2 threads
+      (`cwbench perf interference`, results/speed/interference_cpu.md)."""
     import numba
 
     kernels = importlib.import_module(source)
@@ -439,12 +439,10 @@ BACKENDS = {
 def pick_backend(module, x) -> str:
     """The fastest backend for this device and shape, as measured (results/speed/).
 
-    CPU (2 cores; fwd+bwd of modular / compiled, results/speed/speed_cpu.md): compiled
-    wins at every shape of the grid: 39-54x at the audio task (B = 1, n = 12..41), 9.2x
-    at the copy task (B = 32, n = 40), 3.7-6.4x at TIMIT (B = 16, n = 102..386), 2.9x at
-    B = 64 T = 512 n = 256 and 2.3x at B = 32 T = 256 n = 512. compiled also has the
-    lowest peak memory (0.5-0.7x the reference's). Without numba, or for a dtype it does
-    not run (half precision), modular.
+    CPU (fwd+bwd, results/speed/speed_cpu.md, from `cwbench perf kernels`): compiled wins
+    at every shape of the grid, by the widest margin at the batch-1 audio shapes, and has
+    the lowest peak memory. Without numba, or for a dtype it does not run (half
+    precision), modular.
 
     GPU: modular (cuDNN per clock period); compiled is CPU code.
     """

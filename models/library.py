@@ -13,8 +13,8 @@ its hand-written BPTT.
 
 Why: on CPU torch runs a tanh RNN and a GRU as a loop of small ATen ops per step, and
 autograd goes back through each of them; at the sizes of the paper's tasks that per-op
-overhead is most of the time (a GRU fwd+bwd at the audio shape: 27 ms, of which the
-arithmetic is a few microseconds). The loops have no per-op overhead, but torch's
+overhead is most of the time (nearly all of a GRU's fwd+bwd at the audio shape:
+docs/performance.md). The loops have no per-op overhead, but torch's
 matrix products are faster at large sizes: `pick_implementation` chooses by shape.
 
 "compiled" runs on CPU in float32 and float64, for what the loops implement: tanh, one
@@ -132,36 +132,23 @@ def unsupported(module, x, hx=None) -> str:
 
 
 def pick_implementation(arch: str, device: str, dtype, batch: int, hidden: int, steps: int) -> str:
-    """The faster implementation of rnn or gru for this device and shape (fwd+bwd), as measured.
+    """The faster implementation of rnn or gru for this device and shape (fwd+bwd), as measured
+    on a 2-core CPU (docs/performance.md has the table of compiled / torch by batch, hidden
+    size and length; `cwbench perf kernels` times both at the suite's shapes).
 
-    CPU (2 cores, shared with other work; fwd+bwd time compiled / torch, input size 16,
-    medians of interleaved rounds; 1 torch thread, CPU time, which the other work disturbs
-    least; wall time agreed within 0.1 but for a few outliers):
-
-        gru, T = 320  h=16   32    64   128   256      rnn, T = 320  h=16   32    64   128   256
-        B = 1         0.02 0.03  0.05  0.10  0.21      B = 1         0.04 0.05  0.09  0.17  0.25
-        B = 16        0.13 0.18  0.26  0.42  0.66      B = 16        0.39 0.65  0.97  1.34  1.13
-        B = 32        0.26 0.34  0.44  0.78  0.70      B = 32        0.73 1.12  1.52  1.70  1.35
-        B = 64        0.41 0.53  0.63  0.81  0.85      B = 64        1.16 1.63  1.93  1.98  1.45
-
-    At T = 60 the ratios are within 0.15 of these (gru B = 1: 0.06-0.22), so the rule ignores
-    `steps`. Between: rnn B = 2 and 4 (T = 320) 0.12-0.62, B = 8 0.22-0.86 (h = 16..256),
-    and B = 16 h = 64 a tie (0.97 at T = 320, 1.10 at T = 60). Beyond (gru, T = 60): 0.75
-    at B = 16 h = 512, 0.78 at B = 32 h = 512, 1.00 at B = 64 h = 512, 1.2 at B = 128 h = 256.
+    On CPU the compiled loops win while batch x hidden is small, where torch's per-step op
+    overhead is most of the time; above it torch's matrix products win. The sequence length
+    barely moves the ratios, so the rule ignores `steps`.
 
     - gru: compiled up to batch x hidden = 16384 (B = 64 h = 256), torch above.
     - rnn: compiled up to batch x hidden = 512, or 2048 for batches of at most 8; torch
       above. The rnn runs the CW-RNN's kernel, whose per-unit dot products and tanh do not
       vectorise across units as the gru's loops do: torch's matrix products catch up with
-      the batch (2.0x faster at B = 64 h = 128).
+      the batch sooner.
 
-    2 torch threads (wall time, first of two runs; the second, with a third process on the
-    two cores, timed torch at seconds per call): the compiled kernels win wherever the rule
-    picks them (rnn 0.04-0.27 at B = 1, 0.20-0.30 at B = 16 and 32 with batch x hidden
-    <= 512; gru 0.02-0.61 at T = 320, up to 0.82 at T = 60), and the rnn's also at some
-    shapes where the rule keeps torch (B = 16 h = 64: 0.47-0.52; B = 32 h = 32: 0.50-0.57):
-    one rule for both thread counts keeps the choice, and the float32 bits, independent of
-    the thread count.
+    Measured on 1 torch thread; on 2 the compiled kernels also win wherever the rule picks
+    them, so one rule for both thread counts keeps the choice, and the float32 bits,
+    independent of the thread count.
 
     GPU, half precision, or no numba: torch (cuDNN on a GPU).
     """

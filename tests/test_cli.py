@@ -29,10 +29,20 @@ FAST = [
     (["run", "--help"], 0),
     (["tune", "--help"], 0),
     (["leaderboard", "--help"], 0),
+    (["perf", "--help"], 0),
+    (["perf", "kernels", "--help"], 0),
+    (["perf", "store", "--help"], 0),
+    (["perf", "interference", "--help"], 0),
     (["speed", "--help"], 0),
     (["frobnicate"], 2),  # argparse errors
     (["run", "copy", "--budgets", "0"], 2),
     (["speed", "--device", "tpu"], 2),
+    (["perf"], 2),
+    (["perf", "kernels", "--device", "tpu"], 2),
+    (["perf", "interference", "--device", "cuda"], 2),  # a tool takes only its own options
+    (["perf", "store", "--sizes", "0"], 2),
+    (["speed", "--interference"], 2),  # the old flags say where the tools went
+    (["speed", "--store", "--sizes", "10"], 2),
     (["run", "nosuchtask"], 2),  # checked by the CLI before anything heavy
     (["run", "copy", "--profile", "nosuchprofile"], 2),
     (["tune", "audio", "--profile", "nosuchprofile"], 2),

@@ -1,17 +1,12 @@
-"""`cwbench speed --interference`'s plumbing: one real subprocess on the tiny settings, the
-tables from made-up rows, and the flag's errors without heavy imports (no timing asserted)."""
+"""`cwbench perf interference`'s plumbing: one real subprocess on the tiny settings and the
+tables from made-up rows (no timing asserted). Its options: tests/test_speed.py, test_cli.py."""
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from bench import interference
+from bench.perf import interference
 
-REPO = Path(__file__).resolve().parent.parent
 needs_proc = pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux's /proc")
 
 
@@ -44,17 +39,6 @@ def test_summary_and_table():
     assert one["ratio"] == pytest.approx(6.6 / 7.0) and one["fresh_range"] == "6.0-8.0"
     assert two["ratio"] == pytest.approx(1.2) and two["torch_threads_after"] == [2]
     runs = dict(lstm=interference.LSTM, cwrnn=interference.CWRNN, cw_runs=3)
-    text = interference.markdown(summary, rows, {"date": "today", "command": "cwbench speed --interference"}, runs)
+    text = interference.markdown(summary, rows, {"date": "today", "command": "cwbench perf interference"}, runs)
     assert "| 0 | 2 | 1 | 10.0 | 12.0 | 1.20 |" in text and "| 1 | 2 | 1 | 30.0 | 15.0 | 0.50 |" in text
-    assert "synthwords paper lstm budget 10000" in text and "- command: cwbench speed --interference" in text
-
-
-def test_interference_with_cuda_is_refused_before_torch_loads():
-    code = ("import json, sys; from bench.cli import main; status = main(['speed', '--interference', '--device', "
-            "'cuda']); print(json.dumps([status, sorted({m.split('.')[0] for m in sys.modules} & "
-            "{'torch', 'pandas', 'numba', 'pytorch_lightning'})]))")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO,
-                          timeout=120, check=True)
-    assert json.loads(done.stdout.strip().splitlines()[-1]) == [2, []]
-    assert "--interference measures CPU processes" in done.stderr
+    assert "synthwords paper lstm budget 10000" in text and "- command: cwbench perf interference" in text

@@ -1,4 +1,4 @@
-"""`cwbench speed --store`: what the results store costs as it grows.
+"""`cwbench perf store` (`nox -s perf -- store`): what the results store costs as it grows.
 
 For stores of N records the size of an audio run's (about 9 KB, most of it the learning
 curve), measured in one run on one store grown from the smallest N to the largest:
@@ -10,7 +10,7 @@ curve), measured in one run on one store grown from the smallest N to the larges
 - old put: one atomic_write of the whole store, which is what every put did before the
   store appended (it also read and parsed every line first: the rebuild's time again).
 The store is built in a temporary folder (about 0.9 GB at 100,000 records) and removed.
-Results go to <out>/store_cpu.md and .csv.
+Results go to <out>/store_cpu.md and .csv (committed: results/speed/store_cpu.*).
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ import io
 import json
 import os
 import platform
-import shlex
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
 from bench.files import atomic_write
+from bench.perf.options import StoreOptions
 from bench.store import ResultsStore
 
 SIZES = (1_000, 10_000, 100_000)
@@ -105,11 +105,10 @@ def markdown(rows: list[dict], header: dict, notes: list[str]) -> str:
     return "\n".join([*lines, "", *[f"- {note}" for note in notes], ""])
 
 
-def run(args) -> int:
+def run(options: StoreOptions) -> int:
     from bench import provenance
 
-    command = "cwbench " + shlex.join(args.argv)
-    sizes = args.sizes or (QUICK_SIZES if args.quick else SIZES)
+    sizes = options.sizes or (QUICK_SIZES if options.quick else SIZES)
     record_bytes = len(json.dumps(audio_record("0" * 16), sort_keys=True)) + 1
     print(f"store speed: {', '.join(map(str, sorted(sizes)))} records of {record_bytes} bytes", flush=True)
     with tempfile.TemporaryDirectory(prefix="cwbench-store-speed-") as folder:
@@ -119,7 +118,7 @@ def run(args) -> int:
         "stores built in": f"{tempfile.gettempdir()} (its file system's fsync is most of an append)",
         "date": provenance.now(),
         "commit": provenance.git_commit(),
-        "command": command,
+        "command": options.command,
     }
     first, last = rows[0], rows[-1]
     ratio = last["append_ms"] / first["append_ms"]
@@ -134,9 +133,8 @@ def run(args) -> int:
         "rebuild: every line read and checked, as after a hand edit or a checkout; the old put did that "
         "too, before its rewrite.",
     ]
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = out / ("store_quick_cpu" if args.quick and not args.sizes else "store_cpu")
+    options.out.mkdir(parents=True, exist_ok=True)
+    stem = options.out / ("store_quick_cpu" if options.quick and not options.sizes else "store_cpu")
     table = io.StringIO()
     writer = csv.DictWriter(table, fieldnames=[*rows[0], "record_bytes", *header])
     writer.writeheader()

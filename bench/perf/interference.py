@@ -1,5 +1,5 @@
-"""`cwbench speed --interference`: does a training run slow down after other runs in the
-same process?
+"""`cwbench perf interference` (`nox -s perf -- interference`): does a training run slow
+down after other runs in the same process?
 
 For torch thread counts 1 and 2 it times the same LSTM training run (a real
 `bench.training.train_one`) in two kinds of fresh subprocess, interleaved repeat by repeat
@@ -8,17 +8,18 @@ so that drifts in machine load hit both alike:
 - after: a few CW-RNN runs on the compiled backend first (batch > 1, so that numba's
   parallel loops run, on torch's OpenMP threads), then the same LSTM run;
 each on the machine as it is, and beside one CPU-bound process that this benchmark starts
-(the busy machine of the issue: another sweep on the other core of two).
+(a busy machine: another sweep on the other core of two).
 Each subprocess sets its thread count the way the sweeps do (OMP_NUM_THREADS and
 MKL_NUM_THREADS before torch loads, then torch.set_num_threads) and reports, from
 /proc/self/task, the process's thread count, the CPU time of the main thread and of all
 other threads during the LSTM run, and the CPU time the other threads burn while the
 process sleeps after the CW-RNN runs (a spinning thread shows up there at ~100%).
 
-The medians and the ratio after / fresh go to <out>/interference_cpu.md and .csv. The
-OpenMP wait settings the subprocesses ran with are in every row: the project shortens GNU
-OpenMP's spin (models/_threads.py); set GOMP_SPINCOUNT=300000 (GNU OpenMP's own default) in
-the environment to measure without that.
+The medians and the ratio after / fresh go to <out>/interference_cpu.md and .csv
+(committed: results/speed/interference_cpu.*). The OpenMP wait settings the subprocesses
+ran with are in every row: the project shortens GNU OpenMP's spin (models/_threads.py);
+set GOMP_SPINCOUNT=300000 (GNU OpenMP's own default) in the environment to measure
+without that.
 """
 
 from __future__ import annotations
@@ -26,17 +27,17 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shlex
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from bench.perf.options import InterferenceOptions
 from models._threads import WAIT_SETTINGS
 
 # The LSTM run: the synthwords paper profile (batch 1, SGD with momentum, by epochs), the
-# run of the issue ("a paper-profile synthwords LSTM run that followed CW-RNN runs"), for a
+# kind of run once seen to slow down after CW-RNN runs (docs/performance.md), for a
 # fixed number of epochs (no early stopping: every repeat does the same work).
 LSTM = dict(task="synthwords", profile="paper", arch="lstm", budget=10_000,
             train=dict(epochs=30, patience=0, lr=3e-4))
@@ -48,7 +49,7 @@ QUICK = dict(LSTM=dict(LSTM, train=dict(epochs=1, patience=0, lr=3e-4)),
              CWRNN=dict(CWRNN, train=dict(steps=20, val_every=10)))
 
 IDLE_S = 0.3
-TIMEOUT_S = 1800  # per subprocess: the issue saw an LSTM run go from 60 s to over 8 minutes
+TIMEOUT_S = 1800  # per subprocess: an LSTM run of about a minute once took over 8 (docs/performance.md)
 
 
 # ---------------------------------------------------------------------------------------
@@ -125,9 +126,9 @@ def worker(threads: int, cw_runs: int, lstm: dict, cwrnn: dict) -> dict:
 
 def measure(threads: int, cw_runs: int, lstm: dict, cwrnn: dict, timeout: float) -> dict:
     spec = json.dumps(dict(threads=threads, cw_runs=cw_runs, lstm=lstm, cwrnn=cwrnn))
-    repo = Path(__file__).resolve().parent.parent
+    repo = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(repo), os.environ.get("PYTHONPATH")]))}
-    done = subprocess.run([sys.executable, "-m", "bench.interference", "worker", spec], capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "bench.perf.interference", "worker", spec], capture_output=True,
                           text=True, env=env, cwd=repo, timeout=timeout)
     if done.returncode != 0:
         raise RuntimeError(f"interference worker failed ({done.returncode}):\n{done.stderr[-3000:]}")
@@ -216,22 +217,17 @@ def describe(spec: dict) -> str:
     return f"{spec['task']} {spec['profile']} {spec['arch']} budget {spec['budget']} ({train})"
 
 
-def run(args) -> int:
-    """`cwbench speed --interference`."""
-    if getattr(args, "device", "cpu") == "cuda":
-        from models.errors import UserInputError
-
-        raise UserInputError("--interference measures CPU processes: leave out --device cuda")
+def run(options: InterferenceOptions) -> int:
+    """Measure every setting `options.repeats` times and write the tables."""
     import pandas as pd
 
     from bench import provenance
     from bench.files import atomic_write
 
-    lstm, cwrnn = (QUICK["LSTM"], QUICK["CWRNN"]) if args.quick else (LSTM, CWRNN)
-    cw_runs = 1 if args.quick else 3
-    repeats = 1 if args.quick else args.repeats
-    command = getattr(args, "command", None) or "cwbench " + shlex.join(getattr(args, "argv", []))
-    args.out.mkdir(parents=True, exist_ok=True)
+    lstm, cwrnn = (QUICK["LSTM"], QUICK["CWRNN"]) if options.quick else (LSTM, CWRNN)
+    cw_runs = 1 if options.quick else 3
+    repeats = 1 if options.quick else options.repeats
+    options.out.mkdir(parents=True, exist_ok=True)
     rows, started = [], time.perf_counter()
     for repeat in range(repeats):
         for beside in (0, 1):
@@ -254,11 +250,11 @@ def run(args) -> int:
         "versions": ", ".join(f"{k} {v}" for k, v in provenance.versions().items()),
         "date": provenance.now(),
         "commit": provenance.git_commit(),
-        "command": command,
+        "command": options.command,
         "wall time": f"{elapsed:.0f} s",
         "load average at the end": " ".join(f"{x:.2f}" for x in os.getloadavg()),
     }
-    stem = args.out / ("interference_quick_cpu" if args.quick else "interference_cpu")
+    stem = options.out / ("interference_quick_cpu" if options.quick else "interference_cpu")
     df = pd.DataFrame([dict(r, **{k: str(v) for k, v in header.items()}) for r in rows])
     atomic_write(stem.with_suffix(".csv"), df.to_csv(index=False))
     runs = dict(lstm=lstm, cwrnn=cwrnn, cw_runs=cw_runs)
@@ -275,4 +271,4 @@ if __name__ == "__main__":
         spec = json.loads(sys.argv[2])
         print(json.dumps(worker(**spec)), flush=True)
         sys.exit(0)
-    sys.exit("usage: cwbench speed --interference (python -m bench.interference worker SPEC: its subprocesses)")
+    sys.exit("usage: cwbench perf interference (python -m bench.perf.interference worker SPEC: its subprocesses)")

@@ -1,6 +1,7 @@
-"""`cwbench speed` / `nox -s speed`: how fast each CW-RNN backend is next to the library
-RNN, LSTM and GRU kernels (oneDNN/ATen on CPU, cuDNN on GPU), and how fast the rnn and gru
-run on torch's kernel and on the compiled one (models/library.py), and which `auto` picks.
+"""`cwbench perf kernels` (`nox -s perf -- kernels`): how fast each CW-RNN backend is next
+to the library RNN, LSTM and GRU kernels (oneDNN/ATen on CPU, cuDNN on GPU), how fast the
+rnn and gru run on torch's kernel and on the compiled one (models/library.py), and which
+`auto` picks.
 
 For every shape of a grid (the suite's tasks plus two large shapes) it times, in one
 process and interleaved round by round so that drifts in machine load hit every
@@ -14,16 +15,15 @@ torch for the rnn and gru at the budget, plus peak memory of one fwd+bwd. Result
 per architecture.
 
 Only torch, pandas, seaborn (and numba for the "compiled" backend, where installed) are
-needed: this runs on a bare GPU machine.
+needed: `python -m bench perf kernels` runs on a bare GPU machine. The committed tables are
+results/speed/speed_<device>.*; docs/performance.md reads them.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import math
 import os
-import shlex
 import statistics
 import sys
 import time
@@ -35,10 +35,11 @@ from torch import nn
 
 from bench import provenance
 from bench.files import atomic_write, write_figure
-from bench.speed_options import SPEED_DESCRIPTION, speed_arguments
+from bench.perf.options import KernelsOptions
 from models.backends import numba_available, pick_backend
 from models.clockwork import BACKENDS, ClockworkRNN
 from models.counting import clockwork_count, library_rnn_count
+from models.errors import UserInputError
 from models.library import GRU, RNN, pick_implementation
 from models.schedules import periods_for
 
@@ -194,8 +195,8 @@ def timed(fn, c: Candidate, device: str, calls: int) -> float:
     """ms per call of `calls` back-to-back calls, after one untimed call.
 
     The untimed call matters on CPU: the first op after another candidate's heavy work
-    waits for the thread pool to come back (measured: a 0.15 ms forward took 0.9 ms right
-    after a GRU's backward), a cost of switching candidates, not of the candidate."""
+    waits for the thread pool to come back (a short forward can take several times its own
+    time then: docs/performance.md), a cost of switching candidates, not of the candidate."""
     clear_grads(c)
     fn(c)
     clear_grads(c)
@@ -408,44 +409,25 @@ def plot(df, path: Path, device: str):
 # Entry point
 
 
-def main(argv=None) -> int:
-    """`python -m bench.speed ARGS`, the same as `cwbench speed ARGS`."""
-    argv = sys.argv[1:] if argv is None else list(argv)
-    p = argparse.ArgumentParser(prog="cwbench speed", description=SPEED_DESCRIPTION)
-    speed_arguments(p)
-    args = p.parse_args(argv)
-    args.argv = ["speed", *argv]
-    if args.interference:
-        from bench.interference import run as interference
-
-        return interference(args)
-    return run(args)
-
-
-def run(args) -> int:
-    """Measure on args.device (auto: the CPU, and the GPU when there is one) and write the tables."""
-    if args.store:
-        from bench.store_speed import run as store_speed
-
-        return store_speed(args)
-    if args.sizes:
-        from models.errors import UserInputError
-
-        raise UserInputError("--sizes sets the store sizes of `cwbench speed --store`: add --store or drop --sizes")
-    args.command = "cwbench " + shlex.join(args.argv)
-    devices = ["cpu", "cuda"] if args.device == "auto" and torch.cuda.is_available() else [args.device]
+def run(options: KernelsOptions) -> int:
+    """Measure on options.device (auto: the CPU, and the GPU when there is one) and write the tables."""
+    devices = ["cpu", "cuda"] if options.device == "auto" and torch.cuda.is_available() else [options.device]
     devices = ["cpu" if d == "auto" else d for d in devices]
     if "cuda" in devices and not torch.cuda.is_available():
-        from models.errors import UserInputError
-
         raise UserInputError("--device cuda but torch sees no CUDA GPU: use --device cpu (or auto)")
-    args.out.mkdir(parents=True, exist_ok=True)
+    if options.shapes:
+        known = {name for d in devices for s in grid(d, options.quick, options.full) for name in (s.name, s.family)}
+        unknown = [name for name in options.shapes if name not in known]
+        if unknown:
+            raise UserInputError(f"no shape or family named {', '.join(unknown)} in this grid: --shapes takes "
+                                 f"{', '.join(sorted(known))}")
+    options.out.mkdir(parents=True, exist_ok=True)
     for device in devices:
-        run_device(device, args)
+        run_device(device, options)
     return 0
 
 
-def run_device(device: str, args):
+def run_device(device: str, options: KernelsOptions):
     import pandas as pd
 
     if device == "cuda":
@@ -453,15 +435,18 @@ def run_device(device: str, args):
     backends = [b for b in BACKENDS if device == "cpu" or b != "compiled"]
     if "compiled" in backends and not numba_available():
         backends.remove("compiled")
-    shapes = grid(device, args.quick, args.full)
-    if args.shapes:
-        shapes = [s for s in shapes if s.name in args.shapes or s.family in args.shapes]
+    shapes = grid(device, options.quick, options.full)
+    if options.shapes:
+        shapes = [s for s in shapes if s.name in options.shapes or s.family in options.shapes]
+        if not shapes:  # named for the other device's grid only (b256 on a GPU, b256/cpu on the CPU)
+            print(f"speed on {device}: none of --shapes {' '.join(options.shapes)} is in its grid", flush=True)
+            return
     started = time.perf_counter()
     print(f"speed on {device}: {len(shapes)} shapes, backends {', '.join(backends)}", flush=True)
     rows = []
     for shape in shapes:
-        found = measure(shape, device, backends, args.repeats, 0.2 if args.quick else args.min_time,
-                        memory=not args.no_memory, log=lambda m: print(m, flush=True))
+        found = measure(shape, device, backends, options.repeats, 0.2 if options.quick else options.min_time,
+                        memory=options.memory, log=lambda m: print(m, flush=True))
         auto = pick_backend(found[0].module, found[0].x)
         rows += rows_for(shape, found, device, auto)
     elapsed = time.perf_counter() - started
@@ -473,7 +458,7 @@ def run_device(device: str, args):
         "threads": torch.get_num_threads(),
         "date": provenance.now(),
         "commit": provenance.git_commit(),
-        "command": args.command,
+        "command": options.command,
         "wall time": f"{elapsed:.0f} s",
     }
     if device == "cuda":  # float32 RNNs and matmuls may run in TF32: say which
@@ -495,13 +480,10 @@ def run_device(device: str, args):
         "Peak memory: torch allocations during one fwd+bwd above those before it (GPU: the allocator's peak; CPU: "
         "the profiler's memory timeline).",
     ] + sorted({s.note for s in shapes if s.note and "reduced" in s.note})
-    suffix = "quick_" if args.quick else ""
-    stem = args.out / f"speed_{suffix}{device}"
+    suffix = "quick_" if options.quick else ""
+    stem = options.out / f"speed_{suffix}{device}"
     atomic_write(stem.with_suffix(".csv"), df.to_csv(index=False))
     atomic_write(stem.with_suffix(".md"), markdown(df, device, header, notes))
     plot(df, stem.with_suffix(".png"), device)
     print(f"wrote {stem}.md, .csv, .png ({elapsed:.0f} s)", flush=True)
 
-
-if __name__ == "__main__":
-    sys.exit(main())
