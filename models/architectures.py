@@ -40,6 +40,7 @@ ARCHITECTURES: dict[str, Architecture] = {
     "cwrnn": Architecture("Clockwork RNN (models.ClockworkRNN), periods from a schedule",
                           ("reference", "modular", "compiled"), "models.clockwork:cwrnn_layer",
                           "models.counting:clockwork_spec_count", "models.sizes:clockwork_sizes", "exponential"),
+    "indrnn": Architecture("IndRNN: h = relu(W x + u ⊙ h + b)", ("torch",), "models.indrnn:build", "h * i + 2 * h"),
 }
 
 
