@@ -11,7 +11,8 @@ from models._threads import short_openmp_spin
 short_openmp_spin()  # before anything loads torch: idle OpenMP threads do not spin for ms (models/_threads.py)
 
 _WHERE = {
-    "ARCHITECTURES": "models.registry", "ModelSpec": "models.registry", "build_rnn": "models.registry",
+    "ARCHITECTURES": "models.architectures", "Architecture": "models.architectures", "ModelSpec": "models.spec",
+    "build_rnn": "models.registry",
     "closed_form_count": "models.registry", "ClockworkRNN": "models.clockwork",
     "count_parameters": "models.counting", "UserInputError": "models.errors",
     "SCHEDULES": "models.schedules", "periods_for": "models.schedules",

@@ -121,3 +121,9 @@ class ClockworkRNN(nn.Module):
     def extra_repr(self) -> str:
         return (f"input_size={self.input_size}, module_sizes={self.module_sizes}, "
                 f"periods={self.periods}, offset={self.offset}, order={self.order}, backend={self.backend}")
+
+
+def cwrnn_layer(spec, input_size: int, backend: str = "auto") -> ClockworkRNN:
+    """The builder of the architecture table's "cwrnn" (models/architectures.py)."""
+    return ClockworkRNN(input_size, list(spec.module_sizes), list(spec.periods), offset=spec.offset,
+                        order=list(spec.connection_order), backend=backend)

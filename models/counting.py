@@ -3,17 +3,22 @@
 The effective count is what the optimiser can usefully move: every trainable entry
 except the structural zeros of a CW-RNN's masked recurrent blocks. Library modules
 (nn.RNN/LSTM/GRU) are counted as built, two bias vectors per gate included, because
-both are trained.
+both are trained. Each architecture's closed form is its entry's `count` in
+models/architectures.py.
 """
 
 from __future__ import annotations
 
+import ast
+import functools
+import operator
 from typing import TYPE_CHECKING
+
+from models.architectures import ARCHITECTURES, load
+from models.spec import ModelSpec
 
 if TYPE_CHECKING:  # this module is imported without torch (budget matching counts in closed form)
     from torch import nn
-
-GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 
 
 def count_parameters(module: nn.Module) -> int:
@@ -23,10 +28,17 @@ def count_parameters(module: nn.Module) -> int:
     return total - zeros
 
 
+def recurrent_count(spec: ModelSpec, input_size: int) -> int:
+    """The recurrent layer of `spec` in closed form (its entry's formula, or its code)."""
+    count = ARCHITECTURES[spec.arch].count
+    if ":" in count:
+        return load(count)(spec, input_size)
+    return formula(count)(h=spec.hidden_size, i=input_size)
+
+
 def library_rnn_count(arch: str, input_size: int, hidden_size: int) -> int:
-    """nn.RNN / nn.GRU / nn.LSTM with one layer: gates x (W_ih, W_hh, b_ih, b_hh)."""
-    h = hidden_size
-    return GATES[arch] * (h * input_size + h * h + 2 * h)
+    """An architecture sized by its hidden size alone (rnn, lstm, gru, ...) at `hidden_size`."""
+    return recurrent_count(ModelSpec(arch, hidden_size), input_size)
 
 
 def clockwork_count(input_size: int, module_sizes, order) -> int:
@@ -39,5 +51,32 @@ def clockwork_count(input_size: int, module_sizes, order) -> int:
     return total
 
 
+def clockwork_spec_count(spec: ModelSpec, input_size: int) -> int:
+    return clockwork_count(input_size, spec.module_sizes, spec.connection_order)
+
+
 def readout_count(hidden_size: int, output_size: int) -> int:
     return hidden_size * output_size + output_size
+
+
+_OPERATORS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.FloorDiv: operator.floordiv,
+              ast.Pow: operator.pow}
+
+
+@functools.cache
+def formula(text: str):
+    """A closed form such as "4 * (h * i + h * h + 2 * h)" as a function of h and i: integers,
+    + - * // ** and parentheses only (parsed, never eval'd)."""
+
+    def value(node, names):
+        if isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
+            return _OPERATORS[type(node.op)](value(node.left, names), value(node.right, names))
+        if isinstance(node, ast.Constant) and type(node.value) is int:
+            return node.value
+        if isinstance(node, ast.Name) and node.id in names:
+            return names[node.id]
+        raise ValueError(f"parameter count '{text}': {ast.unparse(node)} is not an integer, h, i or + - * // **")
+
+    tree = ast.parse(text, mode="eval").body
+    value(tree, {"h": 1, "i": 1})  # a malformed formula fails here, when it is first read
+    return lambda **names: value(tree, names)

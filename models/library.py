@@ -20,6 +20,9 @@ matrix products are faster at large sizes: `pick_implementation` chooses by shap
 "compiled" runs on CPU in float32 and float64, for what the loops implement: tanh, one
 layer, one direction, batch_first, a batched (B, T, I) input with B, T >= 1. `auto` runs
 torch for anything else; asking for "compiled" there is an error that says why.
+
+`rnn_layer`, `gru_layer` and `lstm_layer` are the builders the architecture table
+(models/architectures.py) names for rnn, gru and lstm.
 """
 
 from __future__ import annotations
@@ -88,6 +91,20 @@ class GRU(nn.GRU):
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, backend={self.backend}"
+
+
+def rnn_layer(spec, input_size: int, backend: str = "auto") -> RNN:
+    """The builder of the architecture table's "rnn" (models/architectures.py)."""
+    return RNN(input_size, spec.hidden_size, batch_first=True, backend=backend)
+
+
+def gru_layer(spec, input_size: int, backend: str = "auto") -> GRU:
+    return GRU(input_size, spec.hidden_size, batch_first=True, backend=backend)
+
+
+def lstm_layer(spec, input_size: int, backend: str = "auto") -> nn.LSTM:
+    """torch.nn.LSTM itself: its one implementation is torch's (oneDNN on CPU, cuDNN on a GPU)."""
+    return nn.LSTM(input_size, spec.hidden_size, batch_first=True)
 
 
 def initial_state(module, x, hx):

@@ -1,32 +1,24 @@
 """The names the command line lists and checks, without importing torch.
 
 `cwbench list`, `--help` and a mistyped flag should answer at once, and torch alone takes
-seconds to import. So the names live here, as plain data, and the heavy dicts that build
-things from them (models.registry.ARCHITECTURES, models.clockwork.BACKENDS,
-models.lightning.OPTIMIZERS) keep the same keys: tests/test_cli.py checks that they agree.
+seconds to import. So the names are read from the plain table of models/architectures.py
+(and the optimizers listed here); the heavy dicts that build things from them
+(models.clockwork.BACKENDS, models.lightning.OPTIMIZERS) keep the same keys:
+tests/test_cli.py checks that they agree.
 """
 
 from __future__ import annotations
 
+from models.architectures import ARCHITECTURES as _TABLE
 from models.errors import UserInputError
 from models.schedules import periods_for
 
-# architecture -> one-line description (add a builder in models/registry.py too)
-ARCHITECTURES = {
-    "rnn": "vanilla tanh RNN (torch.nn.RNN; on CPU a compiled kernel where faster: models/library.py)",
-    "lstm": "LSTM (torch.nn.LSTM: oneDNN/cuDNN kernel)",
-    "gru": "GRU (torch.nn.GRU; on CPU a compiled kernel where faster: models/library.py)",
-    "cwrnn": "Clockwork RNN (models.ClockworkRNN), periods from a schedule",
-}
-BACKENDS = ("reference", "modular", "compiled")  # CW-RNN implementations (models/clockwork.py)
+# architecture -> one-line description
+ARCHITECTURES = {name: entry.description for name, entry in _TABLE.items()}
 # architecture -> the implementations of its recurrence, all computing the same function;
 # "auto" (the default) picks the fastest for the device and shape
-IMPLEMENTATIONS = {
-    "rnn": ("torch", "compiled"),  # models/library.py
-    "lstm": ("torch",),
-    "gru": ("torch", "compiled"),  # models/library.py
-    "cwrnn": BACKENDS,
-}
+IMPLEMENTATIONS = {name: entry.implementations for name, entry in _TABLE.items()}
+BACKENDS = IMPLEMENTATIONS["cwrnn"]  # CW-RNN implementations (models/clockwork.py), for --cw-backend
 OPTIMIZERS = ("adam", "sgd")
 
 
@@ -45,11 +37,13 @@ def check_implementation(arch: str, backend: str) -> None:
 
 
 def parse_arch(label: str) -> tuple[str, str]:
-    """'lstm' -> ('lstm', ''); 'cwrnn/fibonacci' -> ('cwrnn', 'fibonacci'); 'cwrnn' -> exponential."""
+    """'lstm' -> ('lstm', ''); 'cwrnn/fibonacci' -> ('cwrnn', 'fibonacci'); 'cwrnn' -> its default
+    schedule (exponential). Only an architecture with a default schedule takes one."""
     arch, _, schedule = label.partition("/")
     check_arch(arch)
-    if arch == "cwrnn":
-        schedule = schedule or "exponential"
+    default = _TABLE[arch].schedule
+    if default:
+        schedule = schedule or default
         periods_for(schedule, 1)  # validate the spec early, with its own message
     elif schedule:
         raise UserInputError(f"architecture '{arch}' takes no schedule (got '{label}'): write just '{arch}'")

@@ -1,4 +1,5 @@
-"""Architectures by name: how to build each, and its closed-form parameter count.
+"""Building and counting a `ModelSpec`, whatever its architecture: both read the entry of
+models/architectures.py (its builder and its closed-form count), so nothing here names one.
 
 A model is described by a `ModelSpec` (the resolved size of one architecture); the
 budget matcher in `bench` produces specs, `build_rnn` turns one into a module.
@@ -6,81 +7,25 @@ budget matcher in `bench` produces specs, `build_rnn` turns one into a module.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
-from models.counting import clockwork_count, library_rnn_count, readout_count
+from models.architectures import ARCHITECTURES, load
+from models.counting import readout_count, recurrent_count
 from models.names import check_implementation
+from models.spec import ModelSpec
 
 if TYPE_CHECKING:
     from torch import nn
 
-
-@dataclass(frozen=True)
-class ModelSpec:
-    arch: str  # a key of ARCHITECTURES
-    hidden_size: int  # total hidden units n
-    schedule: str = ""  # CW-RNN only: the schedule spec the periods came from
-    periods: tuple[int, ...] = field(default_factory=tuple)
-    module_sizes: tuple[int, ...] = field(default_factory=tuple)
-    offset: int = 0
-    order: tuple[int, ...] = field(default_factory=tuple)  # connection order; empty = the periods
-
-    @property
-    def connection_order(self) -> tuple[int, ...]:
-        return self.order or self.periods
-
-    @property
-    def label(self) -> str:
-        """The name in tables: 'lstm', 'cwrnn/exponential', ..."""
-        return f"{self.arch}/{self.schedule}" if self.schedule else self.arch
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["periods"], d["module_sizes"], d["order"] = list(self.periods), list(self.module_sizes), list(self.order)
-        return d
-
-
-def _library(cls_name: str):
-    """Builder of models.library.<cls_name> (nn.RNN, nn.GRU with a compiled alternative) or,
-    for the LSTM, torch.nn.LSTM itself; torch is imported when a model is built, so budget
-    matching (closed_form_count) and the command line's checks run without it."""
-
-    def build(spec, input_size, backend="auto"):
-        if cls_name == "LSTM":
-            from torch import nn
-
-            return nn.LSTM(input_size, spec.hidden_size, batch_first=True)
-        from models import library
-
-        return getattr(library, cls_name)(input_size, spec.hidden_size, batch_first=True, backend=backend)
-
-    return build
-
-
-def _clockwork(spec: ModelSpec, input_size: int, backend: str = "auto"):
-    from models.clockwork import ClockworkRNN
-
-    return ClockworkRNN(input_size, list(spec.module_sizes), list(spec.periods), offset=spec.offset,
-                        order=list(spec.connection_order), backend=backend)
-
-
-# name -> builder(spec, input_size, backend) -> module with nn.RNN's calling convention;
-# `backend` picks the implementation (models.names.IMPLEMENTATIONS). The names and their
-# descriptions are in models/names.py, which the command line reads without torch.
-ARCHITECTURES = {
-    "rnn": _library("RNN"),
-    "lstm": _library("LSTM"),
-    "gru": _library("GRU"),
-    "cwrnn": _clockwork,
-}
+__all__ = ["ARCHITECTURES", "ModelSpec", "build_rnn", "closed_form_count", "freeze_input_weights", "implementation",
+           "initialise"]
 
 
 def build_rnn(spec: ModelSpec, input_size: int, backend: str = "auto") -> nn.Module:
     """The recurrent layer of `spec`, on `backend`: "auto" (the fastest for the device and
     shape of each input) or one of the architecture's implementations."""
     check_implementation(spec.arch, backend)
-    return ARCHITECTURES[spec.arch](spec, input_size, backend)
+    return load(ARCHITECTURES[spec.arch].build)(spec, input_size, backend)
 
 
 def implementation(rnn: nn.Module, x) -> str:
@@ -136,8 +81,4 @@ def initialise(rnn: nn.Module, readout: nn.Module, std: float = 0.0, lstm_forget
 
 def closed_form_count(spec: ModelSpec, input_size: int, output_size: int) -> int:
     """Effective parameters of recurrent layer + linear readout, without building it."""
-    if spec.arch == "cwrnn":
-        recurrent = clockwork_count(input_size, spec.module_sizes, spec.connection_order)
-    else:
-        recurrent = library_rnn_count(spec.arch, input_size, spec.hidden_size)
-    return recurrent + readout_count(spec.hidden_size, output_size)
+    return recurrent_count(spec, input_size) + readout_count(spec.hidden_size, output_size)

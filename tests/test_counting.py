@@ -1,9 +1,9 @@
-"""Effective parameter counts (closed form == built module) and budget matching."""
+"""Effective parameter counts (closed form == built module) and budget matching; the tests every
+architecture gets are in tests/test_architectures.py."""
 
 import random
 
 import pytest
-import torch
 
 from bench.budget import match_budget, parse_arch
 from models import UserInputError, build_rnn, closed_form_count, count_parameters, periods_for
@@ -16,18 +16,16 @@ class _Task:
         self.output_size = output_size
 
 
-@pytest.mark.parametrize("case", range(60))
-def test_closed_form_equals_built_model(case):
+@pytest.mark.parametrize("case", range(30))
+def test_clockwork_closed_form_with_any_periods_equals_built_model(case):
+    # every architecture's count at its budget sizes: tests/test_architectures.py; here a CW-RNN with
+    # periods no schedule gives (ties, any order), readout included
     rng = random.Random(case)
-    arch = ["rnn", "lstm", "gru", "cwrnn"][case % 4]
     inputs, outputs = rng.randint(1, 13), rng.randint(1, 25)
-    if arch == "cwrnn":
-        g = rng.randint(1, 7)
-        periods = [rng.randint(1, 9) for _ in range(g)]
-        sizes = [rng.randint(1, 6) for _ in range(g)]
-        spec = ModelSpec("cwrnn", sum(sizes), "random", tuple(periods), tuple(sizes))
-    else:
-        spec = ModelSpec(arch, rng.randint(1, 40))
+    g = rng.randint(1, 7)
+    periods = [rng.randint(1, 9) for _ in range(g)]
+    sizes = [rng.randint(1, 6) for _ in range(g)]
+    spec = ModelSpec("cwrnn", sum(sizes), "random", tuple(periods), tuple(sizes))
     model = SequenceModel(build_rnn(spec, inputs), _Task(outputs), OptimConfig())
     assert count_parameters(model) == closed_form_count(spec, inputs, outputs)
 
@@ -96,9 +94,3 @@ def test_schedules():
     assert periods_for("2,3,7", None) == [2, 3, 7]
     with pytest.raises(UserInputError, match="g must be an integer >= 1"):
         periods_for("linear", 0)
-
-
-def test_built_model_runs():
-    spec = match_budget("cwrnn/fibonacci", 800, 3, 2).spec
-    out, h = build_rnn(spec, 3)(torch.randn(2, 5, 3))
-    assert out.shape == (2, 5, spec.hidden_size) and h.shape == (1, 2, spec.hidden_size)

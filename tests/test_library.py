@@ -196,16 +196,10 @@ def test_compiled_refuses_what_it_cannot_run(arch):
         ours(2, 4, backend="modular")
 
 
-def test_build_rnn_takes_each_architectures_implementations():
-    spec = {arch: ModelSpec(arch, 4, periods=(1, 2), module_sizes=(2, 2)) if arch == "cwrnn" else ModelSpec(arch, 4)
-            for arch in ("rnn", "lstm", "gru", "cwrnn")}
-    x = torch.zeros(1, 5, 3)
-    assert implementation(build_rnn(spec["lstm"], 3), x) == "torch"
-    assert implementation(build_rnn(spec["lstm"], 3, "torch"), x) == "torch"
-    assert implementation(build_rnn(spec["rnn"], 3, "torch"), x) == "torch"
-    assert implementation(build_rnn(spec["gru"], 3, "compiled"), x) == "compiled"
-    assert implementation(build_rnn(spec["cwrnn"], 3, "modular"), x) == "modular"
-    assert isinstance(build_rnn(spec["gru"], 3), nn.GRU)
+def test_build_rnn_refuses_another_architectures_implementation():
+    # that each implementation builds and runs what it says: tests/test_architectures.py
+    spec = {arch: ModelSpec(arch, 4) for arch in ("rnn", "lstm", "gru")}
+    assert isinstance(build_rnn(spec["gru"], 3), nn.GRU) and isinstance(build_rnn(spec["lstm"], 3), nn.LSTM)
     with pytest.raises(UserInputError, match="unknown lstm implementation 'compiled': choose auto or one of torch$"):
         build_rnn(spec["lstm"], 3, "compiled")
     with pytest.raises(UserInputError, match="unknown rnn implementation 'modular': choose auto or one of torch, "

@@ -1,0 +1,50 @@
+"""Every architecture, one entry each: the table the command line, the builder, the counter
+and the budget matcher read. Adding an architecture is its module plus one line here;
+tests/test_architectures.py runs the same tests on every entry.
+
+Plain data and no torch: `cwbench list`, `--help` and budget matching read this table
+without importing it. Code is named by "module:attr" strings, imported where it is used
+(`load`), as in `tasks.TASKS`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+HIDDEN = "models.sizes:hidden_sizes"  # budget candidates: hidden sizes 1, 2, 3, ...
+
+
+@dataclass(frozen=True)
+class Architecture:
+    description: str  # one line, for `cwbench list`
+    implementations: tuple[str, ...]  # of its recurrence, all computing the same function; "auto" picks one
+    # (spec: ModelSpec, input_size, backend) -> a module with torch.nn.RNN's calling convention (batch_first)
+    build: str
+    # effective parameters of the recurrent layer (readout excluded), without building it: a closed
+    # form in h (hidden size) and i (counted input size), or "module:attr" of (spec, input_size) -> int
+    count: str
+    # (arch, schedule, *, cw_match, cw_modules, cw_module_size, offset) -> the ModelSpecs budget matching
+    # tries, in increasing parameter count
+    sizes: str = HIDDEN
+    schedule: str = ""  # the default schedule of an architecture that takes one (`cwrnn/<schedule>`)
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    "rnn": Architecture("vanilla tanh RNN (torch.nn.RNN; on CPU a compiled kernel where faster: models/library.py)",
+                        ("torch", "compiled"), "models.library:rnn_layer", "h * i + h * h + 2 * h"),
+    "lstm": Architecture("LSTM (torch.nn.LSTM: oneDNN/cuDNN kernel)",
+                         ("torch",), "models.library:lstm_layer", "4 * (h * i + h * h + 2 * h)"),
+    "gru": Architecture("GRU (torch.nn.GRU; on CPU a compiled kernel where faster: models/library.py)",
+                        ("torch", "compiled"), "models.library:gru_layer", "3 * (h * i + h * h + 2 * h)"),
+    "cwrnn": Architecture("Clockwork RNN (models.ClockworkRNN), periods from a schedule",
+                          ("reference", "modular", "compiled"), "models.clockwork:cwrnn_layer",
+                          "models.counting:clockwork_spec_count", "models.sizes:clockwork_sizes", "exponential"),
+    "indrnn": Architecture("IndRNN: h = relu(W x + u ⊙ h + b)", ("torch",), "models.indrnn:build", "h * i + 2 * h"),
+}
+
+
+def load(ref: str):
+    """The object a "module:attr" string names."""
+    module, _, attr = ref.partition(":")
+    return getattr(importlib.import_module(module), attr)
