@@ -23,7 +23,7 @@ DEFAULT_RESULTS = Path("results")
 
 
 def cmd_list(args) -> None:
-    from bench.suite import load_profile, load_suite, suite_names
+    from bench.suite.suites import load_profile, load_suite, suite_names
     from models.schedules import SCHEDULES, periods_for
 
     print("architectures (use cwrnn/<schedule> for a CW-RNN with that schedule):")
@@ -47,7 +47,7 @@ def cmd_list(args) -> None:
 def profile_from_args(args):
     """The suite and its profile with the command line's overrides applied, checked as far
     as that can be done without torch."""
-    from bench.suite import load_profile, load_suite, validate_train
+    from bench.suite.suites import load_profile, load_suite, validate_train
 
     suite = load_suite(args.task)
     profile = load_profile(suite, args.profile)
@@ -63,7 +63,7 @@ def profile_from_args(args):
         profile.train = dataclasses.replace(profile.train, steps=args.steps,
                                             val_every=min(profile.train.val_every, args.steps))
     if args.train:
-        from bench.suite import TrainConfig, _dataclass_from
+        from bench.suite.suites import TrainConfig, _dataclass_from
 
         profile.train = _dataclass_from(TrainConfig, {**dataclasses.asdict(profile.train), **dict(args.train)},
                                         "--train")
@@ -81,13 +81,13 @@ def profile_from_args(args):
 
 def cmd_run(args) -> int:
     suite, profile = profile_from_args(args)
-    from bench.suite import resolve
-    from bench.tuning import needs_tuning, tuned_rates
+    from bench.suite.suites import resolve
+    from bench.suite.tuning import needs_tuning, tuned_rates
 
     tuned = tuned_rates(args.task, args.profile, profile, args.results) if needs_tuning(profile) else None
     runs = resolve(args.task, args.profile, profile, tuned)  # task and budget errors: still without torch
-    from bench.leaderboard import build_leaderboard
-    from bench.runner import run_suite
+    from bench.report.leaderboard import build_leaderboard
+    from bench.sweep.runner import run_suite
 
     command = "cwbench " + shlex.join(args.argv) if args.command is None else args.command
     counts = run_suite(runs, args.results, device=args.device, wandb=args.wandb, progress=args.progress,
@@ -100,11 +100,11 @@ def cmd_run(args) -> int:
 
 def cmd_tune(args) -> int:
     suite, profile = profile_from_args(args)
-    from bench.store import ResultsStore
-    from bench.tuning import TUNING_STORE, choose, tuning_runs
+    from bench.store.results import ResultsStore
+    from bench.suite.tuning import TUNING_STORE, choose, tuning_runs
 
     runs = tuning_runs(args.task, args.profile, profile)  # task and budget errors: still without torch
-    from bench.runner import run_suite
+    from bench.sweep.runner import run_suite
 
     command = "cwbench " + shlex.join(args.argv) if args.command is None else args.command
     counts = run_suite(runs, args.results, device=args.device, progress=args.progress, command=command,
@@ -120,7 +120,7 @@ def cmd_tune(args) -> int:
 def cmd_verify(args) -> int:
     import tempfile
 
-    from bench.verify import verify
+    from bench.report.verify import verify
 
     scratch = args.scratch or Path(tempfile.mkdtemp(prefix=f"cwbench-verify-{args.task}-"))
     return verify(args.task, args.results, scratch, read_run_command, args.sample, args.profile, alpha=args.alpha,
@@ -134,14 +134,14 @@ def read_run_command(words: list[str]):
 
 
 def cmd_leaderboard(args) -> int:
-    from bench.suite import load_suite, suite_names
+    from bench.suite.suites import load_suite, suite_names
 
     if args.task:
         load_suite(args.task)  # an unknown name is said before pandas is imported
     tasks = [args.task] if args.task else [t for t in suite_names() if (args.results / t / "runs.jsonl").exists()]
     if not tasks:
         raise UserInputError(f"no stored runs under {args.results}: run `cwbench run TASK` first")
-    from bench.leaderboard import build_leaderboard
+    from bench.report.leaderboard import build_leaderboard
 
     for task in tasks:
         build_leaderboard(task, args.results)
@@ -245,7 +245,7 @@ def implementations(pairs, cw_backend) -> dict:
 
 def launch_options(args):
     """--launcher and its settings, checked before anything is imported or trained."""
-    from bench.launchers import LaunchOptions
+    from bench.sweep.launchers import LaunchOptions
 
     slurm = {}
     if args.slurm_config:
@@ -269,7 +269,7 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser().parse_args(argv)
     args.argv = argv
-    from bench.interrupt import Interrupted, stop_on_signals
+    from bench.sweep.interrupt import Interrupted, stop_on_signals
 
     try:
         if hasattr(args, "launcher"):  # run and tune

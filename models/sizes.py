@@ -1,6 +1,6 @@
 """The sizes budget matching tries, per kind of architecture (an entry's `sizes` in
 models/architectures.py): each generator yields ModelSpecs in increasing parameter count,
-so the matcher (bench/budget.py) can stop at the first one over the budget. No torch.
+so the matcher (bench/suite/budget.py) can stop at the first one over the budget. No torch.
 
 Library-style RNNs vary their hidden size. A CW-RNN varies its module size k at a fixed
 number of modules g (`cw_match="module_size"`; sizes differ by at most one unit, the

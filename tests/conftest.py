@@ -20,4 +20,4 @@ def _one_thread():
 def _sweeps_in_the_test_process(monkeypatch):
     # `cwbench run` would start a worker process per core for small models: seconds of
     # imports per test. Tests that are about workers ask for them (--workers N).
-    monkeypatch.setattr("bench.launchers.default_workers", lambda jobs, device: 1)
+    monkeypatch.setattr("bench.sweep.launchers.default_workers", lambda jobs, device: 1)

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.budget import candidates, match_budget
+from bench.suite.budget import candidates, match_budget
 from models.architectures import ARCHITECTURES
 from models.backends import numba_available
 from models.counting import count_parameters, recurrent_count
@@ -152,7 +152,7 @@ def test_implementations_agree(arch, name):
 def test_committed_records_rematch_to_their_model_count_and_run_id():
     """Every committed run's model and count are what matching its suite profile gives now,
     and its run id is the hash of its config with them: the registry changed no run."""
-    from bench.suite import _grid, counted_inputs, load_profile, load_suite, make_task, run_id
+    from bench.suite.suites import _grid, counted_inputs, load_profile, load_suite, make_task, run_id
 
     profiles, tasks, matched, checked = {}, {}, {}, 0
     for path in sorted(ROOT.glob("results/*/runs.jsonl")):

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from bench.cli import main
-from bench.suite import load_suite, suite_names
+from bench.suite.suites import load_suite, suite_names
 from models import names
 
 ROOT = Path(__file__).resolve().parent.parent

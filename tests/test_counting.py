@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from bench.budget import match_budget, parse_arch
+from bench.suite.budget import match_budget, parse_arch
 from models import UserInputError, build_rnn, closed_form_count, count_parameters, periods_for
 from models.lightning import OptimConfig, SequenceModel
 from models.registry import ModelSpec

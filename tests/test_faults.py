@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from bench import store as store_module
 from bench.cli import main, parser
-from bench.store import ResultsStore
+from bench.store.results import ResultsStore
+from bench.store.results import results as store_module
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = ["--archs", "rnn", "--budgets", "400", "--seeds", "2", "--steps", "2", "--param", "delay=3",
@@ -209,7 +209,7 @@ def test_leaderboard_files_are_replaced_whole(store_with_two_runs, monkeypatch):
     def crash(*args):
         raise OSError(5, "I/O error")
 
-    monkeypatch.setattr("bench.files.os.replace", crash)
+    monkeypatch.setattr("bench.store.files.os.replace", crash)
     with pytest.raises(OSError):
         main(["leaderboard", "copy", "--results", str(results)])
     assert {p.name: p.read_bytes() for p in (results / "copy").glob("leaderboard.*")} == before
@@ -228,7 +228,7 @@ def known_flags() -> set[str]:
 
 def test_every_flag_a_message_names_exists():
     named = set()
-    sources = [*REPO.glob("bench/*.py"), *REPO.glob("models/*.py")]  # tasks/: tests/test_hints.py
+    sources = [*REPO.glob("bench/**/*.py"), *REPO.glob("models/*.py")]  # tasks/: tests/test_hints.py
     for path in [p for p in sources if p.name != "provenance.py"]:  # provenance's are git's own flags
         for flag in re.findall(r"[\"'][^\"'\n]*?(--[a-z][a-z-]*)", path.read_text()):
             named.add((flag, path.name))

@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main
-from bench.launchers import LaunchOptions
-from bench.runner import run_suite
-from bench.store import ResultsStore
+from bench.store.results import ResultsStore
+from bench.sweep.launchers import LaunchOptions
+from bench.sweep.runner import run_suite
 from tasks.copy import CopyTask
 
 BIN = Path(sys.executable).parent

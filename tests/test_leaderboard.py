@@ -7,9 +7,9 @@ import re
 
 import pytest
 
-from bench import plots
-from bench.leaderboard import build_leaderboard, leaderboard_table, markdown, runs_frame
-from bench.stats import bootstrap_ci, welch_p
+from bench.report import plots
+from bench.report.leaderboard import build_leaderboard, leaderboard_table, markdown, runs_frame
+from bench.report.stats import bootstrap_ci, welch_p
 
 COPY = {"task": "copy", "title": "Copy", "leaderboard": {"aggregate_over": []}}
 AUDIO = {"task": "audio", "title": "Audio", "leaderboard": {"aggregate_over": ["target", "sha256"]}}

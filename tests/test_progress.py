@@ -1,6 +1,6 @@
 """The sweep's progress lines and summary: the same for every launcher (records arrive in any order)."""
 
-from bench.progress import SweepProgress, duration
+from bench.sweep.progress import SweepProgress, duration
 
 
 def record(status, value=None, reason="", wall=1.0):

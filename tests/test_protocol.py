@@ -9,11 +9,11 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from bench import provenance, training
 from bench.cli import main
-from bench.store import ResultsStore
-from bench.suite import TUNED, TrainConfig, load_profile, load_suite, resolve, suite_names
-from bench.tuning import TUNING_STORE, choose, tuning_runs
+from bench.store.results import ResultsStore
+from bench.suite.suites import TUNED, TrainConfig, load_profile, load_suite, resolve, suite_names
+from bench.suite.tuning import TUNING_STORE, choose, tuning_runs
+from bench.sweep import provenance, training
 from models.errors import UserInputError
 from tasks import TASKS, task_class
 from tasks.audio import AudioGeneration
@@ -126,7 +126,7 @@ def test_tuning_runs_give_every_architecture_the_same_grid_and_score_on_validati
 
 
 def fake_record(config, score, status="ok"):
-    from bench.suite import run_id
+    from bench.suite.suites import run_id
 
     return {"run_id": run_id(config), "status": status, "metrics": {"recall_accuracy": score},
             "primary_metric": "recall_accuracy", "higher_is_better": True, "baselines": {"recall_accuracy": 0.125}}
@@ -150,7 +150,7 @@ def test_choose_takes_the_best_mean_and_a_diverged_run_scores_the_baseline():
 def test_tune_then_run_uses_the_chosen_rate(tmp_path, monkeypatch, capsys):
     """End to end through the CLI on a tiny grid: tuning stores its runs apart, evaluated on
     validation data, and a run of a `tuned` profile takes the chosen rate."""
-    monkeypatch.setattr("bench.suite.load_profile", lambda suite, name: tiny_copy_profile([0.001, 0.01]))
+    monkeypatch.setattr("bench.suite.suites.load_profile", lambda suite, name: tiny_copy_profile([0.001, 0.01]))
     args = ["--results", str(tmp_path), "--steps", "3"]
     assert main(["run", "copy", *args]) == 2
     assert "tuning is not complete" in capsys.readouterr().err

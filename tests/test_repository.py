@@ -85,3 +85,21 @@ def test_no_package_imports_itself_in_a_cycle(package):
 
     for name in sorted(graph):
         visit(name, [])
+
+
+# bench's subpackages by concern, lowest first: a module imports only from its own
+# subpackage and those below it (cli.py and arguments.py, the front door, sit on top)
+BENCH_LAYERS = ["store", "suite", "sweep", "report", "perf"]
+
+
+def test_bench_subpackages_import_only_downwards():
+    wrong = []
+    for layer, name in enumerate(BENCH_LAYERS):
+        allowed = {f"bench.{below}" for below in BENCH_LAYERS[:layer + 1]} | {"bench.arguments"}
+        for path in sorted((ROOT / "bench" / name).rglob("*.py")):
+            for module in imports_of(path, "bench"):
+                if module != "bench" and not any(module == a or module.startswith(a + ".") for a in allowed):
+                    wrong.append(f"{path.relative_to(ROOT)} imports {module}")
+    assert wrong == [], "an import goes up or sideways: " + "; ".join(wrong)
+    flat = sorted(p.name for p in (ROOT / "bench").glob("*.py"))
+    assert flat == ["__init__.py", "__main__.py", "arguments.py", "cli.py"], "a module outside the subpackages"

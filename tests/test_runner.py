@@ -10,10 +10,10 @@ import warnings
 import pytest
 from wandb_offline import read_run
 
-from bench import runner, training
 from bench.cli import main
-from bench.store import ResultsStore
-from bench.suite import TrainConfig
+from bench.store.results import ResultsStore
+from bench.suite.suites import TrainConfig
+from bench.sweep import runner, training
 from tasks.copy import CopyTask
 
 TINY = ["--archs", "rnn", "cwrnn/exponential", "--seeds", "2", "--steps", "4", "--budgets", "400",

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.claims import LEASE_S
-from bench.store import ResultsStore
+from bench.store.claims import LEASE_S
+from bench.store.results import ResultsStore
 from models.errors import UserInputError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parent.parent
 # another sweep: claims the run ids it is given, says which it got, then trains "forever"
 SWEEP = """
 import sys, time
-from bench.store import ResultsStore
+from bench.store.results import ResultsStore
 print(" ".join(ResultsStore(sys.argv[1]).claim(sys.argv[2:])), flush=True)
 time.sleep(600)
 """
@@ -84,10 +84,10 @@ def test_a_failed_write_leaves_the_old_file(tmp_path, monkeypatch):
         real(fd, data[:len(data) // 2])
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("bench.store.os.write", half_then_disk_full)
+    monkeypatch.setattr("bench.store.results.os.write", half_then_disk_full)
     with pytest.raises(OSError, match="No space left"):
         store.put(record("b"))
-    monkeypatch.setattr("bench.store.os.write", lambda fd, data: real(fd, data[:10]))  # a short write
+    monkeypatch.setattr("bench.store.results.os.write", lambda fd, data: real(fd, data[:10]))  # a short write
     with pytest.raises(OSError, match="wrote 10 of"):
         store.put(record("b"))
     monkeypatch.undo()
@@ -117,8 +117,8 @@ def test_put_writes_one_line_and_reads_nothing_of_the_store(tmp_path, monkeypatc
         assert len(store.finished_ids()) >= size
         written.clear()
         with monkeypatch.context() as spy:
-            spy.setattr("bench.store.os.write", counted)
-            spy.setattr("bench.store.os.pread", refuse)
+            spy.setattr("bench.store.results.os.write", counted)
+            spy.setattr("bench.store.results.os.pread", refuse)
             spy.setattr(ResultsStore, "_read", refuse)
             spy.setattr(ResultsStore, "_rebuild_index", refuse)
             store.put(record(f"new-{size}"))

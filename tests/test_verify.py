@@ -6,9 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from bench import stats
 from bench.cli import main
-from bench.verify import Check, Row, command_args, judge, machine_comparison
+from bench.report import stats
+from bench.report.verify import Check, Row, command_args, judge, machine_comparison
 
 TINY = ["--archs", "rnn", "cwrnn/exponential", "--budgets", "400", "--steps", "3",
         "--param", "delay=3", "--param", "variable_delay=false"]
@@ -113,7 +113,7 @@ def test_each_run_is_rerun_on_its_own_recorded_thread_count(tmp_path, capsys, mo
     results, path = make_store(tmp_path)
     rewrite(path, lambda r: r["machine"].update(torch_threads=1 + r["seed"] % 2))
     seen = []
-    from bench import runner
+    from bench.sweep import runner
 
     real = runner.run_suite
 

@@ -2,7 +2,7 @@
 down after other runs in the same process?
 
 For torch thread counts 1 and 2 it times the same LSTM training run (a real
-`bench.training.train_one`) in two kinds of fresh subprocess, interleaved repeat by repeat
+`bench.sweep.training.train_one`) in two kinds of fresh subprocess, interleaved repeat by repeat
 so that drifts in machine load hit both alike:
 - fresh: the LSTM run alone;
 - after: a few CW-RNN runs on the compiled backend first (batch > 1, so that numba's
@@ -79,7 +79,7 @@ def one_run(spec: dict):
     """(config, task) of one run: the suite's profile with the spec's overrides, seed 0."""
     import dataclasses
 
-    from bench.suite import load_profile, load_suite, resolve
+    from bench.suite.suites import load_profile, load_suite, resolve
 
     profile = load_profile(load_suite(spec["task"]), spec["profile"])
     profile.archs, profile.budgets, profile.seeds = [spec["arch"]], [spec["budget"]], 1
@@ -88,12 +88,12 @@ def one_run(spec: dict):
 
 
 def worker(threads: int, cw_runs: int, lstm: dict, cwrnn: dict) -> dict:
-    from bench.verify import pin_threads
+    from bench.report.verify import pin_threads
 
     pin_threads(threads)  # the environment first, before torch loads: as the sweeps do
     import torch
 
-    from bench.training import train_one
+    from bench.sweep.training import train_one
 
     main = os.getpid()  # the main thread's id
     lstm_run, cw_run = one_run(lstm), one_run(cwrnn)
@@ -221,8 +221,8 @@ def run(options: InterferenceOptions) -> int:
     """Measure every setting `options.repeats` times and write the tables."""
     import pandas as pd
 
-    from bench import provenance
-    from bench.files import atomic_write
+    from bench.store.files import atomic_write
+    from bench.sweep import provenance
 
     lstm, cwrnn = (QUICK["LSTM"], QUICK["CWRNN"]) if options.quick else (LSTM, CWRNN)
     cw_runs = 1 if options.quick else 3

@@ -33,9 +33,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from bench import provenance
-from bench.files import atomic_write, write_figure
 from bench.perf.options import KernelsOptions
+from bench.store.files import atomic_write, write_figure
+from bench.sweep import provenance
 from models.backends import numba_available, pick_backend
 from models.clockwork import BACKENDS, ClockworkRNN
 from models.counting import clockwork_count, library_rnn_count
@@ -93,7 +93,7 @@ def even_sizes(n: int, g: int) -> tuple[int, ...]:
 
 def budget_sizes(budget: int, g: int, input_size: int, output_size: int) -> tuple[int, ...]:
     """The module sizes the suite uses for a budget (recurrent layer + readout)."""
-    from bench.budget import match_budget
+    from bench.suite.budget import match_budget
 
     return match_budget("cwrnn/exponential", budget, input_size, output_size, tolerance=1.0,
                         cw_modules=g).spec.module_sizes

@@ -25,9 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.files import atomic_write
 from bench.perf.options import StoreOptions
-from bench.store import ResultsStore
+from bench.store.files import atomic_write
+from bench.store.results import ResultsStore
 
 SIZES = (1_000, 10_000, 100_000)
 QUICK_SIZES = (100, 1_000)
@@ -106,7 +106,7 @@ def markdown(rows: list[dict], header: dict, notes: list[str]) -> str:
 
 
 def run(options: StoreOptions) -> int:
-    from bench import provenance
+    from bench.sweep import provenance
 
     sizes = options.sizes or (QUICK_SIZES if options.quick else SIZES)
     record_bytes = len(json.dumps(audio_record("0" * 16), sort_keys=True)) + 1

@@ -34,9 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bench import stats
-from bench.store import ResultsStore
-from bench.suite import run_id
+from bench.report import stats
+from bench.store.results import ResultsStore
+from bench.suite.suites import run_id
 from models.errors import UserInputError
 
 ALPHA = 0.05  # the command's family-wise false-failure rate
@@ -98,8 +98,8 @@ def rebuild(records: list[dict], task: str, results_dir: Path, read_run_command)
     """run_id -> (config, task object) for every run that the records' commands declare.
     `read_run_command(words)` -> (parsed arguments, profile) is the command line's own reading
     of `cwbench run` arguments (bench/cli.py, which imports this module)."""
-    from bench.suite import resolve, run_id
-    from bench.tuning import needs_tuning, tuned_rates
+    from bench.suite.suites import resolve, run_id
+    from bench.suite.tuning import needs_tuning, tuned_rates
 
     plan = {}
     for command, profile_name in sorted({(r.get("command", ""), r["profile"]) for r in records}):
@@ -231,8 +231,8 @@ def judge(checks: list[Check], primary: str, alpha: float) -> None:
 
 def verify(task: str, results_dir: Path, scratch: Path, read_run_command, sample: int = 1, profile: str | None = None,
            log=print, alpha: float = ALPHA, workers: int | None = None) -> int:
-    from bench.launchers import LaunchOptions
-    from bench.runner import run_suite
+    from bench.sweep.launchers import LaunchOptions
+    from bench.sweep.runner import run_suite
 
     store = ResultsStore(Path(results_dir) / task / "runs.jsonl")
     records = [r for r in store.load() if profile is None or r["profile"] == profile]
@@ -258,7 +258,7 @@ def verify(task: str, results_dir: Path, scratch: Path, read_run_command, sample
                 runs_of.setdefault(run_threads(r), []).append(plan[r["run_id"]])
             runs_of.setdefault(run_threads(row.records[0]), []).extend(extra)
         checks.append(check)
-    from bench import provenance
+    from bench.sweep import provenance
 
     expected, machine_line = machine_comparison(records, provenance.machine("cpu"), provenance.versions())
     total = sum(len(group) for group in runs_of.values())
@@ -290,7 +290,7 @@ def verify(task: str, results_dir: Path, scratch: Path, read_run_command, sample
         c.values = [r["metrics"][primary] for r in reruns]
     judge(checks, primary, alpha)
     report(checks, primary, alpha, expected, log)
-    from bench.leaderboard import build_leaderboard
+    from bench.report.leaderboard import build_leaderboard
 
     if fresh:
         build_leaderboard(task, scratch, log=lambda *a, **k: None)

@@ -19,7 +19,7 @@ from models.errors import UserInputError
 from models.names import OPTIMIZERS
 from tasks import task_class
 
-SUITES_DIR = Path(__file__).parent / "suites"
+SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"  # bench/suites/
 
 
 TUNED = "tuned"  # train.lr: the value `cwbench tune` chose for the architecture
@@ -189,7 +189,7 @@ def train_for(profile: Profile, arch: str) -> TrainConfig:
 def resolve(task_name: str, profile_name: str, profile: Profile, tuned: dict | None = None):
     """All runs of a suite as (config, task) pairs, in sweep order. `tuned` maps an
     architecture label to the learning rate `cwbench tune` chose for it (train.lr "tuned")."""
-    from bench.budget import match_budget  # closed-form counts: no torch
+    from bench.suite.budget import match_budget  # closed-form counts: no torch
 
     validate_train(profile.train)
     if profile.seeds < 1:

@@ -1,6 +1,6 @@
 """A run as a unit of work that any launcher can send anywhere: a `Job` (everything the run
 needs, picklable) and `execute(job)`, which trains it in whatever process it lands in and
-returns its record. The record is written by the sweep's one driver (bench/runner.py),
+returns its record. The record is written by the sweep's one driver (bench/sweep/runner.py),
 never here: a worker knows nothing of stores.
 """
 
@@ -62,9 +62,9 @@ def failed_record(job: Job, reason: str, worker: dict | None = None, wall: float
 def execute(job: Job, launcher: str = "local") -> dict:
     """Train one run here and return its record, without the sweep's provenance (commit,
     versions, command), which the driver adds. Never raises for a run that crashed: that
-    is a failed record; an interrupt (bench.interrupt.Interrupted) does propagate."""
-    from bench import provenance
-    from bench.training import train_one
+    is a failed record; an interrupt (bench.sweep.interrupt.Interrupted) does propagate."""
+    from bench.sweep import provenance
+    from bench.sweep.training import train_one
 
     if job.threads:
         pin_threads(job.threads)
@@ -73,7 +73,7 @@ def execute(job: Job, launcher: str = "local") -> dict:
     loggers = []
 
     def make_logger(backend):
-        from bench.wandb_log import make_logger
+        from bench.sweep.wandb_log import make_logger
 
         loggers.append(make_logger(job.config, job.run_id, job.wandb["varying"], task=job.task, device=job.device,
                                    backend=backend, sweep=job.wandb["sweep"]))
@@ -90,7 +90,7 @@ def execute(job: Job, launcher: str = "local") -> dict:
     record.update(device=provenance.device_name(job.device), machine=provenance.machine(job.device),
                   date=provenance.now())
     if loggers:
-        from bench.wandb_log import finish
+        from bench.sweep.wandb_log import finish
 
         finish(loggers[-1], record)
     return record

@@ -44,7 +44,7 @@ def wandb_id(run_id: str) -> str:
 def known_before_training(config: dict, run_id: str, task, device: str, backend: str, sweep: dict) -> dict:
     """The run record's fields that are known before training, as the runner will record
     them: the config, the implementation that runs it, and the sweep's provenance."""
-    from bench import provenance
+    from bench.sweep import provenance
 
     return {**config, "run_id": run_id, "backend": backend, "device": provenance.device_name(device), **sweep,
             "sources": task.sources(), "baselines": task.baselines(), "primary_metric": task.primary_metric,

@@ -7,7 +7,7 @@ by added lines. A writer killed mid-append leaves a last line without its newlin
 line was never stored (its put had not returned), so reads leave it out and the next
 writer cuts it off, saying so. A failed run is retried by a later sweep and its new line
 supersedes the failed one; any other repeated run id is an error. Every line is checked
-when read in full (bench/records.py): a line that is not valid JSON or not a valid run
+when read in full (bench/store/records.py): a line that is not valid JSON or not a valid run
 record is named by its number.
 
 Beside the store, all ignored by git:
@@ -18,7 +18,7 @@ Beside the store, all ignored by git:
   rebuilt from a full, checked read, so a store edited by hand or checked out by git is
   checked again. What is finished is read from it, and only its new lines after the
   first look (a few MB at 100,000 runs);
-- runs.jsonl.claims/, the runs each live sweep is training (bench/claims.py).
+- runs.jsonl.claims/, the runs each live sweep is training (bench/store/claims.py).
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.claims import Claims
-from bench.files import atomic_write, remove_leftovers
-from bench.records import STATUSES, problem
+from bench.store.claims import Claims
+from bench.store.files import atomic_write, remove_leftovers
+from bench.store.records import STATUSES, problem
 from models.errors import UserInputError
 
 MIN_FREE_BYTES = 16 << 20  # room for a store compaction and a leaderboard with its plots

@@ -3,8 +3,8 @@ same run twice.
 
 Each claiming process keeps one small file in a folder beside the store
 (runs.jsonl.claims/<host>-<pid>.json: host, pid, start, the run ids it claims), replaced
-whole through bench/files.py and read and written only under the store's lock
-(bench/store.py). A claim holds while its owner lives:
+whole through bench/store/files.py and read and written only under the store's lock
+(bench/store/results.py). A claim holds while its owner lives:
 - on the same host, while its pid runs with the start it recorded (a reused pid, or a
   pid after a reboot, has another; where /proc is missing only the pid is checked);
 - from another host (a shared file system, where its pid means nothing here), while its
@@ -23,7 +23,7 @@ import socket
 import time
 from pathlib import Path
 
-from bench.files import atomic_write, remove_leftovers
+from bench.store.files import atomic_write, remove_leftovers
 
 LEASE_S = 15 * 60  # a claim from another host older than this is a dead sweep's
 HEARTBEAT_S = 60  # how often a sweep should touch its claim: well inside the lease

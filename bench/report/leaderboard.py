@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.files import atomic_write
-from bench.stats import bootstrap_ci, welch_p
-from bench.store import ResultsStore
-from bench.suite import load_suite
-from bench.tuning import TUNING_STORE, tuning_table
+from bench.report.stats import bootstrap_ci, welch_p
+from bench.store.files import atomic_write
+from bench.store.results import ResultsStore
+from bench.suite.suites import load_suite
+from bench.suite.tuning import TUNING_STORE, tuning_table
 from models.errors import UserInputError
 
 NOX_SESSION = {"copy": "copy", "audio": "audio", "timit": "timit", "synthwords": "synthwords"}
@@ -345,7 +345,7 @@ def markdown(table: pd.DataFrame, df: pd.DataFrame, suite: dict, task: str,
 def build_leaderboard(task: str, results_dir: Path, log=print) -> list[Path]:
     """Writes results/<task>/leaderboard.{md,csv} (and leaderboard_per_target.csv for a task
     aggregated over targets) and one set of plots per profile; returns the written paths."""
-    from bench.plots import make_plots  # matplotlib only when plotting
+    from bench.report.plots import make_plots  # matplotlib only when plotting
 
     suite = load_suite(task)  # a task name, never a path: everything is written under results_dir/<task>
     out = Path(results_dir) / task

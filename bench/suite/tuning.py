@@ -18,8 +18,8 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bench.store import ResultsStore
-from bench.suite import TUNED, Profile, resolve, run_id
+from bench.store.results import ResultsStore
+from bench.suite.suites import TUNED, Profile, resolve, run_id
 from models.errors import UserInputError
 
 if TYPE_CHECKING:

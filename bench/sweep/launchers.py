@@ -1,8 +1,8 @@
 """Where a sweep's runs train: here, in local worker processes, as Ray tasks on a Ray
 cluster, or as a SLURM job array (submitit). Each launcher is a generator: it takes jobs
-(bench/jobs.py) from an iterator as it has room for them and yields (job, record) as runs
+(bench/sweep/jobs.py) from an iterator as it has room for them and yields (job, record) as runs
 finish, in any order. Records always come back to the one driver process, which alone
-writes the store (bench/runner.py). A run whose worker died comes back as a failed
+writes the store (bench/sweep/runner.py). A run whose worker died comes back as a failed
 record (retried by the next invocation), never silently lost; closing the generator
 (an interrupt, an error in the driver) stops what is still running.
 """
@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.jobs import Job, execute, failed_record
+from bench.sweep.jobs import Job, execute, failed_record
 from models.errors import UserInputError
 
 POLL_S = 0.5  # how often the SLURM launcher looks at its jobs (submitit caches the scheduler's answers)

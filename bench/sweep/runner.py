@@ -1,6 +1,6 @@
 """Runs a resolved suite: the driver of a sweep. It reads which runs the store already
 has, claims the others one by one (so that two sweeps on one store never train a run
-twice), hands them to a launcher (bench/launchers.py: this process, local workers, Ray,
+twice), hands them to a launcher (bench/sweep/launchers.py: this process, local workers, Ray,
 SLURM) and writes each record to the store as it comes back: the driver is the store's
 one writer, whatever runs the training.
 """
@@ -15,15 +15,15 @@ import tempfile
 import threading
 from pathlib import Path
 
-from bench import launchers, provenance
-from bench.files import atomic_write
-from bench.interrupt import Interrupted
-from bench.jobs import Job
-from bench.launchers import LAUNCHERS, LaunchOptions, cores
-from bench.progress import SweepProgress
-from bench.store import ResultsStore
-from bench.suite import run_id
-from bench.training import pick_device
+from bench.store.files import atomic_write
+from bench.store.results import ResultsStore
+from bench.suite.suites import run_id
+from bench.sweep import launchers, provenance
+from bench.sweep.interrupt import Interrupted
+from bench.sweep.jobs import Job
+from bench.sweep.launchers import LAUNCHERS, LaunchOptions, cores
+from bench.sweep.progress import SweepProgress
+from bench.sweep.training import pick_device
 from models.errors import UserInputError
 
 HEARTBEAT_S = 60  # how often a sweep says its claims are alive (another host's stale ones expire)
