@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.timit_corpus import ROOT_NOT_SET
+from tasks.timit.corpus import ROOT_NOT_SET
 
 ROOT = Path(__file__).resolve().parent.parent
 # the project's internal notes: users do not have them, so nothing may send them there
@@ -47,25 +47,54 @@ def test_the_noxfile_says_what_the_cli_says_when_timit_is_missing():
     assert constants["TIMIT_ROOT_NOT_SET"] == ROOT_NOT_SET
 
 
+def module_name(path: Path) -> str:
+    """The dotted name of a source file: tasks/copy/task.py is tasks.copy.task, a package's
+    __init__.py is the package (tasks/copy/__init__.py is tasks.copy)."""
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def is_module(name: str) -> bool:
+    where = ROOT / name.replace(".", "/")
+    return where.with_suffix(".py").is_file() or (where / "__init__.py").is_file()
+
+
 def imports_of(path: Path, package: str) -> set[str]:
-    """The modules of `package` that a file imports, at its top or inside a function."""
+    """The modules of `package` that a file imports, at its top or inside a function;
+    `from a.b import c` names a.b, and a.b.c too where c is a module."""
     found = set()
+    here = module_name(path).split(".")
+    if path.name != "__init__.py":
+        here = here[:-1]  # relative imports start from the file's package
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == package:
-            found.add(node.module)
-            found.update(f"{node.module}.{alias.name}" for alias in node.names
-                         if (ROOT / node.module.replace(".", "/") / f"{alias.name}.py").is_file())
+        if isinstance(node, ast.ImportFrom):
+            base = ".".join([*here[:len(here) - node.level + 1], *[node.module or ""]]).strip(".") \
+                if node.level else node.module
+            if base and base.split(".")[0] == package:
+                found.add(base)
+                found.update(f"{base}.{alias.name}" for alias in node.names if is_module(f"{base}.{alias.name}"))
         elif isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names if alias.name.split(".")[0] == package)
     return found
 
 
-@pytest.mark.parametrize("package", ["models", "bench"])
+def import_graph(package: str) -> dict[str, set[str]]:
+    """Every module of `package`, subpackages and their __init__ included, and what it imports."""
+    return {module_name(p): imports_of(p, package) - {module_name(p)} for p in sorted((ROOT / package).rglob("*.py"))}
+
+
+def test_the_import_graph_sees_subpackages_and_lazy_imports():
+    graph = import_graph("tasks")
+    assert {"tasks", "tasks.base", "tasks.copy", "tasks.copy.task", "tasks.timit.corpus"} <= set(graph)
+    assert "tasks.copy.data" in graph["tasks.copy.task"]  # imported inside datamodule()
+    assert graph["tasks.timit.synth"] == {"tasks.timit.corpus"}
+
+
+@pytest.mark.parametrize("package", ["models", "tasks", "bench"])
 def test_no_package_imports_itself_in_a_cycle(package):
     """Lazy imports inside functions count too: a cycle dodged by importing late is still a
     cycle (two modules that each need the other's rules)."""
-    graph = {f"{package}.{p.stem}": imports_of(p, package) - {package}
-             for p in (ROOT / package).glob("*.py") if p.stem != "__init__"}
+    graph = import_graph(package)
     state: dict[str, str] = {}
 
     def visit(name, path):

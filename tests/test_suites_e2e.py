@@ -4,7 +4,7 @@ import json
 
 from bench.cli import main
 from bench.suite import load_profile, load_suite, resolve, suite_names
-from tasks.timit_synth import write_synthetic_corpus
+from tasks.timit.synth import write_synthetic_corpus
 
 
 def records(results, task):
