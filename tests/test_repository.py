@@ -1,15 +1,20 @@
-"""The repository stands on its own: its files point at nothing users do not have, and the
-noxfile's early checks say what the CLI would."""
+"""The repository stands on its own: its files point at nothing users do not have, the
+noxfile has a session per suite whose early checks say what the CLI would, and no package
+imports itself in a cycle."""
 
 from __future__ import annotations
 
 import ast
+import importlib.util
 import re
 import subprocess
+import sys
+import types
 from pathlib import Path
 
 import pytest
 
+from bench.suite import load_suite, suite_names
 from tasks.timit.corpus import ROOT_NOT_SET
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,6 +50,64 @@ def test_the_noxfile_says_what_the_cli_says_when_timit_is_missing():
                  if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)
                  and isinstance(node.value, ast.Constant)}
     assert constants["TIMIT_ROOT_NOT_SET"] == ROOT_NOT_SET
+
+
+def load_noxfile(monkeypatch, path: Path = ROOT / "noxfile.py"):
+    """The noxfile as a module, with a stand-in for nox (not installed with the tests) that
+    records each session as name -> (function, decorator arguments)."""
+    sessions = {}
+
+    def session(func=None, **kwargs):
+        def register(f):
+            sessions[kwargs.get("name") or f.__name__] = (f, kwargs)
+            return f
+        return register(func) if func else register
+
+    nox = types.ModuleType("nox")
+    nox.options, nox.session, nox.registry = types.SimpleNamespace(), session, types.SimpleNamespace(get=sessions.copy)
+    monkeypatch.setitem(sys.modules, "nox", nox)
+    spec = importlib.util.spec_from_file_location("noxfile_under_test", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(module, "bench_env", lambda session: None)  # installs nothing
+    return module, sessions
+
+
+class FakeSession:
+    def __init__(self, *posargs):
+        self.posargs, self.runs = list(posargs), []
+
+    def run(self, *args, **kwargs):
+        self.runs.append(args)
+
+    def error(self, message):
+        raise RuntimeError(message)
+
+
+def test_every_suite_file_is_a_nox_session_that_runs_its_suite(monkeypatch):
+    noxfile, sessions = load_noxfile(monkeypatch)
+    for task in suite_names():
+        run, options = sessions[task]
+        assert options == {"name": task, "venv_backend": "none"}
+        assert load_suite(task)["title"] in run.__doc__
+    session = FakeSession("--profile", "standard")
+    sessions["copy"][0](session)
+    assert session.runs == [(str(noxfile.BIN / "cwbench"), "run", "copy", "--profile", "standard",
+                             "--command", "nox -s copy -- --profile standard")]
+    monkeypatch.delenv("TIMIT_ROOT", raising=False)
+    with pytest.raises(RuntimeError, match=re.escape(ROOT_NOT_SET)):  # before anything is installed
+        sessions["timit"][0](FakeSession())
+    with pytest.raises(RuntimeError, match="audio target '/nonexistent.wav' does not exist"):
+        sessions["audio"][0](FakeSession("--target", "/nonexistent.wav"))
+    assert {"tests", "lint", "tune", "verify", "leaderboard"} <= set(sessions)
+
+
+def test_a_suite_may_not_take_a_tool_sessions_name(tmp_path, monkeypatch):
+    (tmp_path / "bench" / "suites").mkdir(parents=True)
+    (tmp_path / "noxfile.py").write_text((ROOT / "noxfile.py").read_text())
+    (tmp_path / "bench" / "suites" / "lint.yaml").write_text("task: lint\ntitle: a suite called lint\n")
+    with pytest.raises(ValueError, match="bench/suites/lint.yaml is named like the nox session lint"):
+        load_noxfile(monkeypatch, tmp_path / "noxfile.py")
 
 
 def module_name(path: Path) -> str:
