@@ -17,7 +17,7 @@ from pathlib import Path
 
 from bench.cli import parser
 from tasks import TASKS, task_class
-from tasks.timit.corpus import FeatureConfig
+from tasks.timit.features import FeatureConfig
 
 TASKS_DIR = Path(__file__).resolve().parent.parent / "tasks"
 # a flag, and for "--param KEY=VALUE" the key

@@ -16,10 +16,10 @@ every table, never TIMIT.
 The paper trains with early stopping on the training error and has no validation set:
 val and test loaders both give the 50 test sequences.
 
-The folder: `corpus` (reading TIMIT: SPHERE audio, the layout, choosing the examples,
-MFCCs, the feature cache), `synth` (the stand-in corpus in TIMIT's layout), `task` (the
-two adapters; numpy only at import), `data` (the LightningDataModule, imported when a run
-needs data).
+The folder: `corpus` (reading TIMIT: SPHERE audio, the layout, choosing the examples),
+`features` (MFCCs and their cache), `synth` (the stand-in corpus in TIMIT's layout), `task`
+(the two adapters; numpy only at import), `data` (the LightningDataModule, imported when a
+run needs data).
 """
 
 from tasks.timit.task import TRAIN_NOISE_STD, SynthWords, TimitWords, normalisation_stats

@@ -18,16 +18,8 @@ import numpy as np
 
 from tasks.base import Task
 from tasks.errors import UserInputError
-from tasks.timit.corpus import (
-    GROUPS,
-    SELECTION_RULE,
-    TRAIN_PER_WORD,
-    WORDS,
-    FeatureConfig,
-    WordFeatures,
-    default_cache_dir,
-    load_word_features,
-)
+from tasks.timit.corpus import GROUPS, SELECTION_RULE, TRAIN_PER_WORD, WORDS
+from tasks.timit.features import FeatureConfig, WordFeatures, default_cache_dir, load_word_features
 from tasks.timit.synth import ensure_synthetic_corpus
 
 if TYPE_CHECKING:
