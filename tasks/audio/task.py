@@ -61,7 +61,7 @@ def _is_int(value) -> bool:
 
 
 class AudioGeneration(Task):
-    """Generate one target waveform from no input (see the module docstring).
+    """Generate one target waveform from no input (see the package docstring, `tasks.audio`).
 
     target: "synth:<name>" (see DEFAULT_TARGETS) or a path to an audio file.
     offset: window start in samples at ``sample_rate``; None = 0.1 s.
