@@ -1,4 +1,5 @@
-"""Sessions: tests, lint, the suites (copy, audio, timit, synthwords, tune, verify, leaderboard), perf and speed.
+"""Sessions: tests, lint, tune, verify, leaderboard, perf, speed, and one per suite file (bench/suites/<task>.yaml:
+copy, audio, timit, synthwords; `nox -s <task> -- ARGS` is `cwbench run <task> ARGS`).
 
 The suite sessions share one virtualenv, .nox/bench, instead of one per session (minutes of
 installing each): nox cannot share its own, so they run without one and call into .nox/bench.
@@ -10,6 +11,7 @@ TIMIT copy, an audio file) is checked before anything is installed.
 
 import hashlib
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -21,6 +23,7 @@ nox.options.sessions = ["tests", "lint"]
 PYTHON = "3.11"
 TORCH = "torch==2.13.0"
 ENV = Path(__file__).parent / ".nox" / "bench"
+SUITES = Path(__file__).parent / "bench" / "suites"
 BIN = ENV / ("Scripts" if os.name == "nt" else "bin")
 
 # the CLI's messages, word for word (tests/test_repository.py checks that they stay so)
@@ -53,20 +56,32 @@ def values(args, flag):
     return found + [a.partition("=")[2] for a in args if a.startswith(flag + "=")]
 
 
+def check_timit(session, args):
+    """needs `-- --timit-root DIR` or $TIMIT_ROOT"""
+    root = (values(args, "--timit-root") or [os.environ.get("TIMIT_ROOT", "")])[-1]
+    if not root:
+        session.error(TIMIT_ROOT_NOT_SET)
+    if not Path(root).expanduser().is_dir():
+        session.error(f"TIMIT root {root} does not exist or is not a folder: pass --timit-root DIR "
+                      "(or TIMIT_ROOT) naming the folder that holds TRAIN/ and TEST/")
+
+
+def check_audio(session, args):
+    """built-in targets unless `-- --target PATH ...`"""
+    for target in values(args, "--target"):
+        if not target.startswith("synth:") and not Path(target).is_file():
+            problem = "is a directory, not a file" if Path(target).is_dir() else "does not exist"
+            session.error(f"audio target '{target}' {problem}: pass an existing WAV/FLAC/OGG file with --target")
+
+
+# what a suite reads that cannot be installed, by task; the docstring goes into `nox -l`
+EARLY_CHECKS = {"timit": check_timit, "audio": check_audio}
+
+
 def check_inputs(session, task, args):
     """Fail before installing anything when the data the suite reads are missing."""
-    if task == "timit":
-        root = (values(args, "--timit-root") or [os.environ.get("TIMIT_ROOT", "")])[-1]
-        if not root:
-            session.error(TIMIT_ROOT_NOT_SET)
-        if not Path(root).expanduser().is_dir():
-            session.error(f"TIMIT root {root} does not exist or is not a folder: pass --timit-root DIR "
-                          "(or TIMIT_ROOT) naming the folder that holds TRAIN/ and TEST/")
-    if task == "audio":
-        for target in values(args, "--target"):
-            if not target.startswith("synth:") and not Path(target).is_file():
-                problem = "is a directory, not a file" if Path(target).is_dir() else "does not exist"
-                session.error(f"audio target '{target}' {problem}: pass an existing WAV/FLAC/OGG file with --target")
+    if task in EARLY_CHECKS:
+        EARLY_CHECKS[task](session, args)
 
 
 def cwbench(session, *args):
@@ -81,6 +96,25 @@ def suite(session, task):
     cwbench(session, "run", task, *args, "--command", command)
 
 
+def suite_title(path: Path) -> str:
+    """A suite file's `title:` line, read without YAML (nox's own environment may not have it)."""
+    found = re.search(r"^title:[ \t]*(.+?)[ \t]*$", path.read_text(encoding="utf-8"), re.MULTILINE)
+    return found[1].strip("\"'") if found else path.stem
+
+
+def suite_session(task: str, title: str):
+    """Register `nox -s <task>`: the task's suite through `cwbench run`."""
+
+    def run(session):
+        suite(session, task)
+
+    hint = f"; {EARLY_CHECKS[task].__doc__}" if task in EARLY_CHECKS else ""
+    run.__doc__ = f"{title}; `-- ARGS` go to `cwbench run {task}`{hint}."
+    if task in nox.registry.get():
+        raise ValueError(f"bench/suites/{task}.yaml is named like the nox session {task}: rename the suite")
+    return nox.session(name=task, venv_backend="none")(run)
+
+
 @nox.session(python=PYTHON)
 def tests(session):
     session.install(TORCH)  # first, so that nothing resolves to another torch build
@@ -93,30 +127,6 @@ def tests(session):
 def lint(session):
     session.install("ruff")
     session.run("ruff", "check", "models", "tasks", "bench", "tests", "noxfile.py")
-
-
-@nox.session(venv_backend="none")
-def copy(session):
-    """The copying-task suite (quick profile unless `-- --profile standard` or `long`)."""
-    suite(session, "copy")
-
-
-@nox.session(venv_backend="none")
-def audio(session):
-    """Paper task 1, audio generation (built-in targets unless `-- --target PATH ...`)."""
-    suite(session, "audio")
-
-
-@nox.session(venv_backend="none")
-def timit(session):
-    """Paper task 2, TIMIT spoken words: needs `-- --timit-root DIR` or $TIMIT_ROOT."""
-    suite(session, "timit")
-
-
-@nox.session(venv_backend="none")
-def synthwords(session):
-    """The TIMIT pipeline on the offline synthetic stand-in corpus (not TIMIT)."""
-    suite(session, "synthwords")
 
 
 @nox.session(venv_backend="none")
@@ -155,3 +165,8 @@ def verify(session):
 def leaderboard(session):
     """Rebuild every leaderboard table and plot from the stored runs."""
     cwbench(session, "leaderboard", *session.posargs)
+
+
+# one session per suite file, after the tool sessions above (a suite may not take their names)
+for _path in sorted(SUITES.glob("*.yaml")):
+    suite_session(_path.stem, suite_title(_path))

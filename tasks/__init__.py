@@ -1,10 +1,14 @@
 """Task adapters by name (a plain dict: add a task by adding an entry).
 
+A task is a folder (``tasks/<task>/``: its adapter, its data module and whatever reads its
+data), one entry here and one suite file (``bench/suites/<task>.yaml``). Shared by every
+task, at this level: the contract (`tasks.base.Task`) and the errors (`tasks.errors`).
+
 Each entry names the module and class; `task_class` imports it when a task is used. The
 task modules themselves import no torch, Lightning, librosa, soundfile...: those come in
-the methods that need them (the data modules live in `tasks.data`), so a bad task
-parameter is said before seconds of imports, and a run of the copy task never waits for
-the audio and TIMIT stacks.
+the methods that need them (each task's data module, ``tasks/<task>/data.py``, is imported
+by its `datamodule()`), so a bad task parameter is said before seconds of imports, and a
+run of the copy task never waits for the audio and TIMIT stacks.
 """
 
 import importlib

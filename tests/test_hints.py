@@ -2,8 +2,8 @@
 
 A hint naming a flag `cwbench run` does not have ("fix --offset") sends the user from
 one error to another. The messages are read from the source, so a new one is checked
-without a test of its own: every string literal of tasks/*.py (f-strings and literals
-joined across lines included) is scanned for ``--flag``.
+without a test of its own: every string literal of every .py file under tasks/ (f-strings and
+literals joined across lines included) is scanned for ``--flag``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from bench.cli import parser
 from tasks import TASKS, task_class
-from tasks.timit_corpus import FeatureConfig
+from tasks.timit.features import FeatureConfig
 
 TASKS_DIR = Path(__file__).resolve().parent.parent / "tasks"
 # a flag, and for "--param KEY=VALUE" the key
@@ -56,10 +56,10 @@ def message_texts(path: Path) -> list[tuple[int, str]]:
 def named_flags() -> list[tuple[str, str, str | None]]:
     """(where, flag, --param key or None) for every flag named in a string of tasks/."""
     found = []
-    for path in sorted(TASKS_DIR.glob("*.py")):
+    for path in sorted(TASKS_DIR.rglob("*.py")):
         for line, text in message_texts(path):
             for match in FLAG.finditer(text):
-                found.append((f"{path.name}:{line}", match[1], match[2]))
+                found.append((f"{path.relative_to(TASKS_DIR.parent)}:{line}", match[1], match[2]))
     return found
 
 

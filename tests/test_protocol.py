@@ -18,7 +18,7 @@ from models.errors import UserInputError
 from tasks import TASKS, task_class
 from tasks.audio import AudioGeneration
 from tasks.copy import CopyTask
-from tasks.timit_synth import write_synthetic_corpus
+from tasks.timit.synth import write_synthetic_corpus
 
 ZERO_INPUT_TASKS = [name for name in TASKS if task_class(name).zero_input]
 ARCHS = ["rnn", "lstm", "gru", "cwrnn/exponential", "cwrnn/dense"]

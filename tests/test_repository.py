@@ -1,16 +1,21 @@
-"""The repository stands on its own: its files point at nothing users do not have, and the
-noxfile's early checks say what the CLI would."""
+"""The repository stands on its own: its files point at nothing users do not have, the
+noxfile has a session per suite whose early checks say what the CLI would, and no package
+imports itself in a cycle."""
 
 from __future__ import annotations
 
 import ast
+import importlib.util
 import re
 import subprocess
+import sys
+import types
 from pathlib import Path
 
 import pytest
 
-from tasks.timit_corpus import ROOT_NOT_SET
+from bench.suite.suites import load_suite, suite_names
+from tasks.timit.corpus import ROOT_NOT_SET
 
 ROOT = Path(__file__).resolve().parent.parent
 # the project's internal notes: users do not have them, so nothing may send them there
@@ -47,30 +52,112 @@ def test_the_noxfile_says_what_the_cli_says_when_timit_is_missing():
     assert constants["TIMIT_ROOT_NOT_SET"] == ROOT_NOT_SET
 
 
+def load_noxfile(monkeypatch, path: Path = ROOT / "noxfile.py"):
+    """The noxfile as a module, with a stand-in for nox (not installed with the tests) that
+    records each session as name -> (function, decorator arguments)."""
+    sessions = {}
+
+    def session(func=None, **kwargs):
+        def register(f):
+            sessions[kwargs.get("name") or f.__name__] = (f, kwargs)
+            return f
+        return register(func) if func else register
+
+    nox = types.ModuleType("nox")
+    nox.options, nox.session, nox.registry = types.SimpleNamespace(), session, types.SimpleNamespace(get=sessions.copy)
+    monkeypatch.setitem(sys.modules, "nox", nox)
+    spec = importlib.util.spec_from_file_location("noxfile_under_test", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(module, "bench_env", lambda session: None)  # installs nothing
+    return module, sessions
+
+
+class FakeSession:
+    def __init__(self, *posargs):
+        self.posargs, self.runs = list(posargs), []
+
+    def run(self, *args, **kwargs):
+        self.runs.append(args)
+
+    def error(self, message):
+        raise RuntimeError(message)
+
+
+def test_every_suite_file_is_a_nox_session_that_runs_its_suite(monkeypatch):
+    noxfile, sessions = load_noxfile(monkeypatch)
+    for task in suite_names():
+        run, options = sessions[task]
+        assert options == {"name": task, "venv_backend": "none"}
+        assert load_suite(task)["title"] in run.__doc__
+    session = FakeSession("--profile", "standard")
+    sessions["copy"][0](session)
+    assert session.runs == [(str(noxfile.BIN / "cwbench"), "run", "copy", "--profile", "standard",
+                             "--command", "nox -s copy -- --profile standard")]
+    monkeypatch.delenv("TIMIT_ROOT", raising=False)
+    with pytest.raises(RuntimeError, match=re.escape(ROOT_NOT_SET)):  # before anything is installed
+        sessions["timit"][0](FakeSession())
+    with pytest.raises(RuntimeError, match="audio target '/nonexistent.wav' does not exist"):
+        sessions["audio"][0](FakeSession("--target", "/nonexistent.wav"))
+    assert {"tests", "lint", "tune", "verify", "leaderboard"} <= set(sessions)
+
+
+def test_a_suite_may_not_take_a_tool_sessions_name(tmp_path, monkeypatch):
+    (tmp_path / "bench" / "suites").mkdir(parents=True)
+    (tmp_path / "noxfile.py").write_text((ROOT / "noxfile.py").read_text())
+    (tmp_path / "bench" / "suites" / "lint.yaml").write_text("task: lint\ntitle: a suite called lint\n")
+    with pytest.raises(ValueError, match="bench/suites/lint.yaml is named like the nox session lint"):
+        load_noxfile(monkeypatch, tmp_path / "noxfile.py")
+
+
+def module_name(path: Path) -> str:
+    """The dotted name of a source file: tasks/copy/task.py is tasks.copy.task, a package's
+    __init__.py is the package (tasks/copy/__init__.py is tasks.copy)."""
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def is_module(name: str) -> bool:
+    where = ROOT / name.replace(".", "/")
+    return where.with_suffix(".py").is_file() or (where / "__init__.py").is_file()
+
+
 def imports_of(path: Path, package: str) -> set[str]:
-    """The modules of `package` that a file imports, at its top or inside a function."""
+    """The modules of `package` that a file imports, at its top or inside a function;
+    `from a.b import c` names a.b, and a.b.c too where c is a module."""
     found = set()
+    here = module_name(path).split(".")
+    if path.name != "__init__.py":
+        here = here[:-1]  # relative imports start from the file's package
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == package:
-            found.add(node.module)
-            folder = ROOT / node.module.replace(".", "/")
-            found.update(f"{node.module}.{alias.name}" for alias in node.names
-                         if (folder / f"{alias.name}.py").is_file() or (folder / alias.name / "__init__.py").is_file())
+        if isinstance(node, ast.ImportFrom):
+            base = ".".join([*here[:len(here) - node.level + 1], *[node.module or ""]]).strip(".") \
+                if node.level else node.module
+            if base and base.split(".")[0] == package:
+                found.add(base)
+                found.update(f"{base}.{alias.name}" for alias in node.names if is_module(f"{base}.{alias.name}"))
         elif isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names if alias.name.split(".")[0] == package)
     return found
 
 
-@pytest.mark.parametrize("package", ["models", "bench"])
+def import_graph(package: str) -> dict[str, set[str]]:
+    """Every module of `package`, subpackages and their __init__ included, and what it imports."""
+    return {module_name(p): imports_of(p, package) - {module_name(p)} for p in sorted((ROOT / package).rglob("*.py"))}
+
+
+def test_the_import_graph_sees_subpackages_and_lazy_imports():
+    graph = import_graph("tasks")
+    assert {"tasks", "tasks.base", "tasks.copy", "tasks.copy.task", "tasks.timit.corpus"} <= set(graph)
+    assert "tasks.copy.data" in graph["tasks.copy.task"]  # imported inside datamodule()
+    assert graph["tasks.timit.synth"] == {"tasks.timit.corpus"}
+
+
+@pytest.mark.parametrize("package", ["models", "tasks", "bench"])
 def test_no_package_imports_itself_in_a_cycle(package):
     """Lazy imports inside functions count too: a cycle dodged by importing late is still a
     cycle (two modules that each need the other's rules)."""
-    def dotted(path: Path) -> str:  # bench/perf/store.py -> bench.perf.store, bench/perf/__init__.py -> bench.perf
-        parts = path.relative_to(ROOT).with_suffix("").parts
-        return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-    graph = {dotted(p): imports_of(p, package) - {package}
-             for p in sorted((ROOT / package).rglob("*.py")) if dotted(p) != package}  # subpackages too
+    graph = import_graph(package)
     state: dict[str, str] = {}
 
     def visit(name, path):

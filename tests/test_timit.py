@@ -1,6 +1,6 @@
 """TIMIT word task: SPHERE reading, layout, selection, features, cache, errors, end to end.
 
-Everything runs on the synthetic stand-in corpus (tasks.timit_synth), built once per
+Everything runs on the synthetic stand-in corpus (tasks.timit.synth), built once per
 module in a temporary folder; TIMIT itself is never needed.
 """
 
@@ -21,14 +21,11 @@ import torch
 
 from tasks.errors import UserInputError
 from tasks.timit import SynthWords, TimitWords, normalisation_stats
-from tasks.timit_corpus import (
+from tasks.timit.corpus import (
     ROOT_NOT_SET,
     WORDS,
-    FeatureConfig,
     content_fingerprint,
     cut_segments,
-    load_word_features,
-    mfcc_features,
     read_audio,
     read_wrd,
     resolve_root,
@@ -36,7 +33,8 @@ from tasks.timit_corpus import (
     select_words,
     sphere_fields,
 )
-from tasks.timit_synth import write_synthetic_corpus
+from tasks.timit.features import FeatureConfig, load_word_features, mfcc_features
+from tasks.timit.synth import write_synthetic_corpus
 
 
 @pytest.fixture(autouse=True)
@@ -367,7 +365,7 @@ def test_damaged_cache_entry_is_detected_and_rebuilt(corpus, tmp_path, caplog, d
     cache = tmp_path / "cache"
     first = load_word_features(corpus, FeatureConfig(), cache)
     damaged = damage(first.cache_path, first)
-    with caplog.at_level("WARNING", logger="tasks.timit_corpus"):
+    with caplog.at_level("WARNING", logger="tasks.timit.features"):
         again = load_word_features(corpus, FeatureConfig(), cache)
     assert not again.cache_hit and again.cache_path == first.cache_path
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
@@ -546,7 +544,7 @@ def test_known_windows_are_scipy_windows():
     # FeatureConfig accepts these names without importing scipy: each must be one scipy takes
     import scipy.signal
 
-    from tasks.timit_corpus import KNOWN_WINDOWS
+    from tasks.timit.features import KNOWN_WINDOWS
 
     for name in KNOWN_WINDOWS:
         assert len(scipy.signal.get_window(name, 8)) == 8

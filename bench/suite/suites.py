@@ -1,6 +1,11 @@
 """Suites: a task x architectures x budgets x seeds (x task settings), declared in
 bench/suites/<task>.yaml with a `quick` and a `paper` profile, resolved here into one
 fully explicit config per run. Everything is validated once, here, at the edge.
+
+A profile need not restate a default (the dataclasses below: `match.cw_match` is
+`module_size` and `match.offset` 0 unless it says otherwise), and a suite file may say
+`extends: OTHER`: its profiles then start from OTHER's (synthwords runs
+timit's profiles on its own corpus); its task, title and leaderboard are its own.
 """
 
 from __future__ import annotations
@@ -92,9 +97,34 @@ def suite_names() -> list[str]:
 
 
 def load_suite(name: str) -> dict:
+    """The suite file of task `name`, with `extends` resolved (see the module docstring)."""
     if name not in suite_names():  # a name, never a path: `../x` must not read x.yaml from anywhere
         raise UserInputError(f"unknown task '{name}': choose one of {', '.join(suite_names())} (see `cwbench list`)")
-    return yaml.safe_load((SUITES_DIR / f"{name}.yaml").read_text())
+    return _read_suite(name, [])
+
+
+def _read_suite(name: str, extending: list[str]) -> dict:
+    suite = yaml.safe_load((SUITES_DIR / f"{name}.yaml").read_text())
+    parent = suite.get("extends")
+    if parent is None:
+        return suite
+    where = f"bench/suites/{name}.yaml"
+    if parent not in suite_names():
+        raise UserInputError(f"{where} extends unknown suite '{parent}': name one of {', '.join(suite_names())}")
+    if parent in [*extending, name]:
+        raise UserInputError(f"{where} extends {parent}, which extends it back "
+                             f"({' -> '.join([*extending, name, parent])}): remove one `extends`")
+    base = _read_suite(parent, [*extending, name])
+    return {**suite, "profiles": _merged(base["profiles"], suite.get("profiles") or {})}
+
+
+def _merged(base: dict, over: dict) -> dict:
+    """`over` laid on `base`: mappings merge key by key, anything else (lists too) replaces."""
+    merged = dict(base)
+    for key, value in over.items():
+        both = isinstance(value, dict) and isinstance(base.get(key), dict)
+        merged[key] = _merged(base[key], value) if both else value
+    return merged
 
 
 def load_profile(suite: dict, name: str) -> Profile:

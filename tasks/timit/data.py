@@ -1,102 +1,21 @@
-"""The data modules and datasets of the tasks (torch and Lightning).
+"""The word tasks' data (torch and Lightning): padded batches, the epoch-shuffled training
+stream with its input noise, and the data module; shared by timit and synthwords.
 
-Kept apart from the task modules, which must import without torch: a task's
-`datamodule()` imports this module when a run needs its data.
+Imported by the task (`tasks.timit.task`) when it prepares its data, never by its import.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING
 
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from tasks.copy import make_batch
-from tasks.timit import epoch_batches
 
-if TYPE_CHECKING:
-    from tasks.copy import CopyTask
-
-# --------------------------------------------------------------------------------------
-# copy (tasks/copy.py)
-
-
-class GeneratedBatches(Dataset):
-    """`count` batches; batch i is generated from (seed, i) alone, so any one can be rebuilt."""
-
-    def __init__(self, count: int, seed: int, **batch_args):
-        self.count, self.seed, self.batch_args = count, seed, batch_args
-
-    def __len__(self):
-        return self.count
-
-    def __getitem__(self, i):
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + i)
-        return make_batch(generator, **self.batch_args)
-
-
-class CopyData(pl.LightningDataModule):
-    def __init__(self, task: CopyTask, batch_size: int, seed: int, train_steps: int):
-        super().__init__()
-        delays = {"delay": task.delay, "min_delay": task.min_delay}
-        # disjoint seed streams for train / val / test
-        self.train = GeneratedBatches(train_steps, 3 * seed, batch_size=batch_size, **delays)
-        self.val = GeneratedBatches(task.eval_batches, 3 * seed + 1, batch_size=task.eval_batch_size, **delays)
-        self.test = GeneratedBatches(task.eval_batches, 3 * seed + 2, batch_size=task.eval_batch_size, **delays)
-
-    def train_dataloader(self):
-        return DataLoader(self.train, batch_size=None)
-
-    def val_dataloader(self):
-        return DataLoader(self.val, batch_size=None)
-
-    def test_dataloader(self):
-        return DataLoader(self.test, batch_size=None)
-
-
-# --------------------------------------------------------------------------------------
-# audio (tasks/audio.py)
-
-
-class _Repeat(Dataset):
-    """The one-sequence batch, ``n`` times (already batched: use batch_size=None)."""
-
-    def __init__(self, batch: dict[str, torch.Tensor], n: int):
-        self.batch, self.n = batch, n
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        # fresh copies (640 floats): nothing a step does can alter the next step's data
-        return {k: v.clone() for k, v in self.batch.items()}
-
-
-class AudioDataModule(pl.LightningDataModule):
-    """Train: the target batch ``train_steps`` times (one step = one epoch of the
-    paper, whose data set is this one sequence). Val and test: it once."""
-
-    def __init__(self, batch: dict[str, torch.Tensor], train_steps: int):
-        super().__init__()
-        self.batch, self.train_steps = batch, train_steps
-
-    def _loader(self, n: int) -> DataLoader:
-        return DataLoader(_Repeat(self.batch, n), batch_size=None, shuffle=False, num_workers=0)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_steps)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(1)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(1)
-
-
-# --------------------------------------------------------------------------------------
-# timit and synthwords (tasks/timit.py)
+def epoch_batches(n: int, batch_size: int) -> int:
+    """Batches in one pass over ``n`` sequences (the last one may be short)."""
+    return -(-n // batch_size)
 
 
 def pad_batch(sequences: list[torch.Tensor], labels: list[int], indices: list[int]) -> dict:

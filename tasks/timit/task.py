@@ -1,21 +1,9 @@
-"""Spoken-word classification on TIMIT (the paper's task 2), and its synthetic stand-in.
+"""The word tasks' adapters: `TimitWords` (TIMIT from ``timit_root``) and `SynthWords` (the
+same pipeline on the stand-in corpus it builds): normalisation, parameters, the last-frame
+readout, loss, metrics, baselines, the held-out variant for tuning.
 
-25 words in 5 groups that share a suffix (making / walking / ..., subway / leeway / ...):
-the end of a word names only its group, so telling the words of a group apart needs the
-beginning of the word remembered until its last frame, where the class is read out.
-For every word 7 examples from 7 different speakers, 5 to train and 2 to test: 125 train
-and 50 test sequences of 13 features per 10 ms frame (12 MFCCs + log energy), each channel
-normalised with the training set's mean and standard deviation. Training inputs get
-Gaussian noise (sigma 0.6, what both public reimplementations do; to check in the paper).
-
-Reading the corpus, choosing the examples, the features and the cache live in
-`tasks.timit_corpus`; the stand-in corpus in `tasks.timit_synth`. TIMIT is licensed by
-the LDC and never shipped: `TimitWords` reads it from ``timit_root`` or $TIMIT_ROOT.
-`SynthWords` runs the same pipeline on a corpus it builds itself; it is "synthwords" in
-every table, never TIMIT.
-
-The paper trains with early stopping on the training error and has no validation set:
-val and test loaders both give the 50 test sequences.
+Numpy only at import: the corpus is read on first use, and torch and the data module
+(`tasks.timit.data`) are imported by the methods that need them.
 """
 
 from __future__ import annotations
@@ -30,22 +18,14 @@ import numpy as np
 
 from tasks.base import Task
 from tasks.errors import UserInputError
-from tasks.timit_corpus import (
-    GROUPS,
-    SELECTION_RULE,
-    TRAIN_PER_WORD,
-    WORDS,
-    FeatureConfig,
-    WordFeatures,
-    default_cache_dir,
-    load_word_features,
-)
-from tasks.timit_synth import ensure_synthetic_corpus
+from tasks.timit.corpus import GROUPS, SELECTION_RULE, TRAIN_PER_WORD, WORDS
+from tasks.timit.features import FeatureConfig, WordFeatures, default_cache_dir, load_word_features
+from tasks.timit.synth import ensure_synthetic_corpus
 
 if TYPE_CHECKING:
     import torch
 
-    from tasks.data import WordsData, WordSequences
+    from tasks.timit.data import WordsData, WordSequences
 
 TRAIN_NOISE_STD = 0.6  # [to check] in the paper; both public reimplementations use it
 
@@ -55,10 +35,6 @@ def normalisation_stats(train_features: list[np.ndarray]) -> tuple[np.ndarray, n
     frames = np.concatenate(train_features).astype(np.float64)
     std = frames.std(axis=0)
     return frames.mean(axis=0), np.where(std > 0, std, 1.0)  # a constant channel stays 0
-
-
-def epoch_batches(n: int, batch_size: int) -> int:
-    return -(-n // batch_size)
 
 
 @dataclasses.dataclass
@@ -132,7 +108,7 @@ class TimitWords(Task):
 
             import torch
 
-            from tasks.data import WordSequences
+            from tasks.timit.data import WordSequences
 
             def normalised(split):
                 feats, labels = splits[split]
@@ -176,12 +152,14 @@ class TimitWords(Task):
                               for c in self.selection()]}
 
     def datamodule(self, batch_size: int, seed: int, train_steps: int, by_epoch: bool = False) -> WordsData:
-        from tasks.data import WordsData
+        from tasks.timit.data import WordsData
 
         p = self.prepare()
         return WordsData(p.train, p.test, batch_size, seed, train_steps, self.train_noise_std, by_epoch)
 
     def epoch_batches(self, batch_size: int) -> int:
+        from tasks.timit.data import epoch_batches
+
         return epoch_batches(len(self.prepare().train), batch_size)
 
     def for_tuning(self) -> TimitWords:
@@ -231,7 +209,7 @@ class TimitWords(Task):
 
 
 class SynthWords(TimitWords):
-    """The same task on the synthetic stand-in corpus (`tasks.timit_synth`), which it
+    """The same task on the synthetic stand-in corpus (`tasks.timit.synth`), which it
     builds into its cache dir on first use. Params: corpus_seed, n_speakers (>= 7),
     train_noise_std, the feature settings, cache_dir (default $CWBENCH_CACHE/synthwords
     or ~/.cache/cwbench/synthwords)."""

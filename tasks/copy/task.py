@@ -1,54 +1,16 @@
-"""The copying task: remember 10 symbols across a long delay.
+"""The copying task's adapter: parameters, loss and metrics on the recall steps, baselines.
 
-Hochreiter & Schmidhuber (1997), in the form of Arjovsky, Shah & Bengio (2016):
-a sequence of length D + 20 shows 10 symbols drawn from an alphabet of 8, then D - 1
-blanks, then a delimiter, then 10 more blanks during which the 10 symbols must be
-reproduced in order. Each symbol is recalled exactly D + 10 steps after it was shown.
-
-Inputs are one-hot over {blank, 8 symbols, delimiter}; the readout has 9 classes
-{blank, 8 symbols}. The loss is the cross-entropy of the 10 recall steps only: the
-blank steps are a fixed function of t and carry no information about memory. A model
-with no memory scores ln 8 nats per recalled symbol, which is the usual per-step
-baseline 10 ln 8 / (D + 20) over the whole sequence.
-
-With `variable_delay` each sequence draws its own delay d in [min_delay, delay] and is
-padded with blanks to length delay + 20; fixed delays can line up with clock periods,
-variable ones cannot.
+Torch-free at import (the CLI checks parameters with it); `datamodule` imports the data
+module, `loss` and `metrics` import torch.
 """
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 from tasks.base import Task
+from tasks.copy.sequences import IGNORE, N_RECALL, N_SYMBOLS
 from tasks.errors import UserInputError
-
-if TYPE_CHECKING:
-    import torch
-
-N_SYMBOLS = 8
-N_RECALL = 10
-BLANK, DELIMITER = 0, N_SYMBOLS + 1
-IGNORE = -100
-
-
-def make_batch(generator: torch.Generator, batch_size: int, delay: int, min_delay: int) -> dict:
-    """One batch: x (B, delay+20, 10) one-hot, y (B, delay+20) with IGNORE off the recall steps."""
-    import torch
-
-    length = delay + 2 * N_RECALL
-    symbols = torch.randint(1, N_SYMBOLS + 1, (batch_size, N_RECALL), generator=generator)
-    delays = torch.randint(min_delay, delay + 1, (batch_size,), generator=generator)
-    tokens = torch.full((batch_size, length), BLANK)
-    tokens[:, :N_RECALL] = symbols
-    rows = torch.arange(batch_size)
-    tokens[rows, delays + N_RECALL - 1] = DELIMITER
-    targets = torch.full((batch_size, length), IGNORE)
-    recall_steps = (delays + N_RECALL).unsqueeze(1) + torch.arange(N_RECALL)
-    targets.scatter_(1, recall_steps, symbols)
-    x = torch.nn.functional.one_hot(tokens, N_SYMBOLS + 2).float()
-    return {"x": x, "y": targets, "delay": delays}
 
 
 class CopyTask(Task):
@@ -82,9 +44,10 @@ class CopyTask(Task):
                 "eval_sequences": self.eval_batches * self.eval_batch_size}
 
     def datamodule(self, batch_size, seed, train_steps):
-        from tasks.data import CopyData
+        from tasks.copy.data import CopyData
 
-        return CopyData(self, batch_size, seed, train_steps)
+        return CopyData(batch_size, seed, train_steps, self.delay, self.min_delay, self.eval_batches,
+                        self.eval_batch_size)
 
     @staticmethod
     def setting_label(params, keys, x=None):

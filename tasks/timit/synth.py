@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks.timit_corpus import GROUPS, WORDS
+from tasks.timit.corpus import GROUPS, WORDS
 
 SYNTH_VERSION = 1  # bump when the generated audio changes
 RATE = 16000
@@ -213,7 +213,7 @@ def ensure_synthetic_corpus(cache_dir, seed: int = 0, n_speakers: int = 8) -> Pa
     tmp = root.with_name(f"{root.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     write_synthetic_corpus(tmp, seed=seed, n_speakers=n_speakers)
-    (tmp / "COMPLETE").write_text("written by tasks.timit_synth; not TIMIT\n")
+    (tmp / "COMPLETE").write_text("written by tasks.timit.synth; not TIMIT\n")
     shutil.rmtree(root, ignore_errors=True)  # an incomplete earlier attempt
     try:
         os.replace(tmp, root)
