@@ -10,6 +10,7 @@ import pytest
 from bench.report import plots
 from bench.report.leaderboard import build_leaderboard, leaderboard_table, markdown, runs_frame
 from bench.report.stats import bootstrap_ci, welch_p
+from bench.store.records import RunRecord
 
 COPY = {"task": "copy", "title": "Copy", "leaderboard": {"aggregate_over": []}}
 AUDIO = {"task": "audio", "title": "Audio", "leaderboard": {"aggregate_over": ["target", "sha256"]}}
@@ -38,6 +39,15 @@ def record(arch="rnn", seed=0, value=0.5, profile="quick", budget=100, task_para
     return r
 
 
+def typed(records):
+    return [RunRecord.from_dict(r) for r in records]
+
+
+def frame(records):
+    """The leaderboard's frame of hand-made records (read as the store's are)."""
+    return runs_frame(typed(records))
+
+
 def runs(arch, values, **kwargs):
     return [record(arch, seed, v, **kwargs) for seed, v in enumerate(values)]
 
@@ -51,7 +61,7 @@ def row(table, arch, **where):
 
 
 def board(records, suite=COPY, per_target=None):
-    df = runs_frame(records)
+    df = frame(records)
     return markdown(leaderboard_table(df, suite), df, suite, suite["task"], {}, per_target)
 
 
@@ -62,7 +72,7 @@ def table_lines(md):
 @pytest.mark.filterwarnings("error::RuntimeWarning")
 def test_interval_columns_contain_the_mean_and_degenerate_rows_do_not_crash():
     records = runs("rnn", [0.2, 0.3, 0.25, 0.4]) + runs("lstm", [0.6]) + runs("gru", [0.5, 0.5, 0.5])
-    table = leaderboard_table(runs_frame(records), COPY)
+    table = leaderboard_table(frame(records), COPY)
     rnn = row(table, "rnn")
     low, high = map(float, rnn["ci95"].strip("[]").split(", "))
     assert low < rnn["_mean.recall_accuracy"] < high and rnn["recall_accuracy"] == "0.2875 ± 0.085"
@@ -76,23 +86,23 @@ def test_interval_columns_contain_the_mean_and_degenerate_rows_do_not_crash():
 @pytest.mark.filterwarnings("error::RuntimeWarning")
 def test_p_against_the_best_row_and_bold_only_when_separated():
     separated = runs("a", [0.9, 0.92, 0.91, 0.93]) + runs("b", [0.5, 0.52, 0.49, 0.51]) + runs("c", [0.2, 0.2, 0.2])
-    table = leaderboard_table(runs_frame(separated), COPY)
+    table = leaderboard_table(frame(separated), COPY)
     assert row(table, "a")["p"] == "best" and all(float(row(table, x)["p"]) < 0.05 for x in "bc")
     md = board(separated)
     assert "| **a** " in md and "**b**" not in md and "at p < 0.05 (Welch)" in md
 
     tied = runs("a", [0.5, 0.7, 0.6]) + runs("b", [0.45, 0.75, 0.55]) + runs("c", [0.1, 0.12, 0.11])
-    table = leaderboard_table(runs_frame(tied), COPY)
+    table = leaderboard_table(frame(tied), COPY)
     assert row(table, "a")["p"] == "best" and float(row(table, "b")["p"]) > 0.05 > float(row(table, "c")["p"])
     assert "**a**" not in board(tied)
 
     lower = runs("a", [0.1, 0.12, 0.11], primary="nmse", higher=False) + runs("b", [0.9, 0.8, 0.85], primary="nmse",
                                                                                higher=False)
-    assert row(leaderboard_table(runs_frame(lower), COPY), "a")["p"] == "best"  # direction from higher_is_better
+    assert row(leaderboard_table(frame(lower), COPY), "a")["p"] == "best"  # direction from higher_is_better
 
     untestable = runs("a", [0.9]) + runs("b", [0.5, 0.6]) + runs("c", [0.4, 0.4], budget=500) + runs(
         "d", [0.3, 0.3], budget=500) + runs("e", [0.2, 0.2, 0.2], budget=1000)
-    table = leaderboard_table(runs_frame(untestable), COPY)
+    table = leaderboard_table(frame(untestable), COPY)
     assert row(table, "b")["p"] == "—"  # one seed on the best side
     assert row(table, "d")["p"] == "—"  # no spread on either side
     assert row(table, "e")["p"] == "best"  # alone in its budget: nothing to be separated from
@@ -108,17 +118,17 @@ def test_aggregated_rows_average_each_seed_over_its_targets_first():
     # per seed: (0.1 + 0.9) / 2 = 0.5 and (0.2 + 1.0) / 2 = 0.6, std 0.071; pooled over runs it would be 0.47
     balanced = [audio("rnn", 0, "synth:pluck", 0.1), audio("rnn", 0, "synth:chord", 0.9),
                 audio("rnn", 1, "synth:pluck", 0.2), audio("rnn", 1, "synth:chord", 1.0)]
-    rnn = leaderboard_table(runs_frame(balanced), AUDIO).iloc[0]
+    rnn = leaderboard_table(frame(balanced), AUDIO).iloc[0]
     assert rnn["nmse"] == "0.55 ± 0.071" and rnn["n"] == 4 and rnn["seeds"] == 2
     assert rnn["_per_seed"] == pytest.approx((0.5, 0.6))
 
     # seed 2 ran on pluck only: targets' means 0.2 and 0.95 weigh the same, so the mean is 0.575
     # (the mean over runs would be 0.5, over per-seed averages 0.4667)
     unbalanced = balanced + [audio("rnn", 2, "synth:pluck", 0.3)]
-    rnn = leaderboard_table(runs_frame(unbalanced), AUDIO).iloc[0]
+    rnn = leaderboard_table(frame(unbalanced), AUDIO).iloc[0]
     assert rnn["_mean.nmse"] == pytest.approx(0.575) and rnn["_per_seed"] == pytest.approx((0.5, 0.6, 0.3))
 
-    df = runs_frame(unbalanced + [audio("lstm", 0, "synth:pluck", 0.4), audio("lstm", 0, "synth:chord", 0.6)])
+    df = frame(unbalanced + [audio("lstm", 0, "synth:pluck", 0.4), audio("lstm", 0, "synth:chord", 0.6)])
     per_target = leaderboard_table(df, AUDIO, aggregate_over=[])
     md = markdown(leaderboard_table(df, AUDIO), df, AUDIO, "audio", {}, per_target)
     assert "### Per target" in md and "Aggregated over target (sha256), the seed" in md
@@ -132,7 +142,7 @@ def test_aggregated_rows_average_each_seed_over_its_targets_first():
 def test_not_learned_runs_are_counted_and_a_row_with_none_learned_is_marked():
     records = (runs("a", [0.13, 0.12], learned=False) + [record("b", 0, 0.9, learned=True), record("b", 1, 0.12,
                learned=False)] + runs("c", [0.12, 0.13]))  # c: old records, unknown
-    table = leaderboard_table(runs_frame(records), COPY)
+    table = leaderboard_table(frame(records), COPY)
     a, b, c = (row(table, x) for x in "abc")
     assert (a["not_learned"], b["not_learned"], c["not_learned"]) == (2, 1, "—")
     assert a["recall_accuracy"].endswith(" (not learned)")
@@ -156,7 +166,7 @@ def test_plots_are_per_profile_and_stale_ones_go(tmp_path, monkeypatch):
     seen = []
     for name, plot in list(plots.PLOTS.items()):
         def spy(df, recs, suite, out_dir, plot=plot):
-            seen.append((set(df["profile"]), {r["profile"] for r in recs}, len(df) == len(recs)))
+            seen.append((set(df["profile"]), {r.profile for r in recs}, len(df) == len(recs)))
             return plot(df, recs, suite, out_dir)
         monkeypatch.setitem(plots.PLOTS, name, spy)
 
@@ -171,7 +181,7 @@ def test_plots_are_per_profile_and_stale_ones_go(tmp_path, monkeypatch):
     assert "(learning_curves_paper.png)" in paper and "_quick.png" not in paper
     assert "(learning_curves_quick.png)" in quick and "_paper.png" not in quick
     with pytest.raises(ValueError, match="one profile"):
-        plots.learning_curves(runs_frame(records), records, COPY, out)
+        plots.learning_curves(frame(records), typed(records), COPY, out)
 
 
 def test_waveforms_show_each_archs_best_run_on_the_best_runs_target(tmp_path, monkeypatch):
@@ -185,7 +195,7 @@ def test_waveforms_show_each_archs_best_run_on_the_best_runs_target(tmp_path, mo
                audio("b", 3, "synth:chord", 0.01, budget=100)]  # better, but not the largest budget
     figures = []
     monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append((fig, path)) or path)
-    path = plots.waveforms(runs_frame(records), records, AUDIO, tmp_path)
+    path = plots.waveforms(frame(records), typed(records), AUDIO, tmp_path)
     assert path.name == "waveforms_quick.png"
     fig = figures[0][0]
     titles = [ax.get_title() for ax in fig.axes]
@@ -216,7 +226,7 @@ def _copy_quick():
 def _drawn(monkeypatch, plot, records, suite, tmp_path):
     figures = []
     monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig) or path)
-    path = plot(runs_frame(records), records, suite, tmp_path)
+    path = plot(frame(records), typed(records), suite, tmp_path)
     fig = figures[0]
     fig.canvas.draw()
     return path, fig

@@ -15,6 +15,7 @@ import pandas as pd
 
 from bench.report.stats import bootstrap_ci, welch_p
 from bench.store.files import atomic_write
+from bench.store.records import ABSENT, RunRecord
 from bench.store.results import ResultsStore
 from bench.suite.suites import load_suite
 from bench.suite.tuning import TUNING_STORE, tuning_table
@@ -24,33 +25,38 @@ NOX_SESSION = {"copy": "copy", "audio": "audio", "timit": "timit", "synthwords":
 SEPARATED = 0.05  # a best row is shown in bold when every other row of its group differs at this p
 
 
-def runs_frame(records: list[dict]) -> pd.DataFrame:
+def known(value):
+    """A field's value, None where the record was written before the field existed."""
+    return None if value is ABSENT else value
+
+
+def runs_frame(records: list[RunRecord]) -> pd.DataFrame:
     """One row per run: config flattened into columns, metrics as metric.<name>."""
     rows = []
     for r in records:
-        model = r["model"]
+        model = r.model
         row = {
-            "run_id": r["run_id"], "profile": r["profile"], "arch": r["arch"], "budget": r["budget"],
-            "seed": r["seed"], "params": r["params"], "status": r["status"], "wall_time_s": r["wall_time_s"],
+            "run_id": r.run_id, "profile": r.profile, "arch": r.arch, "budget": r.budget,
+            "seed": r.seed, "params": r.params, "status": r.status, "wall_time_s": r.wall_time_s,
             "offset": model["offset"], "periods": ",".join(map(str, model["periods"])),
             "shape": (f"g={len(model['periods'])}, k={'/'.join(sorted({str(k) for k in model['module_sizes']}))}"
                       if model["periods"] else f"h={model['hidden_size']}"),
-            "hidden": model["hidden_size"], "command": r.get("command", ""),
-            "learned": r.get("learned"),  # None: recorded before runs were checked against the baseline
-            "git_commit": r["git_commit"], "torch": r["versions"]["torch"], "device": r["device"],
-            "date": r["date"], "backend": r.get("backend", "unrecorded"),
-            "stopped": r.get("stopped"), "epochs_trained": r.get("epochs_trained"),
+            "hidden": model["hidden_size"], "command": r.command or "",
+            "learned": known(r.learned),  # None: recorded before runs were checked against the baseline
+            "git_commit": r.git_commit, "torch": r.versions["torch"], "device": r.device,
+            "date": r.date, "backend": r.backend or "unrecorded",
+            "stopped": known(r.stopped), "epochs_trained": known(r.epochs_trained),
         }
         row.update({f"task.{k}": (json.dumps(v) if isinstance(v, (list, dict)) else v)
-                    for k, v in r["task_params"].items()})
-        row.update({f"train.{k}": v for k, v in r["train"].items()})
-        row.update({f"metric.{k}": v for k, v in r["metrics"].items()})
-        row.update({f"baseline.{k}": v for k, v in r.get("baselines", {}).items()})
+                    for k, v in r.task_params.items()})
+        row.update({f"train.{k}": v for k, v in r.train.items()})
+        row.update({f"metric.{k}": v for k, v in r.metrics.items()})
+        row.update({f"baseline.{k}": v for k, v in (r.baselines or {}).items()})
         rows.append(row)
     df = pd.DataFrame(rows)
     # one primary metric per task: the first record's
-    primary = df["primary"] = records[0]["primary_metric"]
-    df["higher_is_better"] = records[0]["higher_is_better"]
+    primary = df["primary"] = records[0].primary_metric
+    df["higher_is_better"] = records[0].higher_is_better
     if f"metric.{primary}" not in df:  # every run failed: the tables still get their columns
         df[f"metric.{primary}"] = float("nan")
     return df
@@ -356,6 +362,7 @@ def build_leaderboard(task: str, results_dir: Path, log=print) -> list[Path]:
                              + (f" ({len(left_out)} lines left out: {left_out[0].reason})" if left_out else ""))
     for line in left_out:
         log(f"warning: {store.path} line {line.line} left out of the leaderboard: {line.reason}")
+    records = [RunRecord.from_dict(r) for r in records]
     df = runs_frame(records)
     table = leaderboard_table(df, suite)
     written = [out / "leaderboard.md", out / "leaderboard.csv"]

@@ -262,7 +262,7 @@ def learning_curves(df, records, suite, out: Path):
     for record, (index, row) in zip(records, df.iterrows()):
         panel = "\n".join(p for p in (labels[index], f"budget {row['budget']}" if several_budgets else "") if p)
         panel_rows.setdefault(panel, []).append(index)
-        for p in record.get("curve", []):
+        for p in (record.curve or []):
             if f"val/{primary}" in p:
                 points.append({"step": p["step"], "value": p[f"val/{primary}"], "arch": row["arch"],
                                "panel": panel, "budget": row["budget"], "seed": row["seed"]})
@@ -312,23 +312,23 @@ def waveforms(df, records, suite, out: Path):
     run overall at that budget, so that the panels compare like with like."""
     from tasks.audio import plot_waveforms
 
-    ok = [r for r in records if r["status"] == "ok" and r["artifacts"].get("generated")]
+    ok = [r for r in records if r.status == "ok" and r.artifacts.get("generated")]
     if not ok:
         return None
-    budget = max(r["budget"] for r in ok)
-    at_budget = sorted((r for r in ok if r["budget"] == budget), key=lambda r: (r["metrics"]["nmse"], r["run_id"]))
-    on_target = lambda r: (r["task_params"]["target"], r["task_params"].get("sha256"))
+    budget = max(r.budget for r in ok)
+    at_budget = sorted((r for r in ok if r.budget == budget), key=lambda r: (r.metrics["nmse"], r.run_id))
+    on_target = lambda r: (r.task_params["target"], r.task_params.get("sha256"))
     target = on_target(at_budget[0])
     chosen = {}
     for r in at_budget:  # best first: the first run of an arch on the target is its best
         if on_target(r) == target:
-            chosen.setdefault(r["arch"], r)
+            chosen.setdefault(r.arch, r)
     fig, axes = plt.subplots(len(chosen), 1, figsize=(8, 1.8 * len(chosen)), sharex=True, squeeze=False)
     order = _arch_styles(suite, sorted(chosen))  # the task's order of architectures, as in the other plots
     for ax, (arch, r) in zip(axes[:, 0], sorted(chosen.items(), key=lambda item: order[item[0]]["rank"])):
-        plot_waveforms(ax, r["artifacts"]["target"], r["artifacts"]["generated"], label=arch,
-                       sample_rate=r["task_params"]["sample_rate"])
-        ax.set_title(f"{arch}: {r['params']} params, seed {r['seed']}, NMSE {r['metrics']['nmse']:.3g}", fontsize=9)
+        plot_waveforms(ax, r.artifacts["target"], r.artifacts["generated"], label=arch,
+                       sample_rate=r.task_params["sample_rate"])
+        ax.set_title(f"{arch}: {r.params} params, seed {r.seed}, NMSE {r.metrics['nmse']:.3g}", fontsize=9)
     name = target[0] + (f" ({target[1][:8]})" if target[1] else "")
     fig.suptitle(_wrap(f"[{df['profile'].iloc[0]}] {name}, budget {budget}: best run per architecture, "
                        "target vs generated", 7.7, 10), fontsize=10)
@@ -358,22 +358,22 @@ def confusion(df, records, suite, out: Path):
     """Confusion matrix of the best run (lowest primary metric) from its test predictions."""
     from tasks import task_class
 
-    ok = [r for r in records if r["status"] == "ok" and r["artifacts"].get("true")]
+    ok = [r for r in records if r.status == "ok" and r.artifacts.get("true")]
     if not ok:
         return None
-    sign = -1 if ok[0]["higher_is_better"] else 1
-    best = min(ok, key=lambda r: (sign * r["metrics"][r["primary_metric"]], r["run_id"]))
-    names = list(getattr(task_class(best["task"]), "class_names", []))
-    n = len(names) or 1 + max(best["artifacts"]["true"] + best["artifacts"]["pred"])
-    matrix = pd.crosstab(pd.Categorical(best["artifacts"]["true"], categories=range(n)),
-                         pd.Categorical(best["artifacts"]["pred"], categories=range(n)), dropna=False)
+    sign = -1 if ok[0].higher_is_better else 1
+    best = min(ok, key=lambda r: (sign * r.metrics[r.primary_metric], r.run_id))
+    names = list(getattr(task_class(best.task), "class_names", []))
+    n = len(names) or 1 + max(best.artifacts["true"] + best.artifacts["pred"])
+    matrix = pd.crosstab(pd.Categorical(best.artifacts["true"], categories=range(n)),
+                         pd.Categorical(best.artifacts["pred"], categories=range(n)), dropna=False)
     if names:
         matrix.index, matrix.columns = names, names
     fig, ax = plt.subplots(figsize=(8, 7))
     sns.heatmap(matrix, annot=True, fmt="d", cbar=False, cmap="Blues", ax=ax, annot_kws={"size": 6})
     ax.set(xlabel="predicted", ylabel="true")
-    ax.set_title(_wrap(f"[{best['profile']}] best run: {best['arch']}, {best['params']} params, seed {best['seed']}, "
-                       f"{best['primary_metric']} {best['metrics'][best['primary_metric']]:.3g}", 7, TITLE_SIZE),
+    ax.set_title(_wrap(f"[{best.profile}] best run: {best.arch}, {best.params} params, seed {best.seed}, "
+                       f"{best.primary_metric} {best.metrics[best.primary_metric]:.3g}", 7, TITLE_SIZE),
                  fontsize=TITLE_SIZE)
     return _save(fig, _path(out, "confusion_best", df))
 

@@ -137,6 +137,7 @@ class RunRecord:
     versions: dict = ABSENT
     command: str = ABSENT  # the command that made it, as the leaderboard prints it
     evaluated_on: str = ABSENT  # test, or val for tuning runs
+    external: dict = ABSENT  # made by code or on a machine this repository has not verified
     extra: dict = dataclasses.field(default_factory=dict)
 
     @classmethod
@@ -161,6 +162,17 @@ class RunRecord:
     def to_json(self) -> str:
         """The line the store writes (sorted keys: the same bytes for the same record)."""
         return json.dumps(self.to_dict(), sort_keys=True, allow_nan=True)
+
+    # the config's fields, read through the record
+    task = property(lambda self: self.config.task)
+    profile = property(lambda self: self.config.profile)
+    task_params = property(lambda self: self.config.task_params)
+    arch = property(lambda self: self.config.arch)
+    model = property(lambda self: self.config.model)
+    budget = property(lambda self: self.config.budget)
+    params = property(lambda self: self.config.params)
+    train = property(lambda self: self.config.train)
+    seed = property(lambda self: self.config.seed)
 
     @property
     def primary(self) -> float | None:
