@@ -9,6 +9,7 @@ import pytest
 from bench.cli import main
 from bench.report import stats
 from bench.report.verify import Check, Row, command_args, judge, machine_comparison
+from bench.store.records import ABSENT, RunConfig, RunRecord
 
 TINY = ["--archs", "rnn", "cwrnn/exponential", "--budgets", "400", "--steps", "3",
         "--param", "delay=3", "--param", "variable_delay=false"]
@@ -132,9 +133,10 @@ def test_each_run_is_rerun_on_its_own_recorded_thread_count(tmp_path, capsys, mo
 # the verdicts, without training
 
 
-def record(seed, value, **machine):
-    return {"seed": seed, "metrics": {"m": value}, "machine": {"cpu_model": "AMD EPYC", **machine},
-            "versions": {"torch": "2.13.0"}}
+def record(seed, value):
+    config = RunConfig("copy", "quick", {}, "rnn", {}, 10, 10, {}, seed)
+    return RunRecord(config.run_id, config, "ok", "", {"m": value}, "m", True, machine={"cpu_model": "AMD EPYC"},
+                     versions={"torch": "2.13.0"})
 
 
 def check(committed, reruns, kinds):
@@ -158,13 +160,15 @@ def test_verdicts_bitwise_close_and_tested():
 
 def test_the_header_says_what_differs_from_the_records_machine():
     here = {"cpu_model": "AMD EPYC", "cpu_flags_sha256": "f", "torch_cpu_capability": "AVX2"}
-    same = [{"machine": dict(here), "versions": {"torch": "2.13.0"}}]
-    assert machine_comparison(same, here, {"torch": "2.13.0"})[0]
-    other = [{"machine": {**here, "cpu_model": "Intel Xeon"}, "versions": {"torch": "2.12.0"}}]
-    expected, line = machine_comparison(other, here, {"torch": "2.13.0"})
+    made = record(0, 0.5)
+    made.machine = dict(here)
+    assert machine_comparison([made], here, {"torch": "2.13.0"})[0]
+    made.machine, made.versions = {**here, "cpu_model": "Intel Xeon"}, {"torch": "2.12.0"}
+    expected, line = machine_comparison([made], here, {"torch": "2.13.0"})
     assert not expected
     assert "CPU model (records: Intel Xeon; here: AMD EPYC)" in line and "torch (records: 2.12.0; here: 2.13.0)" in line
-    assert "do not name the machine" in machine_comparison([{"versions": {}}], here, {})[1]
+    made.machine = ABSENT
+    assert "do not name the machine" in machine_comparison([made], here, {})[1]
 
 
 # ---------------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.report import stats
+from bench.store.records import RunRecord
 from bench.store.results import ResultsStore
 from bench.suite.suites import run_id
 from models.errors import UserInputError
@@ -50,34 +51,34 @@ SAME_VERSIONS = ("python", "torch", "numpy", "numba", "pytorch-lightning")
 @dataclass
 class Row:
     key: tuple
-    records: list[dict]  # the committed ok runs, by seed
+    records: list[RunRecord]  # the committed ok runs, by seed
     label: str
 
 
-def rows_of(records: list[dict]) -> list[Row]:
+def rows_of(records: list[RunRecord]) -> list[Row]:
     varying = varying_params(records)
-    rows: dict[tuple, list[dict]] = {}
+    rows: dict[tuple, list[RunRecord]] = {}
     for r in records:
-        if r["status"] != "ok":
+        if r.status != "ok":
             continue
-        key = (r["profile"], json.dumps(r["task_params"], sort_keys=True), r["arch"], r["budget"],
-               json.dumps(r["train"], sort_keys=True))
+        key = (r.profile, json.dumps(r.task_params, sort_keys=True), r.arch, r.budget,
+               json.dumps(r.train, sort_keys=True))
         rows.setdefault(key, []).append(r)
     out = []
     for key, group in rows.items():
-        group.sort(key=lambda r: r["seed"])
+        group.sort(key=lambda r: r.seed)
         first = group[0]
-        setting = ", ".join(f"{k}={v}" for k, v in first["task_params"].items()
+        setting = ", ".join(f"{k}={v}" for k, v in first.task_params.items()
                             if k in varying and k != "sha256")
-        out.append(Row(key, group, f"{first['profile']} {first['arch']} budget={first['budget']}"
+        out.append(Row(key, group, f"{first.profile} {first.arch} budget={first.budget}"
                                    + (f" {setting}" if setting else "")))
     return out
 
 
-def varying_params(records: list[dict]) -> set[str]:
+def varying_params(records: list[RunRecord]) -> set[str]:
     seen: dict[str, set] = {}
     for r in records:
-        for k, v in r["task_params"].items():
+        for k, v in r.task_params.items():
             seen.setdefault(k, set()).add(json.dumps(v, sort_keys=True))
     return {k for k, values in seen.items() if len(values) > 1}
 
@@ -94,7 +95,7 @@ def command_args(command: str, task: str, profile: str) -> list[str]:
     return ["run", task, "--profile", profile]
 
 
-def rebuild(records: list[dict], task: str, results_dir: Path, read_run_command) -> dict[str, tuple]:
+def rebuild(records: list[RunRecord], task: str, results_dir: Path, read_run_command) -> dict[str, tuple]:
     """run_id -> (config, task object) for every run that the records' commands declare.
     `read_run_command(words)` -> (parsed arguments, profile) is the command line's own reading
     of `cwbench run` arguments (bench/cli.py, which imports this module)."""
@@ -102,7 +103,7 @@ def rebuild(records: list[dict], task: str, results_dir: Path, read_run_command)
     from bench.suite.tuning import needs_tuning, tuned_rates
 
     plan = {}
-    for command, profile_name in sorted({(r.get("command", ""), r["profile"]) for r in records}):
+    for command, profile_name in sorted({(r.command or "", r.profile) for r in records}):
         args, profile = read_run_command(command_args(command, task, profile_name))
         args.results = results_dir  # tuned rates come from the committed tuning store beside the runs
         tuned = tuned_rates(task, args.profile, profile, results_dir) if needs_tuning(profile) else None
@@ -113,16 +114,16 @@ def rebuild(records: list[dict], task: str, results_dir: Path, read_run_command)
 
 def run_threads(record: dict) -> int | None:
     """The torch thread count one run was made with (its machine record, or its device string)."""
-    machine = record.get("machine") or {}
+    machine = record.machine or {}
     if "torch_threads" in machine:
         return machine["torch_threads"]
-    device = record.get("device", "")
+    device = record.device or ""
     if device.startswith("cpu (") and device.endswith(" threads)"):
         return int(device.rsplit(",", 1)[1].split()[0])
     return None
 
 
-def recorded_threads(records: list[dict]) -> int | None:
+def recorded_threads(records: list[RunRecord]) -> int | None:
     """The torch thread count the runs were made with, if they agree on one: sums split
     over another count of threads give other bits."""
     counts = {run_threads(r) for r in records} - {None}
@@ -143,30 +144,30 @@ def pin_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def compare(old: dict, new: dict | None) -> str:
-    if new is None or new["status"] != "ok":
-        return "not rerun" if new is None else new["status"]
-    if new["metrics"] == old["metrics"]:
+def compare(old: RunRecord, new: RunRecord | None) -> str:
+    if new is None or new.status != "ok":
+        return "not rerun" if new is None else new.status
+    if new.metrics == old.metrics:
         return "bitwise"
-    close = all(abs(new["metrics"].get(k, np.nan) - v) <= CLOSE * max(1.0, abs(v)) for k, v in old["metrics"].items())
+    close = all(abs(new.metrics.get(k, np.nan) - v) <= CLOSE * max(1.0, abs(v)) for k, v in old.metrics.items())
     return "close" if close else "different"
 
 
-def machine_comparison(records: list[dict], machine: dict, versions: dict) -> tuple[bool, str]:
+def machine_comparison(records: list[RunRecord], machine: dict, versions: dict) -> tuple[bool, str]:
     """Whether bitwise identity is to be expected on this machine, and the header line that
     says why: what of the records' machine and versions differs here (threads are pinned to
     each record's own count, so they never differ)."""
-    unnamed = sum("machine" not in r for r in records)
+    unnamed = sum(not r.machine for r in records)
     if unnamed:
         return False, (f"bitwise identity not expected: {unnamed} of {len(records)} records do not name the machine "
                        "that made them (made before machine provenance was recorded)")
     differs = []
     for key, what in SAME_MACHINE.items():
-        theirs = sorted({str(r["machine"].get(key)) for r in records})
+        theirs = sorted({str(r.machine.get(key)) for r in records})
         if theirs != [str(machine.get(key))]:
             differs.append(f"{what} (records: {', '.join(theirs)}; here: {machine.get(key)})")
     for package in SAME_VERSIONS:
-        theirs = sorted({str(r.get("versions", {}).get(package)) for r in records})
+        theirs = sorted({str((r.versions or {}).get(package)) for r in records})
         if theirs != [str(versions.get(package))]:
             differs.append(f"{package} (records: {', '.join(theirs)}; here: {versions.get(package)})")
     if differs:
@@ -180,7 +181,7 @@ class Check:
     """One row's reruns and what they say."""
 
     row: Row
-    paired: list[dict]  # the committed records rerun, by seed
+    paired: list[RunRecord]  # the committed records rerun, by seed
     extra: list[str]  # run ids of new seeds
     kinds: list[str] = field(default_factory=list)  # per paired record: bitwise, close, different, ...
     values: list[float] = field(default_factory=list)  # the reruns' primary metric (paired and new)
@@ -199,7 +200,7 @@ class Check:
 def new_seed_configs(row: Row, plan: dict, count: int, taken: set[int]) -> list[tuple]:
     """Configs of `count` seeds the store has not got for this row: the row's rebuilt config
     with another seed (what `--seeds` would add)."""
-    config, task = plan[row.records[0]["run_id"]]
+    config, task = plan[row.records[0].run_id]
     seeds = (s for s in itertools.count(max(taken) + 1) if s not in taken)
     return [({**config, "seed": next(seeds)}, task) for _ in range(count)]
 
@@ -224,7 +225,7 @@ def judge(checks: list[Check], primary: str, alpha: float) -> None:
             c.verdict = (f"too few seeds to tell ({c.n} seeds, {c.k} reruns: "
                          + (f"--sample {needed} would tell)" if needed else "the row needs more seeds)"))
     for c in family:
-        c.p = stats.permutation_p(c.values, [r["metrics"][primary] for r in c.row.records])
+        c.p = stats.permutation_p(c.values, [r.metrics[primary] for r in c.row.records])
     for c, rejected in zip(family, stats.holm([c.p for c in family], alpha)):
         c.verdict = "INCONSISTENT" if rejected else "consistent"
 
@@ -235,7 +236,7 @@ def verify(task: str, results_dir: Path, scratch: Path, read_run_command, sample
     from bench.sweep.runner import run_suite
 
     store = ResultsStore(Path(results_dir) / task / "runs.jsonl")
-    records = [r for r in store.load() if profile is None or r["profile"] == profile]
+    records = [r for r in map(RunRecord.from_dict, store.load()) if profile is None or r.profile == profile]
     if not records:
         raise UserInputError(f"no stored runs to verify for task {task}"
                              + (f" profile {profile}" if profile else "") + f" in {store.path}")
@@ -244,18 +245,18 @@ def verify(task: str, results_dir: Path, scratch: Path, read_run_command, sample
         pin_threads(threads)  # first: before anything loads torch
     rows = rows_of(records)
     plan = rebuild(records, task, Path(results_dir), read_run_command)
-    taken = {(json.dumps(row.key), r["seed"]) for row in rows for r in row.records}
+    taken = {(json.dumps(row.key), r.seed) for row in rows for r in row.records}
     checks, runs_of = [], {}  # runs_of: thread count -> (config, task) to rerun
     for row in rows:
         check = Check(row, row.records[:sample], [])
-        if any(r["run_id"] not in plan for r in check.paired):
+        if any(r.run_id not in plan for r in check.paired):
             check.verdict = "NOT REBUILT (its command no longer declares this run)"
         else:
             seeds = {s for key, s in taken if key == json.dumps(row.key)}
             extra = new_seed_configs(row, plan, max(0, sample - len(row.records)), seeds)
             check.extra = [run_id(config) for config, _ in extra]
             for r in check.paired:
-                runs_of.setdefault(run_threads(r), []).append(plan[r["run_id"]])
+                runs_of.setdefault(run_threads(r), []).append(plan[r.run_id])
             runs_of.setdefault(run_threads(row.records[0]), []).extend(extra)
         checks.append(check)
     from bench.sweep import provenance
@@ -266,7 +267,7 @@ def verify(task: str, results_dir: Path, scratch: Path, read_run_command, sample
         "thread count it was recorded with" + (f" ({threads})" if threads else ""))
     log(machine_line)
     # each rerun on the implementation its record names (auto may choose otherwise today)
-    recorded = {r["run_id"]: r["backend"] for c in checks for r in c.paired if r.get("backend")}
+    recorded = {r.run_id: r.backend for c in checks for r in c.paired if r.backend}
     for count, group in runs_of.items():
         if count:
             import torch
@@ -274,20 +275,20 @@ def verify(task: str, results_dir: Path, scratch: Path, read_run_command, sample
             torch.set_num_threads(count)
         run_suite(group, scratch, command=f"cwbench verify {task} --sample {sample}", log=log,
                   implementations=recorded, launch=LaunchOptions(workers=workers, threads=count))
-    fresh = {r["run_id"]: r for r in ResultsStore(Path(scratch) / task / "runs.jsonl").load()}
+    fresh = {r.run_id: r for r in map(RunRecord.from_dict, ResultsStore(Path(scratch) / task / "runs.jsonl").load())}
 
-    primary = records[0]["primary_metric"]
+    primary = records[0].primary_metric
     for c in checks:
         if c.verdict:
             continue
-        reruns = [fresh.get(r["run_id"]) for r in c.paired] + [fresh.get(rid) for rid in c.extra]
-        if any(r is None or r["status"] != "ok" for r in reruns):
+        reruns = [fresh.get(r.run_id) for r in c.paired] + [fresh.get(rid) for rid in c.extra]
+        if any(r is None or r.status != "ok" for r in reruns):
             c.verdict = "DOES NOT REPRODUCE (a rerun did not finish ok: " + ", ".join(
-                sorted({"not rerun" if r is None else r["status"] for r in reruns if r is None or r["status"] != "ok"})
+                sorted({"not rerun" if r is None else r.status for r in reruns if r is None or r.status != "ok"})
             ) + ")"
             continue
-        c.kinds = [compare(r, fresh[r["run_id"]]) for r in c.paired]
-        c.values = [r["metrics"][primary] for r in reruns]
+        c.kinds = [compare(r, fresh[r.run_id]) for r in c.paired]
+        c.values = [r.metrics[primary] for r in reruns]
     judge(checks, primary, alpha)
     report(checks, primary, alpha, expected, log)
     from bench.report.leaderboard import build_leaderboard
@@ -305,7 +306,7 @@ def report(checks: list[Check], primary: str, alpha: float, expected: bool, log)
     log(f"\n{'row':<{width}}  {'seeds':>5}  {'reruns':<26} {primary + ' reruns':>14}  {'seeds: mean [min, max]':<30}"
         f"  {'p':>7}  verdict")
     for c in checks:
-        committed = [r["metrics"][primary] for r in c.row.records]
+        committed = [r.metrics[primary] for r in c.row.records]
         kinds = c.kinds + ["new seed"] * len(c.extra) if c.kinds or not c.verdict else []
         summary = ", ".join(f"{kinds.count(k)} {k}" for k in dict.fromkeys(kinds)) or f"{c.k} not compared"
         shown = f"{np.mean(c.values):.4g}" if c.values else "—"
