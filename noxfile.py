@@ -1,4 +1,4 @@
-"""Sessions: tests, lint, the suites (copy, audio, timit, synthwords, tune, verify, leaderboard), perf and speed.
+"""Sessions: tests, lint, the suites (copy, audio, timit, synthwords, tune, verify, leaderboard, site), perf and speed.
 
 The suite sessions share one virtualenv, .nox/bench, instead of one per session (minutes of
 installing each): nox cannot share its own, so they run without one and call into .nox/bench.
@@ -155,3 +155,9 @@ def verify(session):
 def leaderboard(session):
     """Rebuild every leaderboard table and plot from the stored runs."""
     cwbench(session, "leaderboard", *session.posargs)
+
+
+@nox.session(venv_backend="none")
+def site(session):
+    """Build the static site of every leaderboard into site/ (`-- --out DIR`, `-- --results DIR`)."""
+    cwbench(session, "site", *session.posargs)
