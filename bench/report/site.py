@@ -487,7 +487,10 @@ class TaskSite:
                 versions.setdefault(package, set()).add(str(version))
             if r.get("machine") and r["machine"] not in machines:
                 machines.append(r["machine"])
-        externals = [r["external"] for r in records if is_external(r)]
+        externals = []  # one bundle imported several runs: say where they came from once
+        for r in records:
+            if is_external(r) and r["external"] not in externals:
+                externals.append(r["external"])
         return {
             "name": name,
             "profile": profile,
