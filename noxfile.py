@@ -1,5 +1,5 @@
-"""Sessions: tests, lint, tune, verify, leaderboard, perf, speed, and one per suite file (bench/suites/<task>.yaml:
-copy, audio, timit, synthwords; `nox -s <task> -- ARGS` is `cwbench run <task> ARGS`).
+"""Sessions: tests, lint, tune, verify, leaderboard, site, perf, speed, and one per suite file
+(bench/suites/<task>.yaml: copy, audio, timit, synthwords; `nox -s <task> -- ARGS` is `cwbench run <task> ARGS`).
 
 The suite sessions share one virtualenv, .nox/bench, instead of one per session (minutes of
 installing each): nox cannot share its own, so they run without one and call into .nox/bench.
@@ -165,6 +165,12 @@ def verify(session):
 def leaderboard(session):
     """Rebuild every leaderboard table and plot from the stored runs."""
     cwbench(session, "leaderboard", *session.posargs)
+
+
+@nox.session(venv_backend="none")
+def site(session):
+    """Build the static site of every leaderboard into site/ (`-- --out DIR`, `-- --results DIR`)."""
+    cwbench(session, "site", *session.posargs)
 
 
 # one session per suite file, after the tool sessions above (a suite may not take their names)

@@ -1,4 +1,4 @@
-"""The `cwbench` command line: list, run, tune, verify, leaderboard, perf (and speed, its old name).
+"""The `cwbench` command line: list, run, tune, verify, leaderboard, site, perf (and speed, its old name).
 
 This module imports nothing heavy: `--help`, `list` and mistyped arguments answer at once.
 torch, Lightning, pandas... are imported inside the commands that run, tune, tabulate or
@@ -148,6 +148,13 @@ def cmd_leaderboard(args) -> int:
     return 0
 
 
+def cmd_site(args) -> int:
+    from bench.report.site import build_site  # pandas and Jinja2 only when building
+
+    build_site(args.results, args.out)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="cwbench", description="Clockwork Bench: recurrent architectures at matched "
                                   "parameter budgets, with reproducible leaderboards.")
@@ -183,6 +190,12 @@ def parser() -> argparse.ArgumentParser:
     board.add_argument("task", nargs="?", help="one task (default: every task with stored runs)")
     board.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
     board.set_defaults(func=cmd_leaderboard)
+
+    site = sub.add_parser("site", help="build the static site of every leaderboard (HTML; works from file://)")
+    site.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="the stores to read (default results/)")
+    site.add_argument("--out", type=Path, default=Path("site"), help="the folder to build in (default site/; "
+                      "a folder built before is replaced)")
+    site.set_defaults(func=cmd_site)
 
     add_perf_commands(sub)  # perf kernels|store|interference, and speed (bench/perf/commands.py)
     return top

@@ -20,7 +20,7 @@ from models import names
 
 ROOT = Path(__file__).resolve().parent.parent
 HEAVY = ["torch", "pytorch_lightning", "lightning", "pandas", "seaborn", "matplotlib", "wandb", "datasets",
-         "librosa", "numba", "scipy", "soundfile"]
+         "librosa", "numba", "scipy", "soundfile", "jinja2"]
 
 # (arguments, exit status): every one must finish without a heavy import
 FAST = [
@@ -29,6 +29,7 @@ FAST = [
     (["run", "--help"], 0),
     (["tune", "--help"], 0),
     (["leaderboard", "--help"], 0),
+    (["site", "--help"], 0),
     (["perf", "--help"], 0),
     (["perf", "kernels", "--help"], 0),
     (["perf", "store", "--help"], 0),
