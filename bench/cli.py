@@ -144,7 +144,7 @@ def cmd_leaderboard(args) -> int:
     from bench.report.leaderboard import build_leaderboard
 
     for task in tasks:
-        build_leaderboard(task, args.results)
+        build_leaderboard(task, args.results, wandb=args.wandb)
     return 0
 
 
@@ -182,6 +182,8 @@ def parser() -> argparse.ArgumentParser:
     board = sub.add_parser("leaderboard", help="rebuild tables and plots from stored runs")
     board.add_argument("task", nargs="?", help="one task (default: every task with stored runs)")
     board.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
+    board.add_argument("--wandb", action="store_true", help="also log each profile's table and figures to a W&B run "
+                       "of job type leaderboard (WANDB_MODE and WANDB_PROJECT honoured)")
     board.set_defaults(func=cmd_leaderboard)
 
     add_perf_commands(sub)  # perf kernels|store|interference, and speed (bench/perf/commands.py)
