@@ -303,7 +303,8 @@ def _findings(part: pd.DataFrame, runs: pd.DataFrame, primary: str, higher: bool
     dead = dead[dead["n"] > 0]
     if len(dead):
         lines.append("Did not learn (no run beat the trivial baseline): "
-                     + ", ".join(f"{a} at budget {b}" for a, b in zip(dead["arch"], dead["budget"])) + ".")
+                     + ", ".join(f"{a}{EXTERNAL_MARK if external else ''} at budget {b}"
+                                 for a, b, external in zip(dead["arch"], dead["budget"], dead["external"])) + ".")
     epochs = runs.dropna(subset=["epochs_trained"]) if "epochs_trained" in runs else runs.iloc[:0]
     if len(epochs):
         stopped = epochs["stopped"].value_counts()

@@ -314,13 +314,13 @@ def record_verifications(store_path: Path, checks: list[Check], records: list[di
     of_row: dict[tuple, list[dict]] = {}
     for r in records:
         of_row.setdefault(row_key(r), []).append(r)
-    machine = provenance.machine("cpu")
-    entries = [{"run_ids": [r["run_id"] for r in of_row[c.row.key]], "row": c.row.label, "verdict": c.verdict,
-                "reproduced": c.verdict in verified.REPRODUCED, "commit": provenance.git_commit(),
-                "machine": {k: machine.get(k) for k in ("cpu_model", "cpu_flags_sha256", "torch_threads")},
-                "date": provenance.now(), "command": command}
-               for c in checks if any(verified.is_external(r) for r in of_row[c.row.key])]
-    if entries:
+    external = [c for c in checks if any(verified.is_external(r) for r in of_row[c.row.key])]
+    if external:
+        machine = provenance.machine("cpu")
+        entries = [{"run_ids": [r["run_id"] for r in of_row[c.row.key]], "row": c.row.label, "verdict": c.verdict,
+                    "reproduced": c.verdict in verified.REPRODUCED, "commit": provenance.git_commit(),
+                    "machine": {k: machine.get(k) for k in ("cpu_model", "cpu_flags_sha256", "torch_threads")},
+                    "date": provenance.now(), "command": command} for c in external]
         verified.append(store_path, entries)
         log(f"{len(entries)} rows with external runs: {sum(e['reproduced'] for e in entries)} reproduced here "
             f"(no longer external), recorded in {verified.verified_path(store_path)}")

@@ -70,9 +70,13 @@ def stored_lines(store: ResultsStore, log=print) -> list[tuple[dict, bytes]]:
     last: dict[str, tuple[int, dict, bytes]] = {}
     with open(store.path, "rb") as f:
         for number, raw in enumerate(f):
-            if not raw.strip() or not raw.endswith(b"\n"):  # blank, or torn by a killed writer
+            if not raw.strip():
                 continue
-            record = json.loads(raw)
+            try:
+                record = json.loads(raw)
+            except ValueError:  # only a last line torn by a killed writer: scan refused any other
+                continue
+            raw = raw if raw.endswith(b"\n") else raw + b"\n"  # a whole last record written by hand
             if problem(record) is None:
                 last[record["run_id"]] = (number, record, raw)
     return [(record, raw) for _, record, raw in sorted(last.values(), key=lambda item: item[0])]

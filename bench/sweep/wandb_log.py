@@ -9,6 +9,9 @@ git commit, package versions, device, ...); the summary gets what is known only 
 
 wandb's own console output is silenced and stdout is left alone (`silent`, `console="off"`):
 the runner's progress line of a run must stay one line.
+
+`cwbench leaderboard --wandb` logs a task's leaderboard to a W&B run of its own (job type
+`leaderboard`), so that the dashboard holding the runs holds their tables too.
 """
 
 from __future__ import annotations
