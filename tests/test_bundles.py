@@ -199,3 +199,25 @@ def test_an_imported_row_stops_being_external_once_verify_reproduces_it(tmp_path
     table = board(dst)
     assert not table["external"].any()
     assert "(external)" not in (dst / "copy" / "leaderboard.md").read_text()
+
+
+def test_a_plugins_hash_goes_into_the_manifest_and_stays_with_its_records(tmp_path):
+    src, dst, bundle = source(tmp_path), tmp_path / "dst", tmp_path / "plugin.tar.gz"
+    plugin = {"plugin": "myrnn", "source": "myrnn.py", "sha256": "ab" * 32}
+    store = src / "copy" / "runs.jsonl"
+    records = [json.loads(line) for line in store.read_text().splitlines()]
+    marked = [{**r, "external": plugin} if r["arch"] == "gru" else r for r in records]
+    store.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in marked))
+    assert main(["export", "copy", "--results", str(src), "-o", str(bundle)]) == 0
+    assert json.loads(members(bundle)["manifest.json"])["plugins"] == [plugin]
+    assert main(["import", str(bundle), "--results", str(dst)]) == 0
+    stored = ResultsStore(dst / "copy" / "runs.jsonl").load()
+    assert all(r["external"].get("previous") == (plugin if r["arch"] == "gru" else None) for r in stored)
+    board(src)
+    text = (src / "copy" / "leaderboard.md").read_text()
+    assert "(external): a row with runs made outside this repository (plugin myrnn)" in text
+    assert "gru (external)" in text and "lstm (external)" not in text
+    board(dst)
+    text = (dst / "copy" / "leaderboard.md").read_text()
+    assert (f"external runs, not reproduced here: {len(records)} (bundle plugin.tar.gz; bundle plugin.tar.gz, "
+            "plugin myrnn)") in text
