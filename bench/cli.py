@@ -1,4 +1,5 @@
-"""The `cwbench` command line: list, run, tune, verify, leaderboard, site, perf (and speed, its old name).
+"""The `cwbench` command line: list, run, tune, verify, leaderboard, site, export, import, perf
+(and speed, its old name).
 
 This module imports nothing heavy: `--help`, `list` and mistyped arguments answer at once.
 torch, Lightning, pandas... are imported inside the commands that run, tune, tabulate or
@@ -144,7 +145,35 @@ def cmd_leaderboard(args) -> int:
     from bench.report.leaderboard import build_leaderboard
 
     for task in tasks:
-        build_leaderboard(task, args.results)
+        build_leaderboard(task, args.results, wandb=args.wandb)
+    return 0
+
+
+def cmd_export(args) -> int:
+    from bench.suite.suites import load_suite
+
+    load_suite(args.task)  # an unknown name is said before anything is read
+    from bench.store.bundles import export_bundle
+    from bench.sweep import provenance
+
+    environment = {"commit": provenance.git_commit(), "machine": provenance.machine("cpu"),
+                   "versions": provenance.versions()}
+    manifest = export_bundle(args.task, args.results, args.output, environment, archs=args.archs,
+                             profile=args.profile)
+    print(f"wrote {args.output}: {manifest['record_count']} records of task {args.task} "
+          f"(commit {environment['commit']}); import it with `cwbench import {args.output}`")
+    return 0
+
+
+def cmd_import(args) -> int:
+    from bench.store.bundles import import_bundle, read_bundle
+    from bench.suite.suites import load_suite, run_id
+
+    bundle = read_bundle(args.bundle, run_id)
+    load_suite(bundle.task)  # a bundle of a task this checkout does not have is refused
+    import_bundle(bundle, args.results)
+    print(f"rebuild the leaderboard with `cwbench leaderboard {bundle.task}"
+          + ("" if args.results == DEFAULT_RESULTS else f" --results {args.results}") + "`")
     return 0
 
 
@@ -189,6 +218,8 @@ def parser() -> argparse.ArgumentParser:
     board = sub.add_parser("leaderboard", help="rebuild tables and plots from stored runs")
     board.add_argument("task", nargs="?", help="one task (default: every task with stored runs)")
     board.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
+    board.add_argument("--wandb", action="store_true", help="also log each profile's table and figures to a W&B run "
+                       "of job type leaderboard (WANDB_MODE and WANDB_PROJECT honoured)")
     board.set_defaults(func=cmd_leaderboard)
 
     site = sub.add_parser("site", help="build the static site of every leaderboard (HTML; works from file://)")
@@ -196,6 +227,23 @@ def parser() -> argparse.ArgumentParser:
     site.add_argument("--out", type=Path, default=Path("site"), help="the folder to build in (default site/; "
                       "a folder built before is replaced)")
     site.set_defaults(func=cmd_site)
+    export = sub.add_parser("export", help="write a task's stored runs to a bundle (.tar.gz) that `cwbench import` "
+                            "adds to another results folder, marked external")
+    export.add_argument("task", help="task name (see `cwbench list`)")
+    export.add_argument("--archs", nargs="+", help="only these architectures' runs (default: all stored)")
+    export.add_argument("--profile", help="only this profile's runs (default: all)")
+    export.add_argument("-o", "--output", type=Path, required=True, metavar="BUNDLE.tar.gz",
+                        help="the bundle to write")
+    export.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="where the runs are stored "
+                        "(default results/)")
+    export.set_defaults(func=cmd_export)
+
+    bring = sub.add_parser("import", help="add the runs of a bundle from `cwbench export` to a results store, "
+                           "checked, marked external until `cwbench verify` reproduces them")
+    bring.add_argument("bundle", type=Path, help="a .tar.gz written by `cwbench export`")
+    bring.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="the results folder to add them to "
+                       "(default results/)")
+    bring.set_defaults(func=cmd_import)
 
     add_perf_commands(sub)  # perf kernels|store|interference, and speed (bench/perf/commands.py)
     return top

@@ -30,6 +30,8 @@ FAST = [
     (["tune", "--help"], 0),
     (["leaderboard", "--help"], 0),
     (["site", "--help"], 0),
+    (["export", "--help"], 0),
+    (["import", "--help"], 0),
     (["perf", "--help"], 0),
     (["perf", "kernels", "--help"], 0),
     (["perf", "store", "--help"], 0),
@@ -51,6 +53,9 @@ FAST = [
     (["run", "copy", "--archs", "cwrnn/nosuchschedule"], 2),
     (["run", "copy", "--train", "optimizer=nosuchoptimizer"], 2),
     (["leaderboard", "nosuchtask"], 2),
+    (["export", "nosuchtask", "-o", "bundle.tar.gz"], 2),
+    (["export", "copy"], 2),  # no -o
+    (["import", "/nonexistent/bundle.tar.gz"], 2),
     # checked by the task's constructor, the suite and budget matching: none needs torch
     (["run", "copy", "--param", "delay=0"], 2),
     (["run", "copy", "--param", "dealy=20"], 2),

@@ -1,16 +1,20 @@
 """Leaderboards from hand-made run records: statistics, the test against the best row,
-per-seed aggregation over targets, not-learned runs, and one set of plots per profile."""
+per-seed aggregation over targets, not-learned runs, one set of plots per profile, external
+rows kept apart, and the leaderboard on the W&B dashboard."""
 
 import hashlib
 import json
 import re
 
+import pandas as pd
 import pytest
 
+from bench.cli import main
 from bench.report import plots
 from bench.report.leaderboard import build_leaderboard, leaderboard_table, markdown, runs_frame
 from bench.report.stats import bootstrap_ci, welch_p
 from bench.store.records import RunRecord
+from models.errors import UserInputError
 
 COPY = {"task": "copy", "title": "Copy", "leaderboard": {"aggregate_over": []}}
 AUDIO = {"task": "audio", "title": "Audio", "leaderboard": {"aggregate_over": ["target", "sha256"]}}
@@ -323,3 +327,93 @@ def test_findings_name_dead_rows_early_stopping_and_the_paper_order():
     assert "3 of 6 runs stopped by patience, 3 at the cap; median epochs trained: rnn 10.5, lstm 12.5, gru 14.5" \
         in findings
     assert "ours gru > lstm > rnn; paper lstm > gru > rnn (a different order" in findings
+
+
+# --- external rows: kept apart from what this repository reproduced ------------------------
+
+def test_external_rows_are_marked_ranked_apart_and_never_bold(tmp_path):
+    plugin = {"plugin": "myrnn", "source": "myrnn.py", "sha256": "0" * 64}
+    verified = runs("a", [0.5, 0.52, 0.51, 0.53]) + runs("b", [0.2, 0.21, 0.2, 0.22])
+    external = [{**r, "external": plugin} for r in runs("c", [0.9, 0.91, 0.92, 0.9]) + runs("d", [0.6, 0.6, 0.61])]
+    table = leaderboard_table(runs_frame(typed(verified + external)), COPY)
+    assert list(table["arch"]) == ["a", "b", "c", "d"]  # the verified rows first, though c beats them all
+    assert list(table["external"]) == [False, False, True, True]
+    assert row(table, "a")["p"] == "best" and row(table, "a")["_separated"]  # separated from b alone
+    assert row(table, "c")["p"] == "best" and not row(table, "c")["_separated"]  # best of the external rows only
+    assert float(row(table, "d")["p"]) < 0.05  # tested against the best external row, not against a
+    md = board(verified + external)
+    lines = table_lines(md)
+    assert lines[2].startswith("| **a**") and lines[4].startswith("| c (external)")
+    assert "**c" not in md and "| d (external)" in md
+    assert "(external): a row with runs made outside this repository (plugin myrnn)" in md
+    assert "- external runs, not reproduced here: 7 (plugin myrnn)" in md
+    # no external record: no mark, no note
+    assert "(external)" not in board(verified) and "external runs" not in board(verified)
+
+
+def test_a_row_is_external_until_its_runs_are_reproduced_here(tmp_path):
+    from bench.store import verified as verifications
+
+    records = runs("a", [0.5, 0.6]) + [{**r, "external": {"imported_from": "x.tar.gz", "sha256": "1" * 64}}
+                                        for r in runs("b", [0.7, 0.8])]
+    store = tmp_path / "copy" / "runs.jsonl"
+    assert verifications.reproduced_ids(store) == set()
+    ids = [r["run_id"] for r in records if r["arch"] == "b"]
+    verifications.append(store, [{"run_ids": ids, "verdict": "bitwise", "reproduced": True}])
+    table = leaderboard_table(runs_frame(typed(records), verifications.reproduced_ids(store)), COPY)
+    assert not table["external"].any() and row(table, "b")["p"] == "best"
+    # a later verification that fails takes the row back; a torn last line (a killed writer) is no verdict
+    verifications.append(store, [{"run_ids": ids[:1], "verdict": "INCONSISTENT", "reproduced": False}])
+    with open(verifications.verified_path(store), "a") as f:
+        f.write('{"run_ids": ["' + ids[0] + '"], "repro')
+    assert verifications.reproduced_ids(store) == set(ids[1:])
+    assert row(leaderboard_table(runs_frame(typed(records), set(ids[1:])), COPY), "b")["external"]
+    verifications.verified_path(store).write_text('{"run_ids": "abc", "reproduced": true}\n')
+    with pytest.raises(UserInputError, match=r"verified.jsonl line 1 is not a verification"):
+        verifications.reproduced_ids(store)
+
+
+def test_leaderboard_goes_to_wandb_as_tables_and_figures(tmp_path, monkeypatch):
+    """`cwbench leaderboard copy --wandb` offline: one run of job type leaderboard holding each
+    profile's table (a run_table artifact, read back) and its figures."""
+    wandb = pytest.importorskip("wandb")
+    from wandb_offline import read_run
+    from wandb_offline import records as wandb_records
+
+    for key, value in {"WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_DIR": tmp_path / "w",
+                       "WANDB_CONFIG_DIR": tmp_path / "config", "WANDB_CACHE_DIR": tmp_path / "cache",
+                       "WANDB_DATA_DIR": tmp_path / "data"}.items():
+        monkeypatch.setenv(key, str(value))
+    (tmp_path / "w").mkdir()
+    out = tmp_path / "results" / "copy"
+    out.mkdir(parents=True)
+    records = _copy_runs("quick", [0.2, 0.3]) + _copy_runs("paper", [0.6, 0.7])
+    (out / "runs.jsonl").write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+    assert main(["leaderboard", "copy", "--results", str(tmp_path / "results"), "--wandb"]) == 0
+    wandb.teardown()  # wandb's service writes the run's log on its own time: wait for it, as at exit
+
+    [run_dir] = (tmp_path / "w" / "wandb").glob("offline-run-*")
+    logged = read_run(run_dir)
+    kinds = {}
+    for item in wandb_records(next(run_dir.glob("*.wandb"))):
+        kinds.setdefault(item.WhichOneof("record_type"), []).append(item)
+    [started] = kinds["run"]
+    assert (started.run.job_type, started.run.run_group, started.run.project) == ("leaderboard", "copy",
+                                                                                 "clockwork-bench")
+    assert logged["config"]["task"] == "copy" and logged["config"]["runs"] == len(records)
+    artifacts = {item.artifact.type for item in kinds["artifact"]}
+    assert artifacts == {"run_table"} and len(kinds["artifact"]) == 2  # one table per profile
+    [step] = logged["history"]
+    csv = pd.read_csv(out / "leaderboard.csv", keep_default_na=False)
+    for profile in ("paper", "quick"):
+        assert step[f"{profile}/leaderboard/_type"] == "table-file"
+        table = json.loads((run_dir / "files" / step[f"{profile}/leaderboard/path"]).read_text())
+        mine = csv[csv["profile"] == profile]
+        assert table["columns"] == list(csv.columns) and len(table["data"]) == len(mine)
+        column = table["columns"].index
+        assert [r[column("arch")] for r in table["data"]] == list(mine["arch"])
+        assert [r[column("recall_accuracy")] for r in table["data"]] == list(mine["recall_accuracy"])
+        assert [r[column("external")] for r in table["data"]] == [False] * len(mine)
+        for figure in ("learning_curves", "recall_accuracy_vs_delay"):
+            assert step[f"{profile}/{figure}/_type"] == "image-file"
+            assert (run_dir / "files" / step[f"{profile}/{figure}/path"]).is_file()

@@ -4,6 +4,12 @@ plots. Every number here is computed from results/<task>/runs.jsonl; nothing is 
 A row's unit of replication is the seed: its std, bootstrap interval and Welch test are
 over one value per seed (for tasks aggregated over targets, the seed's mean over the
 targets it ran on), so that a row's spread is the spread of what a rerun would vary.
+
+A row with a record made outside this repository (bench/store/verified.py: a plugin's, or
+one imported from a bundle) is `external` until `cwbench verify` reproduces it here. External
+rows stay in the tables, marked, but are ranked and tested among themselves, apart from the
+verified rows, and are never shown in bold: a claim nobody here reproduced never outranks
+a result that was.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from bench.report.stats import bootstrap_ci, welch_p
 from bench.store.files import atomic_write
 from bench.store.records import ABSENT, RunRecord
 from bench.store.results import ResultsStore
+from bench.store.verified import is_external, reproduced_ids
 from bench.suite.suites import load_suite
 from bench.suite.tuning import TUNING_STORE, tuning_table
 from models.errors import UserInputError
@@ -30,11 +37,26 @@ def known(value):
     return None if value is ABSENT else value
 
 
-def runs_frame(records: list[RunRecord]) -> pd.DataFrame:
-    """One row per run: config flattened into columns, metrics as metric.<name>."""
+def external_source(external: dict) -> str:
+    """Where an external record came from, in a few words: the bundle it was imported from
+    and the plugin that made it, as far as its `external` object says."""
+    words = []
+    while isinstance(external, dict) and external:
+        if external.get("imported_from"):
+            words.append(f"bundle {external['imported_from']}")
+        if external.get("plugin"):
+            words.append(f"plugin {external['plugin']}")
+        external = external.get("previous")  # a bundle's record that was external before its export
+    return ", ".join(words) or "external"
+
+
+def runs_frame(records: list[RunRecord], reproduced: set[str] | frozenset = frozenset()) -> pd.DataFrame:
+    """One row per run: config flattened into columns, metrics as metric.<name>. `external`:
+    made outside this repository and not among the `reproduced` run ids (verified.jsonl)."""
     rows = []
     for r in records:
         model = r.model
+        external = is_external(r.external) and r.run_id not in reproduced
         row = {
             "run_id": r.run_id, "profile": r.profile, "arch": r.arch, "budget": r.budget,
             "seed": r.seed, "params": r.params, "status": r.status, "wall_time_s": r.wall_time_s,
@@ -46,6 +68,7 @@ def runs_frame(records: list[RunRecord]) -> pd.DataFrame:
             "git_commit": r.git_commit, "torch": r.versions["torch"], "device": r.device,
             "date": r.date, "backend": r.backend or "unrecorded",
             "stopped": known(r.stopped), "epochs_trained": known(r.epochs_trained),
+            "external": external, "external_source": external_source(r.external) if external else "",
         }
         row.update({f"task.{k}": (json.dumps(v) if isinstance(v, (list, dict)) else v)
                     for k, v in r.task_params.items()})
@@ -138,6 +161,7 @@ def leaderboard_table(df: pd.DataFrame, suite: dict, aggregate_over: list[str] |
         ok = group[group["status"] == "ok"]
         not_learned = int(ok["learned"].eq(False).sum())
         row = {k: setting[k] for k in keys}
+        row["external"] = bool(group["external"].any())
         row["shape"] = "; ".join(sorted(group["shape"].unique()))
         row["params"] = int(round(group["params"].mean()))
         row["deviation"] = f"{(group['params'].mean() - setting['budget']) / setting['budget']:+.1%}"
@@ -166,11 +190,14 @@ def leaderboard_table(df: pd.DataFrame, suite: dict, aggregate_over: list[str] |
         row["mean_wall_s"] = round(group["wall_time_s"].mean(), 1)
         rows.append(row)
     higher = bool(df["higher_is_better"].iloc[0])
-    # rank within a task setting and budget; train settings may differ per architecture
+    # rank within a task setting and budget; train settings may differ per architecture.
+    # External rows come after the verified ones of their group and are compared apart.
     groups = ["profile", *(c for c in settings if c.startswith("task.")), "budget"]
-    table = pd.DataFrame(rows).sort_values([*groups, f"_mean.{primary}"],
-                                           ascending=[True] * len(groups) + [not higher], kind="stable")
-    return _compare_to_best(table.reset_index(drop=True), groups, primary, higher)
+    table = pd.DataFrame(rows).sort_values([*groups, "external", f"_mean.{primary}"],
+                                           ascending=[True] * len(groups) + [True, not higher], kind="stable")
+    table = _compare_to_best(table.reset_index(drop=True), [*groups, "external"], primary, higher)
+    table.loc[table["external"], "_separated"] = False  # never bold: nobody here reproduced it
+    return table
 
 
 def _compare_to_best(table: pd.DataFrame, groups: list[str], primary: str, higher: bool) -> pd.DataFrame:
@@ -248,7 +275,30 @@ def _per_target_section(part: pd.DataFrame, runs: pd.DataFrame, suite: dict) -> 
     settings = setting_columns(runs, aggregate_over)
     shown = ["arch", *_varying(part, ["offset"]), *_varying(part, settings), "budget", "target",
              primary, "ci95", "n", "not_learned"]
-    return ["### Per target", "", _short(part[shown]).to_markdown(index=False), ""]
+    view = _short(part.assign(arch=arch_cells(part, bold=False))[shown])
+    return ["### Per target", "", view.to_markdown(index=False), ""]
+
+
+EXTERNAL_MARK = " (external)"
+
+
+def arch_cells(part: pd.DataFrame, bold: bool = True) -> list[str]:
+    """The arch column as shown: bold for a separated best row (where `bold`), marked for an
+    external one."""
+    separated = part["_separated"] if bold else [False] * len(part)
+    return [f"**{a}**" if best else f"{a}{EXTERNAL_MARK}" if external else a
+            for a, best, external in zip(part["arch"], separated, part["external"])]
+
+
+def _external_note(part: pd.DataFrame, runs: pd.DataFrame) -> list[str]:
+    """The line under a table with external rows: what the mark means, and where they came from."""
+    if not part["external"].any():
+        return []
+    sources = sorted(set(runs.loc[runs["external"], "external_source"]))
+    return [f"{EXTERNAL_MARK.strip()}: a row with runs made outside this repository ({'; '.join(sources)}) that "
+            "`cwbench verify` has not reproduced here. External rows are ranked and tested (`best`, `p`) among "
+            "themselves, apart from the verified rows, and are never bold; see docs/protocol.md "
+            "(External results).", ""]
 
 
 def _findings(part: pd.DataFrame, runs: pd.DataFrame, primary: str, higher: bool) -> list[str]:
@@ -259,7 +309,8 @@ def _findings(part: pd.DataFrame, runs: pd.DataFrame, primary: str, higher: bool
     dead = dead[dead["n"] > 0]
     if len(dead):
         lines.append("Did not learn (no run beat the trivial baseline): "
-                     + ", ".join(f"{a} at budget {b}" for a, b in zip(dead["arch"], dead["budget"])) + ".")
+                     + ", ".join(f"{a}{EXTERNAL_MARK if external else ''} at budget {b}"
+                                 for a, b, external in zip(dead["arch"], dead["budget"], dead["external"])) + ".")
     epochs = runs.dropna(subset=["epochs_trained"]) if "epochs_trained" in runs else runs.iloc[:0]
     if len(epochs):
         stopped = epochs["stopped"].value_counts()
@@ -267,7 +318,7 @@ def _findings(part: pd.DataFrame, runs: pd.DataFrame, primary: str, higher: bool
         lines.append(f"Early stopping: {stopped.get('patience', 0)} of {len(epochs)} runs stopped by patience, "
                      f"{stopped.get('cap', 0)} at the cap; median epochs trained: "
                      + ", ".join(f"{a} {m:g}" for a, m in medians.items()) + ".")
-    with_paper = part[part["paper"].astype(str) != ""] if "paper" in part else part.iloc[:0]
+    with_paper = part[(part["paper"].astype(str) != "") & ~part["external"]] if "paper" in part else part.iloc[:0]
     better_first = " > " if higher else " < "
     for budget, group in with_paper.groupby("budget"):
         paper = group.assign(_paper=group["paper"].str.extract(r"^([0-9.]+)")[0].astype(float))
@@ -314,13 +365,14 @@ def markdown(table: pd.DataFrame, df: pd.DataFrame, suite: dict, task: str,
                          key=lambda m: m != primary)
         extra = [c for c in ("baseline", "paper") if c in part]
         counts = ["n", *(["seeds"] if "seeds" in part else []), "not_learned", "diverged", "failed"]
-        view = part.assign(arch=[f"**{a}**" if bold else a for a, bold in zip(part["arch"], part["_separated"])])
+        view = part.assign(arch=arch_cells(part))
         view = _short(view[[*shown, primary, "ci95", "p", *metrics[1:], *extra, *counts, "mean_wall_s"]])
         lines += [f"## Profile `{profile}`", "", "Reproduce:", ""]
         lines += [f"    {c}" for c in reproduce_commands(runs, task, profile)]
         lines += ["", view.to_markdown(index=False), "",
                   f"Bold arch: the best row, separated from every other row of its task setting and budget at "
                   f"p < {SEPARATED} (Welch); a best row not in bold is tied with at least one other.", ""]
+        lines += _external_note(part, runs)
         fixed = {c.removeprefix("task.").removeprefix("train."): runs[c].iloc[0]
                  for c in settings if c not in _varying(part, settings)}
         if fixed:
@@ -344,13 +396,17 @@ def markdown(table: pd.DataFrame, df: pd.DataFrame, suite: dict, task: str,
               f"- torch: {', '.join(sorted(df['torch'].unique()))}",
               f"- devices: {', '.join(sorted(df['device'].unique()))}",
               f"- recurrence implementations: {', '.join(sorted(df['backend'].unique()))}",
-              f"- run dates: {df['date'].min()} … {df['date'].max()}", ""]
-    return "\n".join(lines)
+              f"- run dates: {df['date'].min()} … {df['date'].max()}"]
+    if df["external"].any():
+        lines.append(f"- external runs, not reproduced here: {int(df['external'].sum())} "
+                     f"({'; '.join(sorted(set(df.loc[df['external'], 'external_source'])))})")
+    return "\n".join([*lines, ""])
 
 
-def build_leaderboard(task: str, results_dir: Path, log=print) -> list[Path]:
+def build_leaderboard(task: str, results_dir: Path, log=print, wandb: bool = False) -> list[Path]:
     """Writes results/<task>/leaderboard.{md,csv} (and leaderboard_per_target.csv for a task
-    aggregated over targets) and one set of plots per profile; returns the written paths."""
+    aggregated over targets) and one set of plots per profile; returns the written paths.
+    `wandb`: also log each profile's table and figures to a W&B run of job type `leaderboard`."""
     from bench.report.plots import make_plots  # matplotlib only when plotting
 
     suite = load_suite(task)  # a task name, never a path: everything is written under results_dir/<task>
@@ -363,7 +419,7 @@ def build_leaderboard(task: str, results_dir: Path, log=print) -> list[Path]:
     for line in left_out:
         log(f"warning: {store.path} line {line.line} left out of the leaderboard: {line.reason}")
     records = [RunRecord.from_dict(r) for r in records]
-    df = runs_frame(records)
+    df = runs_frame(records, reproduced_ids(store.path))
     table = leaderboard_table(df, suite)
     written = [out / "leaderboard.md", out / "leaderboard.csv"]
     atomic_write(out / "leaderboard.csv", results_only(table).to_csv(index=False))
@@ -382,4 +438,22 @@ def build_leaderboard(task: str, results_dir: Path, log=print) -> list[Path]:
                                                   left_out=left_out, source=str(source)))
     written += sorted(drawn)
     log(f"wrote {', '.join(str(p) for p in written)}")
+    if wandb:
+        log_to_wandb(task, table, per_target, plots, df, str(source), log)
     return written
+
+
+def log_to_wandb(task: str, table: pd.DataFrame, per_target: pd.DataFrame | None, plots: dict[str, list[Path]],
+                 df: pd.DataFrame, source: str, log=print) -> str:
+    """The leaderboard just written, on the W&B dashboard beside the runs (bench/sweep/wandb_log.py)."""
+    from bench.sweep.wandb_log import PROJECT, log_leaderboard
+
+    profiles = sorted(table["profile"].unique())
+    tables = {p: results_only(table[table["profile"] == p]) for p in profiles}
+    targets = ({p: results_only(per_target[per_target["profile"] == p]) for p in profiles}
+               if per_target is not None else None)
+    config = {"task": task, "source": source, "runs": len(df), "profiles": profiles,
+              "commits": sorted(df["git_commit"].unique()), "external_runs": int(df["external"].sum())}
+    run_id = log_leaderboard(task, tables, plots, targets, config)
+    log(f"logged the leaderboard of {task} to W&B project {PROJECT} (run {run_id}, job type leaderboard)")
+    return run_id

@@ -43,6 +43,7 @@ from bench.report.leaderboard import (
 from bench.report.stats import bootstrap_ci
 from bench.store.records import ABSENT, RunRecord
 from bench.store.results import ResultsStore
+from bench.store.verified import is_external, reproduced_ids
 from bench.suite.suites import TUNED, load_profile, load_suite, suite_names
 from bench.suite.tuning import TUNING_STORE, tuning_table
 from models.errors import UserInputError
@@ -137,12 +138,6 @@ def row_name(task: str, key: tuple, profile: str, arch: str, budget) -> str:
     """The file name of a row page: readable, and unique by a hash of the row's full key."""
     digest = hashlib.sha256(json.dumps([task, *key], default=str).encode()).hexdigest()[:10]
     return f"{slug(profile, 20)}-{slug(arch)}-{slug(budget, 12)}-{digest}.html"
-
-
-def is_external(record: RunRecord) -> bool:
-    """A record made elsewhere and imported (`cwbench import`), or by a plugin: its `external`
-    field is a non-empty object until `cwbench verify` reproduces it here."""
-    return isinstance(record.external, dict) and bool(record.external)
 
 
 def _scale(values: list[float]) -> tuple[float, float, bool] | None:
@@ -323,7 +318,8 @@ class TaskSite:
         self.board_commit = board_commit
         board = self.suite.get("leaderboard", {})
         self.aggregate_over = board.get("aggregate_over", [])
-        self.df = runs_frame(self.records)
+        self.reproduced = reproduced_ids(self.store.path)
+        self.df = runs_frame(self.records, self.reproduced)
         self.primary = self.df["primary"].iloc[0]
         self.higher = bool(self.df["higher_is_better"].iloc[0])
         self.table = leaderboard_table(self.df, self.suite)
@@ -348,7 +344,7 @@ class TaskSite:
                       key=lambda m: m != self.primary)
 
     def external_rows(self) -> int:
-        return sum(any(is_external(self.records[i]) for i in self.members[key]) for key in self.names)
+        return sum(any(self.external(self.records[i]) for i in self.members[key]) for key in self.names)
 
     def profile_table(self, profile: str, part: pd.DataFrame, runs: pd.DataFrame) -> Table:
         """The profile's table with leaderboard.md's columns, a drawn interval beside ci95."""
@@ -369,7 +365,7 @@ class TaskSite:
         table = Table(headers)
         for (_, row), bar in zip(part.iterrows(), bars):
             key = row_key(row, self.keys)
-            external = any(is_external(self.records[i]) for i in self.members[key])
+            external = any(self.external(self.records[i]) for i in self.members[key])
             cells = []
             for column in columns:
                 if column == "interval":
@@ -449,6 +445,10 @@ class TaskSite:
                 "devices": sorted(frame["device"].unique()), "backends": sorted(frame["backend"].unique()),
                 "dates": f"{frame['date'].min()} … {frame['date'].max()}"}
 
+    def external(self, record: RunRecord) -> bool:
+        """Made outside this repository (a plugin's, or imported) and not yet reproduced here."""
+        return is_external(record.external) and record.run_id not in self.reproduced
+
     # ---------------------------------------------------------------- row pages
     def row_context(self, row: pd.Series, name: str) -> dict:
         key = row_key(row, self.keys)
@@ -491,7 +491,7 @@ class TaskSite:
                 machines.append(r.machine)
         externals = []  # one bundle imported several runs: say where they came from once
         for r in records:
-            if is_external(r) and r.external not in externals:
+            if self.external(r) and r.external not in externals:
                 externals.append(r.external)
         return {
             "name": name,

@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.report import stats
+from bench.store import verified
 from bench.store.records import RunRecord
 from bench.store.results import ResultsStore
 from bench.suite.suites import run_id
@@ -55,15 +56,17 @@ class Row:
     label: str
 
 
+def row_key(r: RunRecord) -> tuple:
+    return (r.profile, json.dumps(r.task_params, sort_keys=True), r.arch, r.budget, json.dumps(r.train, sort_keys=True))
+
+
 def rows_of(records: list[RunRecord]) -> list[Row]:
     varying = varying_params(records)
     rows: dict[tuple, list[RunRecord]] = {}
     for r in records:
         if r.status != "ok":
             continue
-        key = (r.profile, json.dumps(r.task_params, sort_keys=True), r.arch, r.budget,
-               json.dumps(r.train, sort_keys=True))
-        rows.setdefault(key, []).append(r)
+        rows.setdefault(row_key(r), []).append(r)
     out = []
     for key, group in rows.items():
         group.sort(key=lambda r: r.seed)
@@ -291,6 +294,7 @@ def verify(task: str, results_dir: Path, scratch: Path, read_run_command, sample
         c.values = [r.metrics[primary] for r in reruns]
     judge(checks, primary, alpha)
     report(checks, primary, alpha, expected, log)
+    record_verifications(store.path, checks, records, f"cwbench verify {task} --sample {sample}", log)
     from bench.report.leaderboard import build_leaderboard
 
     if fresh:
@@ -298,6 +302,29 @@ def verify(task: str, results_dir: Path, scratch: Path, read_run_command, sample
         log(f"the reruns' own leaderboard: {Path(scratch) / task / 'leaderboard.md'}")
     return 0 if all(c.verdict in ("bitwise", "close", "consistent") or c.verdict.startswith("too few")
                     for c in checks) else 1
+
+
+def record_verifications(store_path: Path, checks: list[Check], records: list[RunRecord], command: str,
+                         log) -> None:
+    """A row with external records (a plugin's, or imported) gets a line in verified.jsonl
+    beside the store (bench/store/verified.py): the run ids of the row (every status), the
+    verdict, and where and when; the leaderboard drops its external mark while the latest
+    verdict reproduced it."""
+    from bench.sweep import provenance
+
+    of_row: dict[tuple, list[RunRecord]] = {}
+    for r in records:
+        of_row.setdefault(row_key(r), []).append(r)
+    external = [c for c in checks if any(verified.is_external(r.external) for r in of_row[c.row.key])]
+    if external:
+        machine = provenance.machine("cpu")
+        entries = [{"run_ids": [r.run_id for r in of_row[c.row.key]], "row": c.row.label, "verdict": c.verdict,
+                    "reproduced": c.verdict in verified.REPRODUCED, "commit": provenance.git_commit(),
+                    "machine": {k: machine.get(k) for k in ("cpu_model", "cpu_flags_sha256", "torch_threads")},
+                    "date": provenance.now(), "command": command} for c in external]
+        verified.append(store_path, entries)
+        log(f"{len(entries)} rows with external runs: {sum(e['reproduced'] for e in entries)} reproduced here "
+            f"(no longer external), recorded in {verified.verified_path(store_path)}")
 
 
 def report(checks: list[Check], primary: str, alpha: float, expected: bool, log) -> None:

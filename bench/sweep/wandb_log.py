@@ -9,6 +9,9 @@ git commit, package versions, device, ...); the summary gets what is known only 
 
 wandb's own console output is silenced and stdout is left alone (`silent`, `console="off"`):
 the runner's progress line of a run must stay one line.
+
+`cwbench leaderboard --wandb` logs a task's leaderboard to a W&B run of its own (job type
+`leaderboard`), so that the dashboard holding the runs holds their tables too.
 """
 
 from __future__ import annotations
@@ -82,10 +85,34 @@ def finish(logger, record: dict) -> None:
     run.finish()
 
 
-def log_leaderboard(task: str, table, profile: str) -> None:
-    """The leaderboard as a wandb Table, in a run of its own."""
+def _cells(table):
+    """A table W&B can type: columns of mixed values (numbers beside "—") as text; numbers and
+    true/false stay typed, so the dashboard sorts and filters them."""
+    table = table.copy()
+    for column in table.columns:
+        if table[column].dtype == object:
+            table[column] = table[column].astype(str)
+    return table.reset_index(drop=True)
+
+
+def log_leaderboard(task: str, tables: dict, figures: dict, per_target: dict | None = None,
+                    config: dict | None = None) -> str:
+    """A task's leaderboard in one W&B run of job type `leaderboard` (group: the task), beside
+    the runs it tabulates: per profile its table (`<profile>/leaderboard`, a wandb.Table), its
+    per-target table where there is one, and its figures (`<profile>/<figure>`). Returns the
+    W&B run's id."""
     import wandb
 
-    run = _init(group=f"{task}-{profile}", job_type="leaderboard", name=f"leaderboard-{task}-{profile}")
-    run.log({"leaderboard": wandb.Table(dataframe=table.astype(str))})
+    run = _init(group=task, job_type="leaderboard", name=f"leaderboard-{task}", tags=[task, "leaderboard"],
+                config=config or {})
+    logged = {}
+    for profile, table in tables.items():
+        logged[f"{profile}/leaderboard"] = wandb.Table(dataframe=_cells(table))
+        if per_target and profile in per_target:
+            logged[f"{profile}/per_target"] = wandb.Table(dataframe=_cells(per_target[profile]))
+        for path in figures.get(profile, []):
+            logged[f"{profile}/{path.stem.removesuffix('_' + profile)}"] = wandb.Image(str(path))
+    run.log(logged)
+    run_id = run.id
     run.finish()
+    return run_id
