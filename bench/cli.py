@@ -141,7 +141,8 @@ def read_run_command(words: list[str], include=()):
     from models.plugins import LOADED
 
     args = parser().parse_args(words)
-    args.include = [*include, *(p for p in args.include if p.is_file() or p.stem not in LOADED)]
+    given = {*LOADED, *(Path(p).stem for p in include)}
+    args.include = [*include, *(p for p in args.include if p.is_file() or p.stem not in given)]
     return args, profile_from_args(args)[1]
 
 

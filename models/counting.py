@@ -45,16 +45,25 @@ def recurrent_count(spec: ModelSpec, input_size: int) -> int:
 def meta_count(spec: ModelSpec, input_size: int) -> int:
     """The effective trainable parameters of `spec`'s layer built on torch's meta device (no
     memory, no values). With no counted inputs (a zero-input task) it is built with one input
-    and its input weights frozen, as training does (models.registry.freeze_input_weights)."""
+    and its input weights frozen, as training does (`freeze_input_weights`)."""
     import torch
 
-    from models.registry import build_rnn, freeze_input_weights
-
     with torch.device("meta"):
-        module = build_rnn(spec, max(input_size, 1), "auto")
+        module = load(ARCHITECTURES[spec.arch].build)(spec, max(input_size, 1), "auto")
         if input_size == 0:
             freeze_input_weights(module)
     return count_parameters(module)
+
+
+def freeze_input_weights(rnn: nn.Module) -> None:
+    """For a task whose input is all zeros: the input weights can do nothing, so they are
+    fixed at zero and left out of the trainable (and counted) parameters."""
+    from torch import nn
+
+    for name, p in rnn.named_parameters():
+        if name.startswith("weight_ih"):
+            p.requires_grad_(False)
+            nn.init.zeros_(p)
 
 
 def library_rnn_count(arch: str, input_size: int, hidden_size: int) -> int:
