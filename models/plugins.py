@@ -53,6 +53,11 @@ class Source:
     where: str  # the file's path as given, or the entry point's value "package.module:attr"
     name: str  # the plugin's name: the file's stem, or the entry point's name
     package: str = ""  # entry point: its distribution, "NAME VERSION"
+    path: str = ""  # file: its absolute path (a worker may start elsewhere), where `where` is as given
+
+    @property
+    def location(self) -> str:
+        return self.path or self.where
 
     @property
     def described(self) -> str:
@@ -90,7 +95,7 @@ def file_source(path) -> Source:
     if path.suffix != ".py" or not path.is_file():
         raise UserInputError(f"--include {path}: no such Python file (give the path of a .py file whose "
                              "ARCHITECTURES dict names its architectures)")
-    return Source("file", str(path), path.stem)
+    return Source("file", str(path), path.stem, path=str(path.resolve()))
 
 
 def load_all(includes=(), check: bool = True) -> list[str]:
@@ -119,7 +124,7 @@ def load(source: Source, check: bool = True) -> list[str]:
     """Import one plugin, check each of its architectures and add them to the table."""
     where = f"plugin {source.name} ({source.described})"
     loaded = LOADED.get(source.name)
-    if loaded is not None and loaded.source.where != source.where:
+    if loaded is not None and loaded.source.location != source.location:
         raise UserInputError(f"two plugins are named {source.name}: {loaded.source.described} and "
                              f"{source.described}; rename one (its file, or its entry point)")
     classes, code = _import(source, where)
@@ -162,7 +167,7 @@ def _import(source: Source, where: str) -> tuple[dict, Path]:
     """The plugin's ARCHITECTURES dict and the file that holds its code."""
     try:
         if source.kind == "file":
-            path = Path(source.where).resolve()
+            path = Path(source.location)
             module_name = f"cwbench_plugin_{source.name}"
             spec = importlib.util.spec_from_file_location(module_name, path)
             module = importlib.util.module_from_spec(spec)

@@ -4,7 +4,8 @@ The worked example (examples/my_cell.py) goes from its file to a row of the copy
 with the commands docs/extending.md gives, in worker processes; its records say where its code
 came from and its hash (`external`), and `cwbench verify` refuses to call its row verified once
 the file has changed. An installed package's entry point is found by `cwbench list` (a
-*.dist-info folder with entry_points.txt on the path: what `pip install` writes). A plugin that
+real `pip install -e` into a throwaway environment; and a *.dist-info folder with
+entry_points.txt on the path, what `pip install` writes, for a run in this process). A plugin that
 breaks the contract is refused with one line before anything trains. Budgets of a plugin are
 matched on meta-device counts, to the size trying every size would give; run ids do not
 depend on where the plugin's file is, and the committed runs' ids are what their commands resolve to.
@@ -13,8 +14,10 @@ depend on where the plugin's file is, and the committed runs' ids are what their
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -194,10 +197,40 @@ def write_package(site: Path) -> None:
                                            "tiny_more = tinycells.more\n")
 
 
-def test_an_installed_entry_point_plugin_shows_up_in_cwbench_list(tmp_path):
-    write_package(tmp_path / "site")
-    done = subprocess.run([sys.executable, "-m", "bench", "list"], cwd=ROOT, env=env_with_path(tmp_path / "site"),
-                          capture_output=True, text=True, timeout=600)
+def test_a_package_installed_with_pip_install_e_shows_up_in_cwbench_list(tmp_path):
+    """A real `pip install -e` of a tiny package, into a throwaway environment that sees this
+    one's packages (a .pth file) but leaves it untouched; offline: no index, no build isolation."""
+    if not all(importlib.util.find_spec(name) for name in ("pip", "setuptools")):  # found, not imported
+        pytest.skip("pip install -e needs pip and setuptools in this environment")
+    write_package(tmp_path / "src")
+    shutil.rmtree(tmp_path / "src" / "tinycells-0.3.dist-info")  # pip writes its own
+    (tmp_path / "src" / "pyproject.toml").write_text(textwrap.dedent("""
+        [build-system]
+        requires = ["setuptools"]
+        build-backend = "setuptools.build_meta"
+
+        [project]
+        name = "tinycells"
+        version = "0.3"
+
+        [project.entry-points."clockwork_bench.architectures"]
+        tiny = "tinycells:ARCHITECTURES"
+        tiny_more = "tinycells.more"
+
+        [tool.setuptools]
+        packages = ["tinycells"]
+        """))
+    env = tmp_path / "env"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env)], check=True, timeout=300)
+    python = env / "bin" / "python"
+    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    (Path(site) / "parent.pth").write_text("\n".join(p for p in sys.path if p.endswith("site-packages")) + "\n")
+    install = subprocess.run([str(python), "-m", "pip", "install", "-q", "-e", str(tmp_path / "src"), "--no-deps",
+                              "--no-build-isolation", "--no-index"], capture_output=True, text=True, timeout=600)
+    assert install.returncode == 0, install.stderr
+    done = subprocess.run([str(python), "-m", "bench", "list"], cwd=ROOT, env=env_with_path(), capture_output=True,
+                          text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert "tiny_rnn A tanh RNN from an installed package (external: entry point tinycells 0.3)" in done.stdout
     assert "tiny_gru A GRU from an installed package (external: entry point tinycells 0.3)" in done.stdout
