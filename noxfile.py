@@ -126,7 +126,7 @@ def tests(session):
 @nox.session(python=PYTHON)
 def lint(session):
     session.install("ruff")
-    session.run("ruff", "check", "models", "tasks", "bench", "tests", "noxfile.py")
+    session.run("ruff", "check", "models", "tasks", "bench", "tests", "examples", "noxfile.py")
 
 
 @nox.session(venv_backend="none")

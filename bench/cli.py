@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import shlex
 import signal
 import sys
@@ -25,7 +26,10 @@ DEFAULT_RESULTS = Path("results")
 
 def cmd_list(args) -> None:
     from bench.suite.suites import load_profile, load_suite, suite_names
+    from models.plugins import load_all
     from models.schedules import SCHEDULES, periods_for
+
+    load_all(args.include)  # installed plugins and --include files (models/plugins.py): checked, then listed
 
     print("architectures (use cwrnn/<schedule> for a CW-RNN with that schedule):")
     for name, description in names.ARCHITECTURES.items():
@@ -49,9 +53,11 @@ def profile_from_args(args):
     """The suite and its profile with the command line's overrides applied, checked as far
     as that can be done without torch."""
     from bench.suite.suites import load_profile, load_suite, validate_train
+    from models.plugins import load_all
 
     suite = load_suite(args.task)
     profile = load_profile(suite, args.profile)
+    load_all(args.include)  # before the names are read: a plugin's architectures join the table
     if args.archs:
         profile.archs = args.archs
     if args.budgets:
@@ -124,13 +130,20 @@ def cmd_verify(args) -> int:
     from bench.report.verify import verify
 
     scratch = args.scratch or Path(tempfile.mkdtemp(prefix=f"cwbench-verify-{args.task}-"))
-    return verify(args.task, args.results, scratch, read_run_command, args.sample, args.profile, alpha=args.alpha,
-                  workers=args.workers)
+    # plugins are loaded with each recorded command, after verify has pinned the thread count
+    return verify(args.task, args.results, scratch, functools.partial(read_run_command, include=args.include),
+                  args.sample, args.profile, alpha=args.alpha, workers=args.workers)
 
 
-def read_run_command(words: list[str]):
-    """A recorded `cwbench run` command as (its arguments, its profile with the overrides)."""
+def read_run_command(words: list[str], include=()):
+    """A recorded `cwbench run` command as (its arguments, its profile with the overrides).
+    `include`: plugin files to load besides the command's own; a recorded --include file that is
+    gone is left out when a plugin of its name is loaded (moved, or installed since)."""
+    from models.plugins import LOADED
+
     args = parser().parse_args(words)
+    given = {*LOADED, *(Path(p).stem for p in include)}
+    args.include = [*include, *(p for p in args.include if p.is_file() or p.stem not in given)]
     return args, profile_from_args(args)[1]
 
 
@@ -167,9 +180,9 @@ def cmd_export(args) -> int:
 
 def cmd_import(args) -> int:
     from bench.store.bundles import import_bundle, read_bundle
-    from bench.suite.suites import load_suite, run_id
+    from bench.suite.suites import load_suite
 
-    bundle = read_bundle(args.bundle, run_id)
+    bundle = read_bundle(args.bundle)
     load_suite(bundle.task)  # a bundle of a task this checkout does not have is refused
     import_bundle(bundle, args.results)
     print(f"rebuild the leaderboard with `cwbench leaderboard {bundle.task}"
@@ -189,7 +202,9 @@ def parser() -> argparse.ArgumentParser:
                                   "parameter budgets, with reproducible leaderboards.")
     sub = top.add_subparsers(dest="command_name", required=True)
 
-    sub.add_parser("list", help="architectures, schedules, tasks and profiles").set_defaults(func=cmd_list)
+    listing = sub.add_parser("list", help="architectures (plugins included), schedules, tasks and profiles")
+    include_argument(listing)
+    listing.set_defaults(func=cmd_list)
 
     run = sub.add_parser("run", help="run a task's suite (skips runs already stored), then write its leaderboard")
     tune = sub.add_parser("tune", help="tune each architecture's learning rate on the profile's grid "
@@ -213,6 +228,7 @@ def parser() -> argparse.ArgumentParser:
     check.add_argument("--profile", help="only this profile's rows (default: all)")
     check.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="the store to check (default results/)")
     check.add_argument("--scratch", type=Path, help="where the reruns go (default: a new temporary folder)")
+    include_argument(check)
     check.set_defaults(func=cmd_verify)
 
     board = sub.add_parser("leaderboard", help="rebuild tables and plots from stored runs")
@@ -266,6 +282,7 @@ def suite_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument("--target", action="append", metavar="PATH",
                      help="audio task: a WAV/FLAC/OGG file to generate (repeatable; replaces the built-in targets)")
     run.add_argument("--timit-root", type=Path, help="timit task: the LDC TIMIT root (default: $TIMIT_ROOT)")
+    include_argument(run)
     run.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="results directory (default results/)")
     run.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     run.add_argument("--backend", dest="backend", action="append", type=task_param, default=[],
@@ -292,6 +309,12 @@ def suite_arguments(run: argparse.ArgumentParser) -> None:
                      help="store runs under results/ from a tree with uncommitted code (an experiment: each record "
                           "is marked dirty); without it such a tree is refused")
     run.add_argument("--command", help=argparse.SUPPRESS)  # the reproduce command to record (set by nox)
+
+
+def include_argument(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--include", action="append", type=Path, default=[], metavar="FILE.py",
+                         help="a plugin file whose ARCHITECTURES dict adds architectures (repeatable; "
+                         "docs/extending.md); installed plugins are always loaded")
 
 
 def implementations(pairs, cw_backend) -> dict:

@@ -3,7 +3,8 @@ and the budget matcher read. Adding an architecture is its module plus one line 
 tests/test_architectures.py runs the same tests on every entry.
 
 Plain data and no torch: `cwbench list`, `--help` and budget matching read this table
-without importing it. Code is named by "module:attr" strings, imported where it is used
+without importing it. Architectures from outside the repository are added to it when their
+plugin is loaded (models/plugins.py). Code is named by "module:attr" strings, imported where it is used
 (`load`), as in `tasks.TASKS`.
 """
 
@@ -22,7 +23,8 @@ class Architecture:
     # (spec: ModelSpec, input_size, backend) -> a module with torch.nn.RNN's calling convention (batch_first)
     build: str
     # effective parameters of the recurrent layer (readout excluded), without building it: a closed
-    # form in h (hidden size) and i (counted input size), or "module:attr" of (spec, input_size) -> int
+    # form in h (hidden size) and i (counted input size), or "module:attr" of (spec, input_size) -> int;
+    # "" for none: then it is built on torch's meta device and counted (a plugin's: models/plugins.py)
     count: str
     # (arch, schedule, *, cw_match, cw_modules, cw_module_size, offset) -> the ModelSpecs budget matching
     # tries, in increasing parameter count

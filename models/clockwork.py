@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from models.backends import BACKENDS, pick_backend
-from models.clockwork_rules import connectivity, firing_schedule
+from models.clockwork_rules import connectivity, firing_schedule, module_reads
 from models.errors import UserInputError
 from models.schedules import validate_periods
 
@@ -69,7 +69,8 @@ class ClockworkRNN(nn.Module):
         self.weight_hh = nn.Parameter(torch.empty(n, n))
         self.bias = nn.Parameter(torch.empty(n))
         self.register_buffer("mask", connectivity(module_sizes, order), persistent=False)
-        unit_periods = torch.repeat_interleave(torch.tensor(periods), torch.tensor(module_sizes))
+        # from Python lists, not repeat_interleave: the layer also builds on torch's meta device (counting)
+        unit_periods = torch.tensor([p for p, k in zip(periods, module_sizes) for _ in range(k)])
         self.register_buffer("unit_periods", unit_periods, persistent=False)
         self._schedules: dict = {}
         self.reset_parameters()
@@ -83,7 +84,11 @@ class ClockworkRNN(nn.Module):
             self.weight_hh.mul_(self.mask)
 
     def structural_zeros(self) -> int:
-        return int(self.mask.numel() - self.mask.sum().item())
+        # from the rules, not the mask's values: on torch's meta device (counting) a buffer has none
+        reads = module_reads(self.order)
+        sizes = self.module_sizes
+        return self.hidden_size ** 2 - sum(sizes[i] * sizes[j] for i in range(len(sizes)) for j in range(len(sizes))
+                                           if reads[i][j])
 
     def to_dense(self):
         """(weight_ih (n, I), weight_hh (n, n) with structural zeros, bias (n))."""

@@ -4,7 +4,9 @@ The effective count is what the optimiser can usefully move: every trainable ent
 except the structural zeros of a CW-RNN's masked recurrent blocks. Library modules
 (nn.RNN/LSTM/GRU) are counted as built, two bias vectors per gate included, because
 both are trained. Each architecture's closed form is its entry's `count` in
-models/architectures.py.
+models/architectures.py; an architecture without one (a plugin: models/plugins.py) is counted
+by building it on torch's meta device, which allocates no memory and runs no initialisation
+arithmetic (`meta_count`).
 """
 
 from __future__ import annotations
@@ -29,11 +31,39 @@ def count_parameters(module: nn.Module) -> int:
 
 
 def recurrent_count(spec: ModelSpec, input_size: int) -> int:
-    """The recurrent layer of `spec` in closed form (its entry's formula, or its code)."""
+    """The recurrent layer of `spec` in closed form (its entry's formula, or its code), or
+    counted on the meta device where its entry gives none."""
     count = ARCHITECTURES[spec.arch].count
+    if not count:
+        return meta_count(spec, input_size)
     if ":" in count:
         return load(count)(spec, input_size)
     return formula(count)(h=spec.hidden_size, i=input_size)
+
+
+@functools.lru_cache(maxsize=4096)  # budget matching asks for the same candidates again for each budget
+def meta_count(spec: ModelSpec, input_size: int) -> int:
+    """The effective trainable parameters of `spec`'s layer built on torch's meta device (no
+    memory, no values). With no counted inputs (a zero-input task) it is built with one input
+    and its input weights frozen, as training does (`freeze_input_weights`)."""
+    import torch
+
+    with torch.device("meta"):
+        module = load(ARCHITECTURES[spec.arch].build)(spec, max(input_size, 1), "auto")
+        if input_size == 0:
+            freeze_input_weights(module)
+    return count_parameters(module)
+
+
+def freeze_input_weights(rnn: nn.Module) -> None:
+    """For a task whose input is all zeros: the input weights can do nothing, so they are
+    fixed at zero and left out of the trainable (and counted) parameters."""
+    from torch import nn
+
+    for name, p in rnn.named_parameters():
+        if name.startswith("weight_ih"):
+            p.requires_grad_(False)
+            nn.init.zeros_(p)
 
 
 def library_rnn_count(arch: str, input_size: int, hidden_size: int) -> int:

@@ -25,7 +25,8 @@ OPTIMIZERS = ("adam", "sgd")
 def check_arch(arch: str) -> None:
     if arch not in ARCHITECTURES:
         raise UserInputError(
-            f"unknown architecture '{arch}': choose one of {', '.join(ARCHITECTURES)} (see `cwbench list`)"
+            f"unknown architecture '{arch}': choose one of {', '.join(ARCHITECTURES)} (see `cwbench list`; one "
+            "from outside the repository needs --include FILE.py or its package installed: docs/extending.md)"
         )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from models.architectures import ARCHITECTURES, load
-from models.counting import readout_count, recurrent_count
+from models.counting import freeze_input_weights, readout_count, recurrent_count
 from models.names import check_implementation
 from models.spec import ModelSpec
 
@@ -33,17 +33,6 @@ def implementation(rnn: nn.Module, x) -> str:
     backend of a CW-RNN, rnn or gru; "torch" for the LSTM (and any plain torch module)."""
     resolved = getattr(rnn, "resolved_backend", None)
     return resolved(x) if resolved is not None else "torch"
-
-
-def freeze_input_weights(rnn: nn.Module) -> None:
-    """For a task whose input is all zeros: the input weights can do nothing, so they are
-    fixed at zero and left out of the trainable (and counted) parameters."""
-    from torch import nn
-
-    for name, p in rnn.named_parameters():
-        if name.startswith("weight_ih"):
-            p.requires_grad_(False)
-            nn.init.zeros_(p)
 
 
 def initialise(rnn: nn.Module, readout: nn.Module, std: float = 0.0, lstm_forget_bias: float | None = None,

@@ -7,8 +7,11 @@ its implementations (and run what it says); have a closed-form count equal to it
 module's effective trainable parameters, with and without frozen input weights; list its
 candidate sizes in increasing count, so that the matcher may stop early; return outputs
 (B, T, n) and states (1, B, n); be causal (outputs up to t do not depend on inputs after t);
-pass a gradient to every counted parameter entry; and compute the same function (outputs,
-final state and every gradient, float64) on every implementation.
+pass a gradient to every counted parameter entry (these three are models/conformance.py's
+checks, which also refuse a plugin that breaks them: tests/test_plugins.py); be counted the same
+on torch's meta device as in closed form, and matched to the same size when the sizes are
+searched with meta counts (how a plugin's budgets are met); and compute the same function
+(outputs, final state and every gradient, float64) on every implementation.
 
 And the committed results: re-matching every record of results/*/runs.jsonl from its
 suite profile gives its recorded model and count, and with them its run id.
@@ -23,10 +26,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.suite.budget import candidates, match_budget
+from bench.suite.budget import candidates, closest, match_budget
+from models import conformance
 from models.architectures import ARCHITECTURES
 from models.backends import numba_available
-from models.counting import count_parameters, recurrent_count
+from models.conformance import states
+from models.counting import count_parameters, meta_count, readout_count, recurrent_count
 from models.registry import build_rnn, closed_form_count, freeze_input_weights, implementation
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,11 +59,6 @@ def build(arch: str, name: str, spec_=None, seed: int = 0):
         pytest.skip("the compiled implementations need numba")
     torch.manual_seed(seed)
     return build_rnn(spec_ or spec(arch), INPUTS, name).double()
-
-
-def states(second) -> tuple:
-    """The final state(s): h_n, or (h_n, c_n) for an LSTM."""
-    return second if isinstance(second, tuple) else (second,)
 
 
 def run(module, x):
@@ -107,34 +107,40 @@ def test_candidates_grow_and_a_budget_among_them_is_met_exactly(arch):
 @pytest.mark.parametrize("arch, name", IMPLEMENTATIONS)
 def test_forward_shape(arch, name):
     module = build(arch, name, spec(arch, SIZES[-1]))
-    n = module.hidden_size
-    out, last = module(torch.randn(BATCH, STEPS, INPUTS))
-    assert out.shape == (BATCH, STEPS, n)
-    assert [tuple(t.shape) for t in states(last)] == [(1, BATCH, n)] * len(states(last))
-    assert torch.equal(states(last)[0][0], out[:, -1])  # the final state is the last output
+    conformance.check_shapes(module, module.hidden_size, BATCH, STEPS, INPUTS)  # the final state: the last output
 
 
 @pytest.mark.parametrize("arch, name", IMPLEMENTATIONS)
 def test_causal(arch, name):
-    module = build(arch, name)
-    x = torch.randn(BATCH, STEPS, INPUTS)
-    for t in (0, 4):
-        changed = x.clone()
-        changed[:, t + 1:] = torch.randn(BATCH, STEPS - t - 1, INPUTS)
-        with torch.no_grad():
-            before, after = module(x)[0], module(changed)[0]
-        torch.testing.assert_close(after[:, : t + 1], before[:, : t + 1], atol=1e-12, rtol=0)
-        assert not torch.allclose(after[:, t + 1:], before[:, t + 1:])  # the change is seen later
+    conformance.check_causal(build(arch, name), BATCH, STEPS, INPUTS)  # and the change is seen later
 
 
 @pytest.mark.parametrize("arch, name", IMPLEMENTATIONS)
 def test_gradient_reaches_every_counted_parameter(arch, name):
-    module = build(arch, name, spec(arch, SIZES[-1]))
-    # a larger batch: with a relu a unit can be off, or on only at t = 0, for a few rows
-    run(module, torch.randn(16, STEPS, INPUTS))
-    assert all(p.grad is not None for p in module.parameters() if p.requires_grad)
-    reached = sum(int((p.grad != 0).sum()) for p in module.parameters() if p.requires_grad)
-    assert reached == count_parameters(module)  # every entry but the structural zeros
+    # every entry but the structural zeros, in a batch of 16 (a relu unit can be off for a few rows)
+    conformance.check_gradients(build(arch, name, spec(arch, SIZES[-1])), 16, STEPS, INPUTS)
+
+
+@pytest.mark.parametrize("index", SIZES)
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_meta_device_count_is_the_closed_form(arch, index):
+    """What budgets of an architecture without a closed form (a plugin) are matched with."""
+    s = spec(arch, index)
+    for inputs in (0, 1, 7):  # 0: a zero-input task, input weights frozen
+        assert meta_count(s, inputs) == recurrent_count(s, inputs)
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_searching_sizes_by_meta_count_matches_what_the_closed_form_does(arch):
+    inputs, outputs = 3, 2
+
+    def count(s):
+        return meta_count(s, inputs) + readout_count(s.hidden_size, outputs)
+
+    for budget in (1, 40, 41, 97, 333, 1000, 2500, 4097):
+        found = closest(candidates(arch, **MATCH), count, budget)
+        m = match_budget(arch, budget, inputs, outputs, tolerance=1e9, **MATCH)
+        assert (found.spec, found.params) == (m.spec, m.params), budget
 
 
 @pytest.mark.parametrize("arch, name", OTHER_IMPLEMENTATIONS)

@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 
 from bench.cli import main
-from bench.store.bundles import CONFIG_KEYS, config_of, line_sha256
+from bench.store.bundles import line_sha256
+from bench.store.records import RunConfig
 from bench.store.results import ResultsStore
 from bench.store.verified import reproduced_ids
 from bench.suite.suites import load_profile, load_suite, resolve, run_id
@@ -63,11 +64,11 @@ def test_the_run_id_is_the_hash_of_the_config_keys_of_a_record():
     # what import recomputes is what the runner hashes: the same keys, and the committed ids
     suite = load_suite("copy")
     config, _ = resolve("copy", "quick", load_profile(suite, "quick"))[0]
-    assert set(config) == set(CONFIG_KEYS)
+    assert RunConfig.from_dict(config).to_dict() == config and RunConfig.from_dict(config).run_id == run_id(config)
     for store in sorted((ROOT / "results").glob("*/runs.jsonl")):
         for line in store.read_text().splitlines():
             record = json.loads(line)
-            assert run_id(config_of(record)) == record["run_id"], store
+            assert RunConfig.from_dict(record).run_id == record["run_id"], store
 
 
 def test_a_bundle_gives_the_same_rows_in_another_folder_marked_external_and_twice_adds_nothing(tmp_path, capsys):

@@ -39,7 +39,7 @@ def test_no_file_points_at_internal_notes():
 
 def test_readme_links_to_the_docs_and_they_exist():
     readme = (ROOT / "README.md").read_text()
-    for page in ["docs/cwrnn.md", "docs/protocol.md", "docs/paper.md", "docs/performance.md"]:
+    for page in ["docs/cwrnn.md", "docs/protocol.md", "docs/paper.md", "docs/performance.md", "docs/extending.md"]:
         assert f"({page})" in readme
         assert (ROOT / page).is_file()
 

@@ -13,7 +13,10 @@ Each row gets one verdict:
   `consistent` or `inconsistent`;
 - `too few seeds to tell`: n seeds and K reruns cannot give a p-value below the corrected
   level, however far the reruns land; the line says how many reruns would.
-Only `inconsistent` rows, rows not rebuilt and reruns that did not finish ok fail the command.
+- `not verified`: the row was made with a plugin (its records' `external`: code from outside the
+  repository, models/plugins.py) whose code now hashes otherwise than the code that made it.
+Only `inconsistent` rows, rows not rebuilt or not verified and reruns that did not finish ok fail
+the command.
 
 A row here is the finest one: profile x task setting (one audio target, one delay ...)
 x architecture x budget x training settings. Each run is rebuilt from the command
@@ -147,6 +150,26 @@ def pin_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
+def changed_plugin(row: Row) -> str:
+    """Why a row made with a plugin (records with `external`: models/plugins.py) cannot be
+    verified: the plugin's code now hashes otherwise than the code that made its runs, or it is
+    not loaded. "" for a row whose plugin is unchanged, or a built-in row."""
+    from models.plugins import current_sha256
+
+    for r in row.records:
+        external = r.external or {}
+        if not external.get("plugin"):
+            continue
+        name, recorded = external.get("plugin"), external.get("sha256")
+        now = current_sha256(name)
+        if now is None:
+            return f"plugin {name} is not loaded: give its file with --include, or install it"
+        if now != recorded:
+            return (f"plugin {name}'s code has changed since its runs: sha256 {str(recorded)[:12]}... recorded, "
+                    f"{now[:12]}... now ({external.get('source')})")
+    return ""
+
+
 def compare(old: RunRecord, new: RunRecord | None) -> str:
     if new is None or new.status != "ok":
         return "not rerun" if new is None else new.status
@@ -254,6 +277,8 @@ def verify(task: str, results_dir: Path, scratch: Path, read_run_command, sample
         check = Check(row, row.records[:sample], [])
         if any(r.run_id not in plan for r in check.paired):
             check.verdict = "NOT REBUILT (its command no longer declares this run)"
+        elif why := changed_plugin(row):  # its runs' code is not the plugin's code now: nothing to verify
+            check.verdict = f"NOT VERIFIED ({why})"
         else:
             seeds = {s for key, s in taken if key == json.dumps(row.key)}
             extra = new_seed_configs(row, plan, max(0, sample - len(row.records)), seeds)

@@ -28,12 +28,11 @@ import json
 import re
 import tarfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench.store.files import atomic_write
-from bench.store.records import problem
+from bench.store.records import RunConfig, problem
 from bench.store.results import ResultsStore
 from bench.store.verified import is_external
 from models.errors import UserInputError
@@ -42,14 +41,8 @@ FORMAT = "cwbench-bundle 1"
 MANIFEST = "manifest.json"
 RUNS = "runs.jsonl"
 # what a run id is the hash of: the config the runner resolves (bench/suite/suites.py resolve)
-CONFIG_KEYS = ("task", "profile", "task_params", "arch", "model", "budget", "params", "train", "seed")
 TASK_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")  # a folder name under results/, never a path
 SHOWN = 5  # run ids named in a line that counts skipped records
-
-
-def config_of(record: dict) -> dict:
-    """The resolved config a record's run id was computed from."""
-    return {key: record[key] for key in CONFIG_KEYS}
 
 
 def line_sha256(line: bytes) -> str:
@@ -206,7 +199,7 @@ def _manifest(path: Path, raw: bytes) -> dict:
     return manifest
 
 
-def read_bundle(path: Path, run_id_of: Callable[[dict], str]) -> Bundle:
+def read_bundle(path: Path) -> Bundle:
     """The bundle at `path`, every record checked (see the module); the first problem is one
     UserInputError naming the record by its run id, and nothing is imported."""
     path = Path(path)
@@ -244,7 +237,7 @@ def read_bundle(path: Path, run_id_of: Callable[[dict], str]) -> Bundle:
             raise UserInputError(f"{named} is a run of task {record['task']}, not of the bundle's task "
                                  f"{manifest['task']}: export each task on its own")
         try:
-            computed = run_id_of(config_of(record))
+            computed = RunConfig.from_dict(record).run_id
         except (KeyError, TypeError, ValueError) as err:
             raise UserInputError(f"{named} has no complete config ({err}): {again}") from None
         if computed != record["run_id"]:

@@ -82,11 +82,13 @@ class RunConfig:
     train: dict
     seed: int
     tuning: bool = False  # a tuning run (scored on validation data): part of the id, absent when False
+    plugin: str = ""  # the plugin that provides the architecture (models/plugins.py): absent for a built-in
 
     __hash__ = None  # its dicts are not hashable: key runs by run_id
 
     def to_dict(self) -> dict:
-        return {key: getattr(self, key) for key in CONFIG_KEYS} | ({"tuning": True} if self.tuning else {})
+        return ({key: getattr(self, key) for key in CONFIG_KEYS} | ({"tuning": True} if self.tuning else {})
+                | ({"plugin": self.plugin} if self.plugin else {}))
 
     @property
     def run_id(self) -> str:
@@ -96,7 +98,7 @@ class RunConfig:
     @classmethod
     def from_dict(cls, d: dict) -> RunConfig:
         """The config of a config dict or of a stored record (its other keys are ignored)."""
-        return cls(**{key: d[key] for key in CONFIG_KEYS}, tuning=d.get("tuning", False))
+        return cls(**{key: d[key] for key in CONFIG_KEYS}, tuning=d.get("tuning", False), plugin=d.get("plugin", ""))
 
     def with_seed(self, seed: int) -> RunConfig:
         return dataclasses.replace(self, seed=seed)
@@ -148,7 +150,7 @@ class RunRecord:
             raise ValueError(wrong)
         known = {f.name for f in dataclasses.fields(cls)} - {"config", "extra"}
         return cls(config=RunConfig.from_dict(d), **{k: v for k, v in d.items() if k in known},
-                   extra={k: v for k, v in d.items() if k not in known and k not in (*CONFIG_KEYS, "tuning")})
+                   extra={k: v for k, v in d.items() if k not in known and k not in (*CONFIG_KEYS, "tuning", "plugin")})
 
     @classmethod
     def from_json(cls, line: str) -> RunRecord:

@@ -3,7 +3,10 @@
 
 What sizes are tried is the architecture's (its entry's `sizes` in models/architectures.py,
 e.g. hidden sizes, or a CW-RNN's module size at a fixed number of modules: models/sizes.py);
-the counts are its closed form. A budget no size meets within the tolerance is an error,
+the counts are its closed form, tried in increasing size until one is over the budget. An
+architecture without a closed form (a plugin) is counted by building candidates on torch's meta
+device; as counts grow with the size, the sizes are searched (`closest`: doubling, then
+bisection) rather than each built. A budget no size meets within the tolerance is an error,
 never a silent substitution.
 """
 
@@ -40,13 +43,17 @@ def match_budget(label: str, budget: int, input_size: int, output_size: int, *, 
                  offset: int = 0) -> Match:
     if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
         raise UserInputError(f"bad budget {budget!r}: budgets are positive integers (parameters)")
-    best = None
-    for spec in candidates(label, cw_match, cw_modules, cw_module_size, offset):
-        params = closed_form_count(spec, input_size, output_size)
-        if best is None or abs(params - budget) < abs(best.params - budget):
-            best = Match(spec, params, budget)
-        if params > budget:  # counts grow with size: nothing further can be closer
-            break
+    specs = candidates(label, cw_match, cw_modules, cw_module_size, offset)
+    if not ARCHITECTURES[parse_arch(label)[0]].count:  # each count is a build (on the meta device): search
+        best = closest(specs, lambda spec: closed_form_count(spec, input_size, output_size), budget)
+    else:
+        best = None
+        for spec in specs:
+            params = closed_form_count(spec, input_size, output_size)
+            if best is None or abs(params - budget) < abs(best.params - budget):
+                best = Match(spec, params, budget)
+            if params > budget:  # counts grow with size: nothing further can be closer
+                break
     if abs(best.deviation) > tolerance:
         shape = (f"module sizes {list(best.spec.module_sizes)}" if best.spec.module_sizes
                  else f"hidden={best.spec.hidden_size}")
@@ -56,3 +63,34 @@ def match_budget(label: str, budget: int, input_size: int, output_size: int, *, 
             f"(--tolerance, now {tolerance:g})"
         )
     return best
+
+
+def closest(specs, count, budget: int) -> Match:
+    """The first of `specs` (an iterator, in increasing count) whose count is closest to the
+    budget, with O(log n) counts: indices 0, 1, 3, 7, ... until one is over the budget, then
+    bisection between it and the last one not over. The same answer as trying each in turn."""
+    seen: list = []
+    counts: dict[int, int] = {}
+
+    def at(k: int):
+        """(spec, count) of candidate k, or None past the last."""
+        while len(seen) <= k:
+            spec = next(specs, None)
+            if spec is None:
+                return None
+            seen.append(spec)
+        if k not in counts:
+            counts[k] = count(seen[k])
+        return seen[k], counts[k]
+
+    below, over = -1, 0  # the last index known not over the budget; an index over it (or past the end)
+    while (found := at(over)) is not None and found[1] <= budget:
+        below, over = over, 2 * over + 1
+    if at(over) is None:
+        over = len(seen)
+    while over - below > 1:
+        middle = (below + over) // 2
+        below, over = (middle, over) if at(middle)[1] <= budget else (below, middle)
+    tried = [at(k) for k in (below, over) if 0 <= k < len(seen)]
+    spec, params = min(tried, key=lambda found: abs(found[1] - budget))  # min keeps the first of a tie
+    return Match(spec, params, budget)

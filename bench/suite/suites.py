@@ -20,6 +20,7 @@ from pathlib import Path
 
 import yaml
 
+from models import plugins
 from models.errors import UserInputError
 from models.names import OPTIMIZERS
 from tasks import task_class
@@ -253,6 +254,7 @@ def resolve(task_name: str, profile_name: str, profile: Profile, tuned: dict | N
                         "model": match.spec.to_dict(),
                         "budget": budget,
                         "params": match.params,
+                        **plugins.config_fields(match.spec.arch),  # {"plugin": name}; {} for a built-in
                         "train": train,
                         "seed": seed,
                     }

@@ -9,7 +9,10 @@ from __future__ import annotations
 import os
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from models import plugins
+from models.plugins import sources as loaded_plugins
 
 # where a run ran, beyond host and pid, when the scheduler says so
 SCHEDULER_VARIABLES = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURMD_NODENAME")
@@ -26,6 +29,8 @@ class Job:
     threads: int | None = None  # torch threads in the worker; None leaves the process's own count
     wandb: dict | None = None  # {"varying": [...], "sweep": {...}} to mirror the run to W&B
     progress: bool = False  # Lightning's progress bar (useful with the inline launcher only)
+    # the plugins loaded where the job was made (models/plugins.py): a worker process loads them again
+    plugins: tuple = field(default_factory=loaded_plugins)
 
 
 def worker_identity(launcher: str) -> dict:
@@ -48,7 +53,8 @@ def pin_threads(threads: int) -> None:
 def base_record(job: Job) -> dict:
     task = job.task
     return {"run_id": job.run_id, **job.config, "sources": task.sources(), "baselines": task.baselines(),
-            "primary_metric": task.primary_metric, "higher_is_better": task.higher_is_better}
+            "primary_metric": task.primary_metric, "higher_is_better": task.higher_is_better,
+            **plugins.provenance(job.config["model"]["arch"])}  # `external`: a plugin's code and its hash
 
 
 def failed_record(job: Job, reason: str, worker: dict | None = None, wall: float = 0.0) -> dict:
@@ -68,6 +74,7 @@ def execute(job: Job, launcher: str = "local") -> dict:
 
     if job.threads:
         pin_threads(job.threads)
+    plugins.ensure(job.plugins)  # before anything is built: a spawned worker has loaded none
     worker = worker_identity(launcher)
     started = time.perf_counter()
     loggers = []
