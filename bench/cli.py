@@ -27,8 +27,9 @@ def cmd_list(args) -> None:
     from models.schedules import SCHEDULES, periods_for
 
     print("architectures (use cwrnn/<schedule> for a CW-RNN with that schedule):")
+    width = max(map(len, names.ARCHITECTURES))
     for name, description in names.ARCHITECTURES.items():
-        print(f"  {name:<8} {description}")
+        print(f"  {name:<{width}} {description}")
     print("schedules (periods shown for g=6):")
     for name in SCHEDULES:
         print(f"  {name:<13} {periods_for(name, 6)}")
