@@ -32,8 +32,9 @@ def cmd_list(args) -> None:
     load_all(args.include)  # installed plugins and --include files (models/plugins.py): checked, then listed
 
     print("architectures (use cwrnn/<schedule> for a CW-RNN with that schedule):")
+    width = max(map(len, names.ARCHITECTURES))
     for name, description in names.ARCHITECTURES.items():
-        print(f"  {name:<8} {description}")
+        print(f"  {name:<{width}} {description}")
     print("schedules (periods shown for g=6):")
     for name in SCHEDULES:
         print(f"  {name:<13} {periods_for(name, 6)}")

@@ -42,7 +42,14 @@ ARCHITECTURES: dict[str, Architecture] = {
     "cwrnn": Architecture("Clockwork RNN (models.ClockworkRNN), periods from a schedule",
                           ("reference", "modular", "compiled"), "models.clockwork:cwrnn_layer",
                           "models.counting:clockwork_spec_count", "models.sizes:clockwork_sizes", "exponential"),
-    "indrnn": Architecture("IndRNN: h = relu(W x + u ⊙ h + b)", ("torch",), "models.indrnn:build", "h * i + 2 * h"),
+    "indrnn": Architecture("IndRNN (Li et al. 2018): h = relu(W x + u ⊙ h + b), |u| <= 2^(1/T)", ("torch",),
+                           "models.indrnn:build", "h * i + 2 * h"),
+    "phased_lstm": Architecture("Phased LSTM (Neil et al. 2016): an LSTM updated while a learnable time gate is open",
+                                ("torch",), "models.phased_lstm:build", "4 * h * i + 4 * h * h + 6 * h + 1"),
+    "mingru": Architecture("minGRU (Feng et al. 2024): gates read x only; a log-space parallel scan",
+                           ("sequential", "scan"), "models.mingru:build", "2 * h * i + 2 * h"),
+    "lru": Architecture("LRU (Orvieto et al. 2023): complex diagonal linear recurrence, y = Re(C x) + D u",
+                        ("sequential", "scan"), "models.lru:build", "2 * h * h + 3 * h * i + 3 * h"),
 }
 
 

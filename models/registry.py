@@ -39,7 +39,8 @@ def initialise(rnn: nn.Module, readout: nn.Module, std: float = 0.0, lstm_forget
                bias_init: str = "zeros"):
     """Optional paper-style initialisation: weights ~ N(0, std), biases 0 or, with
     bias_init "normal", drawn like the weights (std 0 keeps the library's default); an
-    LSTM's forget-gate bias set high so it starts remembering.
+    LSTM's forget-gate bias set high so it starts remembering. The parameters a module names in
+    its `own_initialisation` are left alone.
 
     Zero biases leave a no-input network dead at the start: with h(-1) = 0 every state is
     tanh(0) = 0, so the recurrent and readout weights get no gradient until the biases
@@ -52,9 +53,12 @@ def initialise(rnn: nn.Module, readout: nn.Module, std: float = 0.0, lstm_forget
 
     with torch.no_grad():
         if std:
+            # parameters that are not weights (a Phased LSTM's periods, an LRU's eigenvalues) keep
+            # the initialisation their architecture's paper gives them
+            own = {id(getattr(rnn, name)) for name in getattr(rnn, "own_initialisation", ())}
             for module in (rnn, readout):
                 for p in module.parameters():
-                    if not p.requires_grad:
+                    if not p.requires_grad or id(p) in own:
                         continue
                     if p.dim() > 1 or bias_init == "normal":
                         nn.init.normal_(p, 0.0, std)

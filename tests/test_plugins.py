@@ -232,8 +232,9 @@ def test_a_package_installed_with_pip_install_e_shows_up_in_cwbench_list(tmp_pat
     done = subprocess.run([str(python), "-m", "bench", "list"], cwd=ROOT, env=env_with_path(), capture_output=True,
                           text=True, timeout=600)
     assert done.returncode == 0, done.stderr
-    assert "tiny_rnn A tanh RNN from an installed package (external: entry point tinycells 0.3)" in done.stdout
-    assert "tiny_gru A GRU from an installed package (external: entry point tinycells 0.3)" in done.stdout
+    listed = {line.split()[0]: " ".join(line.split()[1:]) for line in done.stdout.splitlines() if line.strip()}
+    assert listed["tiny_rnn"] == "A tanh RNN from an installed package (external: entry point tinycells 0.3)"
+    assert listed["tiny_gru"] == "A GRU from an installed package (external: entry point tinycells 0.3)"
 
 
 def test_an_entry_point_plugin_runs_with_its_package_and_module_hash(tmp_path, monkeypatch):

@@ -24,12 +24,15 @@ def test_quick_run_writes_table_csv_and_plot(tmp_path):
     assert md.exists() and png.stat().st_size > 0
     df = pd.read_csv(csv)
     assert COLUMNS <= set(df.columns)
-    assert set(df.arch) == {"cwrnn", "rnn", "lstm", "gru"}
+    assert set(df.arch) == {"cwrnn", "rnn", "lstm", "gru", "indrnn", "phased_lstm", "mingru", "lru"}
     assert {"reference", "modular"} <= set(df[df.arch == "cwrnn"].kernel)
     assert set(df[df.arch != "cwrnn"].match) == {"hidden", "budget"}
+    for arch in ("mingru", "lru"):  # the newer recurrences at the budget, on their loop and their scan
+        assert set(df[df.arch == arch].kernel) == {"sequential", "scan"}
     assert (df.fwd_ms > 0).all() and (df.fwdbwd_ms > 0).all()
     text = md.read_text()
     assert "## Targets (issue 6)" in text and "torch" in text
+    assert "## Newer recurrences at the budget: sequential loop or parallel scan" in text and "lru[scan]@budget" in text
     assert f"- command: cwbench perf kernels --quick --device cpu --out {tmp_path} --repeats 1\n" in text
 
 

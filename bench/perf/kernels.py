@@ -1,7 +1,8 @@
 """`cwbench perf kernels` (`nox -s perf -- kernels`): how fast each CW-RNN backend is next
 to the library RNN, LSTM and GRU kernels (oneDNN/ATen on CPU, cuDNN on GPU), how fast the
-rnn and gru run on torch's kernel and on the compiled one (models/library.py), and which
-`auto` picks.
+rnn and gru run on torch's kernel and on the compiled one (models/library.py), how fast the
+newer recurrences (IndRNN, Phased LSTM, minGRU, LRU) run at the same budget, each on every
+implementation (minGRU's and the LRU's sequential loop and parallel scan), and which `auto` picks.
 
 For every shape of a grid (the suite's tasks plus two large shapes) it times, in one
 process and interleaved round by round so that drifts in machine load hit every
@@ -36,15 +37,18 @@ from torch import nn
 from bench.perf.options import KernelsOptions
 from bench.store.files import atomic_write, write_figure
 from bench.sweep import provenance
+from models.architectures import ARCHITECTURES
 from models.backends import numba_available, pick_backend
 from models.clockwork import BACKENDS, ClockworkRNN
 from models.counting import clockwork_count, library_rnn_count
 from models.errors import UserInputError
 from models.library import GRU, RNN, pick_implementation
+from models.registry import ModelSpec, build_rnn, implementation
 from models.schedules import periods_for
 
 LIBRARY = {"rnn": RNN, "lstm": nn.LSTM, "gru": GRU}
 COMPILED = ("rnn", "gru")  # the library architectures with a compiled implementation, timed at the budget
+NEWER = ("indrnn", "phased_lstm", "mingru", "lru")  # timed at the budget on each of their implementations
 
 # The issue's targets: (shape family, device, measure, library kernel, bound)
 TARGETS = [
@@ -80,7 +84,8 @@ class Shape:
     def library_hidden(self, arch: str) -> int:
         """The library hidden size whose effective recurrent count is closest to the budget."""
         inputs = self.input_size if self.counted_inputs is None else self.counted_inputs
-        return min(range(1, 4 * self.hidden + 2),
+        # up to the budget itself: an architecture with few parameters per unit (minGRU) needs many units
+        return min(range(1, max(4 * self.hidden, self.budget) + 2),
                    key=lambda h: (abs(library_rnn_count(arch, inputs, h) - self.budget), h))
 
 
@@ -149,7 +154,8 @@ class Candidate:
 def candidates(shape: Shape, device: str, backends: list[str]) -> list[Candidate]:
     """The CW-RNN on each of `backends`; every library architecture on torch's kernel at the
     CW-RNN's hidden size and at its budget, and rnn and gru on the compiled kernel at the
-    budget where `backends` has "compiled" (CPU, numba installed)."""
+    budget where `backends` has "compiled" (CPU, numba installed); the newer architectures
+    (NEWER) at the budget on each of their implementations."""
     torch.manual_seed(0)
     x = torch.randn(shape.batch, shape.steps, shape.input_size, device=device)
     if shape.counted_inputs == 0:
@@ -166,11 +172,18 @@ def candidates(shape: Shape, device: str, backends: list[str]) -> list[Candidate
                 options = {} if arch == "lstm" else {"backend": kernel}
                 module = cls(shape.input_size, hidden, batch_first=True, **options).to(device)
                 found.append(Candidate(arch, kernel, hidden, match, library_rnn_count(arch, inputs, hidden), module, x))
+    for arch in NEWER:
+        hidden = shape.library_hidden(arch)
+        for kernel in ARCHITECTURES[arch].implementations:
+            module = build_rnn(ModelSpec(arch, hidden), shape.input_size, kernel).to(device)
+            found.append(Candidate(arch, kernel, hidden, "budget", library_rnn_count(arch, inputs, hidden), module, x))
     return found
 
 
 def library_auto(c: Candidate, device: str) -> str:
-    """What `auto` runs for a library candidate's architecture and shape."""
+    """What `auto` runs for a library (or newer) candidate's architecture and shape."""
+    if c.arch in NEWER:
+        return implementation(build_rnn(ModelSpec(c.arch, c.hidden), c.x.shape[2]), c.x)
     if c.arch not in COMPILED:
         return "torch"
     return pick_implementation(c.arch, device, c.x.dtype, c.x.shape[0], c.hidden, c.x.shape[1])
@@ -341,6 +354,7 @@ def markdown(df, device: str, header: dict, notes: list[str]) -> str:
         lines.append(f"- peak training memory of auto <= reference: worst {worst['peak/reference']:.2f}x "
                      f"({worst['shape']}), {'met' if mem.max() <= 1.0 else 'MISSED'}")
     lines += ["", "## rnn and gru: torch's kernel or the compiled one", ""] + implementations(df)
+    lines += ["", "## Newer recurrences at the budget: sequential loop or parallel scan", ""] + newer(df)
     lines += ["", "## Every candidate", "", "Times in ms (median over rounds); peak memory in MiB of one fwd+bwd.",
               ""]
     cols = ["shape", "label", "hidden", "params", "fwd_ms", "fwdbwd_ms", "peak_mb", "fwd/rnn@hidden",
@@ -370,6 +384,22 @@ def implementations(df) -> list[str]:
              "what `backend=\"auto\"` runs at this shape (models.library.pick_implementation, a rule from "
              "measurements).", ""]
     return intro + table(pd.DataFrame(rows), list(rows[0]))
+
+
+def newer(df) -> list[str]:
+    """Per shape, the newer architectures at the budget on each implementation; for those with a
+    scan, scan / sequential (below 1: the scan is faster)."""
+    rows = df[df.arch.isin(NEWER)].copy()
+    if rows.empty:
+        return ["Not measured here."]
+    sequential = {(r["shape"], r["arch"]): r["fwdbwd_ms"] for _, r in rows[rows.kernel == "sequential"].iterrows()}
+    rows["fwdbwd/sequential"] = [r["fwdbwd_ms"] / sequential[(r["shape"], r["arch"])]
+                                 if (r["shape"], r["arch"]) in sequential else float("nan") for _, r in rows.iterrows()]
+    intro = ["IndRNN, Phased LSTM, minGRU and LRU with the effective parameter count closest to the CW-RNN's budget "
+             "(models/architectures.py), on each implementation of their recurrence; `fwdbwd/sequential`: the "
+             "time over the same architecture's sequential loop. `auto`: what `backend=\"auto\"` runs here.", ""]
+    return intro + table(rows, ["shape", "steps", "label", "hidden", "params", "fwd_ms", "fwdbwd_ms",
+                                "fwdbwd/sequential", "auto"])
 
 
 def table(df, cols) -> list[str]:
