@@ -176,8 +176,8 @@ PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 def driver_alive(driver: dict) -> bool:
     """Does the driver ({"pid", "start"} of bench.claims.me()) still run? (A reused pid has
-    another start.)"""
-    from bench.claims import process_start
+    another start; a zombie, dead but not yet reaped by its parent, does not run.)"""
+    from bench.claims import _proc_stat, process_start
 
     try:
         os.kill(driver["pid"], 0)
@@ -185,6 +185,9 @@ def driver_alive(driver: dict) -> bool:
         return False
     except PermissionError:
         return True
+    fields = _proc_stat(driver["pid"])
+    if fields and fields[0] == "Z":  # killed, not yet reaped by its own parent
+        return False
     start = process_start(driver["pid"])
     return start is None or driver["start"] in (None, start)
 

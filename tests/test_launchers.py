@@ -184,7 +184,8 @@ def kill_the_driver_mid_run(tmp_path, marker: str, *args) -> list[str]:
     time.sleep(1.0)  # inside their runs
     tree = descendants(sweep.pid)
     sweep.kill()
-    sweep.communicate()
+    sweep.wait()  # not communicate(): the pipe stays open while a child that inherited it lives
+    sweep.stdout.close()
     deadline = time.monotonic() + 20
     while living(tree) and time.monotonic() < deadline:
         time.sleep(0.2)
