@@ -20,6 +20,7 @@ import pytest
 
 from bench import store as store_module
 from bench.cli import main, parser
+from bench.launchers import cores
 from bench.store import ResultsStore
 
 REPO = Path(__file__).resolve().parent.parent
@@ -249,8 +250,10 @@ def children(pid: int) -> list[int]:
     return found
 
 
-@pytest.mark.parametrize("signum, status, workers", [(signal.SIGTERM, 143, "1"), (signal.SIGINT, 130, "1"),
-                                                     (signal.SIGTERM, 143, "2")])
+@pytest.mark.parametrize("signum, status, workers", [
+    (signal.SIGTERM, 143, "1"), (signal.SIGINT, 130, "1"),
+    pytest.param(signal.SIGTERM, 143, "2", marks=pytest.mark.skipif(cores() < 2, reason="runs two local workers")),
+])
 def test_a_signal_stops_the_sweep_cleanly_and_says_what_was_stored(tmp_path, signum, status, workers):
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     args = [sys.executable, "-m", "bench", "run", "copy", "--results", str(tmp_path), "--archs", "rnn",

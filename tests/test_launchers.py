@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main
-from bench.launchers import LaunchOptions
+from bench.launchers import LaunchOptions, cores
 from bench.runner import run_suite
 from bench.store import ResultsStore
 from tasks.copy import CopyTask
@@ -75,11 +75,14 @@ def cwbench(*args, env=None) -> subprocess.Popen:
 
 
 needs_proc = pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="finds processes through /proc")
+# two workers on one core are refused (--workers is at most the cores): the pool tests need two
+needs_two_cores = pytest.mark.skipif(cores() < 2, reason="runs two local workers")
 
 
 # --- local workers ----------------------------------------------------------------------
 
 
+@needs_two_cores
 def test_workers_give_the_numbers_of_one_process(tmp_path):
     """Where a run trains does not change it: two worker processes, one thread each, store
     what the same runs store when trained here on one thread."""
@@ -121,6 +124,7 @@ class AlwaysDies(CopyTask):
         return super().datamodule(batch_size, seed, train_steps)
 
 
+@needs_two_cores
 def test_a_dead_worker_costs_an_attempt_only_to_its_own_run(tmp_path):
     from test_runner import _config
 
@@ -133,6 +137,7 @@ def test_a_dead_worker_costs_an_attempt_only_to_its_own_run(tmp_path):
     assert "exit status 9" in failed[0]["reason"]
 
 
+@needs_two_cores
 def test_a_dead_worker_loses_no_run(tmp_path):
     from test_runner import _config
 
@@ -197,6 +202,7 @@ def kill_the_driver_mid_run(tmp_path, marker: str, *args) -> list[str]:
 
 
 @needs_proc
+@needs_two_cores
 def test_local_workers_die_with_a_killed_driver(tmp_path):
     assert kill_the_driver_mid_run(tmp_path, "spawn_main", "--workers", "2", "--threads", "1") == []
 
