@@ -253,7 +253,8 @@ class _Worker:
 
     def send(self, job: Job | None) -> None:
         self.job = job
-        self.conn.send(job)
+        with contextlib.suppress(OSError):  # died already: its sentinel says so, and the run goes again
+            self.conn.send(job)
 
 
 def died(exitcode: int | None) -> str:

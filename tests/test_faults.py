@@ -323,7 +323,7 @@ def test_a_sweep_with_a_failed_run_exits_non_zero_with_one_line(tmp_path, capsys
     assert "rerun the same command" in err
     assert sorted(r["status"] for r in stored(tmp_path)) == ["failed", "ok"]
     monkeypatch.undo()
-    assert run_tiny(tmp_path) == 0  # the retry succeeds: every run of the suite is stored ok
+    assert run_tiny(tmp_path, "--workers", "1") == 0  # the retry succeeds: every run of the suite is stored ok
     capsys.readouterr()
 
 
