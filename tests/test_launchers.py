@@ -273,7 +273,8 @@ def ray_cluster():
 
 @needs_proc
 def test_ray_sweep_survives_a_killed_worker(tmp_path, ray_cluster):
-    sweep = cwbench("run", *SWEEP, "--results", str(tmp_path), "--launcher", "ray", "--ray-address", ray_cluster)
+    sweep = cwbench("run", *SWEEP, "--results", str(tmp_path), "--launcher", "ray", "--ray-address", ray_cluster,
+                    env={"CWBENCH_CACHE": str(tmp_path / "cache")})  # Ray's messages: not in the home folder
     killed = kill_one_while(sweep, "ray::_ray_execute")
     out, _ = sweep.communicate(timeout=300)
     assert sweep.returncode == 0, out
