@@ -12,7 +12,6 @@ import argparse
 import dataclasses
 import functools
 import shlex
-import signal
 import sys
 from pathlib import Path
 
@@ -84,7 +83,40 @@ def profile_from_args(args):
     for label in profile.archs:  # a mistyped name is said now, not after seconds of imports
         names.parse_arch(label)
     validate_train(profile.train)
+    check_suite_size(profile)
     return suite, profile
+
+
+RUN_BYTES = 64 << 10  # what one run of a suite costs the driver's memory, with room to spare (a resolved config,
+MAX_RUNS = 1_000_000  # its job and record); and the most runs one command takes, whatever the memory
+
+
+def available_memory() -> int | None:
+    """Bytes of memory this machine can still give (Linux's MemAvailable); None where unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def check_suite_size(profile) -> None:
+    """The number of runs, from the profile's counts, before a single one is enumerated: a
+    suite this machine could not even list (e.g. --seeds 99999999999) is refused at once."""
+    settings = 1
+    for value in profile.task_params.values():
+        settings *= len(value) if isinstance(value, list) else 1
+    runs = settings * len(profile.budgets) * len(profile.archs) * profile.seeds
+    memory = available_memory()
+    most = MAX_RUNS if memory is None else max(1, min(MAX_RUNS, memory // RUN_BYTES))
+    if runs > most:
+        raise UserInputError(f"the suite has {runs:,} runs ({len(profile.archs)} archs x {len(profile.budgets)} "
+                             f"budgets x {profile.seeds:,} seeds x {settings:,} task settings): one command takes "
+                             f"at most {most:,} on this machine; give fewer --seeds, --budgets, --archs or "
+                             "--param values")
 
 
 def cmd_run(args) -> int:
@@ -103,7 +135,19 @@ def cmd_run(args) -> int:
     print(", ".join(f"{k}: {v}" for k, v in counts.items()))
     if not args.no_leaderboard:
         build_leaderboard(suite["task"], args.results)
-    return 0
+    return failed_status(counts)
+
+
+def failed_status(counts: dict) -> int:
+    """0 where every run this command trained is stored ok or diverged; 1, with one line on
+    stderr, where any failed (the reasons are in the sweep's summary above)."""
+    if not counts.get("failed"):
+        return 0
+    trained = sum(counts.get(status, 0) for status in ("ok", "diverged", "failed"))
+    print(f"error: {counts['failed']} of the {trained} runs trained by this command failed (their reasons are "
+          "above; each is stored as failed): fix the cause, then rerun the same command to train them again",
+          file=sys.stderr)
+    return 1
 
 
 def cmd_tune(args) -> int:
@@ -122,7 +166,7 @@ def cmd_tune(args) -> int:
     chosen = choose(runs, ResultsStore(args.results / args.task / TUNING_STORE).load())
     for arch, lr in chosen.items():
         print(f"chosen learning rate: {arch} {lr:g}")
-    return 0
+    return failed_status(counts)
 
 
 def cmd_verify(args) -> int:
@@ -366,10 +410,9 @@ def main(argv=None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except Interrupted as stop:
-        name = signal.Signals(stop.signum).name
-        print(f"interrupted by {name}: {stop.stored} runs stored by this command; rerun the same command to "
+        print(f"interrupted by {stop.says()}: {stop.stored} runs stored by this command; rerun the same command to "
               "resume", file=sys.stderr)
-        return 128 + stop.signum
+        return stop.status()
     except KeyboardInterrupt:  # outside a sweep
         print("interrupted: finished runs are in the results store; rerun the same command to resume",
               file=sys.stderr)

@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main, parser
+from bench.store import results as store_module
 from bench.store.results import ResultsStore
-from bench.store.results import results as store_module
+from bench.sweep.launchers import cores
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = ["--archs", "rnn", "--budgets", "400", "--seeds", "2", "--steps", "2", "--param", "delay=3",
@@ -233,7 +234,7 @@ def test_every_flag_a_message_names_exists():
         for flag in re.findall(r"[\"'][^\"'\n]*?(--[a-z][a-z-]*)", path.read_text()):
             named.add((flag, path.name))
     assert named, "the scan found no flag at all"
-    others = {"--head"}  # `ray start --head`: Ray's own, named where a Ray cluster is missing
+    others = {"--head", "--porcelain"}  # Ray's `ray start --head` (where a cluster is missing), git's `status --porcelain`
     unknown = sorted((flag, where) for flag, where in named if flag not in known_flags() | others)
     assert not unknown, f"messages name flags that do not exist: {unknown}"
 
@@ -249,8 +250,10 @@ def children(pid: int) -> list[int]:
     return found
 
 
-@pytest.mark.parametrize("signum, status, workers", [(signal.SIGTERM, 143, "1"), (signal.SIGINT, 130, "1"),
-                                                     (signal.SIGTERM, 143, "2")])
+@pytest.mark.parametrize("signum, status, workers", [
+    (signal.SIGTERM, 143, "1"), (signal.SIGINT, 130, "1"),
+    pytest.param(signal.SIGTERM, 143, "2", marks=pytest.mark.skipif(cores() < 2, reason="runs two local workers")),
+])
 def test_a_signal_stops_the_sweep_cleanly_and_says_what_was_stored(tmp_path, signum, status, workers):
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     args = [sys.executable, "-m", "bench", "run", "copy", "--results", str(tmp_path), "--archs", "rnn",
@@ -274,3 +277,111 @@ def test_a_signal_stops_the_sweep_cleanly_and_says_what_was_stored(tmp_path, sig
     assert "Traceback" not in err
     assert stored(tmp_path) == []  # the interrupted run is not recorded as failed
     assert not list((tmp_path / "copy").glob(".*.tmp"))
+
+
+# --- nonsense refused before anything trains (issue 24, case 4) ------------------------------
+
+@pytest.mark.parametrize("args, words", [
+    (["--seeds", "99999999999"], ["the suite has 99,999,999,999 runs", "give fewer --seeds"]),
+    (["--train", "clip=inf"], ["bad train.clip 'inf'", "--train clip=1.0"]),
+    (["--train", "clip=.nan"], ["bad train.clip nan", "finite"]),
+    (["--train", "clip=-1"], ["bad train.clip -1"]),
+    (["--train", "lr=.inf"], ["bad learning rate train.lr=inf"]),
+    (["--train", "momentum=2"], ["bad train.momentum 2", "between 0 and 1"]),
+    (["--workers", "1000"], ["--workers 1000 is more than the", "cores this process may use"]),
+    (["--threads", "1000"], ["--threads 1000 is more than the"]),
+    (["--launcher", "slurm", "--slurm", "cluster=local", "--slurm", "time=0"], ["bad SLURM setting time=0"]),
+    (["--launcher", "slurm", "--slurm", "cluster=local", "--slurm", "cpus_per_task=1.5"],
+     ["bad SLURM setting cpus_per_task=1.5", "whole number"]),
+])
+def test_nonsense_settings_are_refused_before_the_suite_is_listed(tmp_path, capsys, monkeypatch, args, words):
+    def enumerated(*a, **k):
+        raise AssertionError("the suite was enumerated before its settings were checked")
+
+    monkeypatch.setattr("bench.suite.suites.resolve", enumerated)
+    assert run_tiny(tmp_path, *args) == 2
+    one_error_line(capsys, *words)
+    assert stored(tmp_path) == []
+
+
+# --- the exit status says how the sweep went (issue 24, case 3) ------------------------------
+
+def test_a_sweep_with_a_failed_run_exits_non_zero_with_one_line(tmp_path, capsys, monkeypatch):
+    from bench.sweep import training
+
+    real = training.train_one
+
+    def second_seed_crashes(config, *args, **kwargs):
+        if config["seed"] == 1:
+            raise RuntimeError("CUDA error: an illegal memory access")
+        return real(config, *args, **kwargs)
+
+    monkeypatch.setattr(training, "train_one", second_seed_crashes)
+    assert run_tiny(tmp_path, "--workers", "1") == 1
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines()[-1].startswith("error: 1 of the 2 runs trained by this command failed"), err
+    assert "rerun the same command" in err
+    assert sorted(r["status"] for r in stored(tmp_path)) == ["failed", "ok"]
+    monkeypatch.undo()
+    assert run_tiny(tmp_path, "--workers", "1") == 0  # the retry succeeds: every run of the suite is stored ok
+    capsys.readouterr()
+
+
+# --- no trained run is dropped (issue 24, case 5) --------------------------------------------
+
+def bad_line_lands_first(monkeypatch, line):
+    """Appends `line` (a function of the record being stored) to the store just before the
+    sweep stores its record, as a hand edit or another writer would."""
+    real = ResultsStore.put
+
+    def put(self, record):
+        with open(self.path, "a") as f:
+            f.write(line(record) + "\n")
+        return real(self, record)
+
+    monkeypatch.setattr(ResultsStore, "put", put)
+
+
+def test_a_store_that_refuses_a_finished_run_mid_sweep_keeps_it(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("CWBENCH_CACHE", str(tmp_path / "cache"))
+    bad_line_lands_first(monkeypatch, lambda record: '{"run_id": "zzz", "status": "ok"}')
+    assert run_tiny(tmp_path / "r", "--seeds", "1", "--workers", "1") == 2
+    err = one_error_line(capsys, "line 1 is not a valid run record", "the finished run is kept in")
+    record = json.loads(Path(re.search(r"kept in (\S+):", err).group(1)).read_text())
+    assert record["status"] == "ok" and record["seed"] == 0
+
+
+def test_a_finished_run_nowhere_to_keep_is_printed(tmp_path, capsys, monkeypatch):
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("CWBENCH_CACHE", str(tmp_path / "file"))  # no folder can be made under a file
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path / "file"))
+    bad_line_lands_first(monkeypatch, lambda record: '{"run_id": "zzz", "status": "ok"}')
+    assert run_tiny(tmp_path / "r", "--seeds", "1", "--workers", "1") == 2
+    printed, message = capsys.readouterr().err.strip().splitlines()
+    assert json.loads(printed)["status"] == "ok"
+    assert message.startswith("error: ") and "its record is the line printed above; append it to" in message
+
+
+def test_a_record_that_loses_to_another_for_its_run_is_reported_with_both(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("CWBENCH_CACHE", str(tmp_path / "cache"))
+    other = {"recall_accuracy": 0.123, "ce": 2.0}
+    bad_line_lands_first(monkeypatch, lambda record: json.dumps({**record, "metrics": other}))
+    assert run_tiny(tmp_path, "--seeds", "1", "--workers", "1") == 0
+    out = capsys.readouterr().out
+    said = next(line for line in out.splitlines() if "not stored:" in line)
+    assert "already has this run (ok, recall_accuracy=0.123" in said and "this sweep's record (ok" in said, out
+    kept = json.loads(Path(re.search(r"kept in (\S+)$", said).group(1)).read_text())
+    assert kept["metrics"] != other and f"recall_accuracy={kept['metrics']['recall_accuracy']}" in said
+    assert [r["metrics"] for r in stored(tmp_path)] == [other]  # the store keeps the first
+    assert "not stored: 1" in out
+
+
+# --- messages name the file that is wrong (issue 24, case 6) ---------------------------------
+
+def test_an_index_that_is_a_folder_is_named_before_training(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("CWBENCH_CACHE", str(tmp_path / "cache"))
+    index = tmp_path / "copy" / "runs.jsonl.index"
+    index.mkdir(parents=True)
+    assert run_tiny(tmp_path) == 2
+    one_error_line(capsys, f"{index} is a folder", "the store's index", f"rm -r {index}")
+    assert not (tmp_path / "cache").exists()  # refused before anything trained

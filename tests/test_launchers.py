@@ -4,6 +4,7 @@ nothing is lost or stored twice."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -20,7 +21,7 @@ import pytest
 
 from bench.cli import main
 from bench.store.results import ResultsStore
-from bench.sweep.launchers import LaunchOptions
+from bench.sweep.launchers import LaunchOptions, cores
 from bench.sweep.runner import run_suite
 from tasks.copy import CopyTask
 
@@ -74,11 +75,14 @@ def cwbench(*args, env=None) -> subprocess.Popen:
 
 
 needs_proc = pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="finds processes through /proc")
+# two workers on one core are refused (--workers is at most the cores): the pool tests need two
+needs_two_cores = pytest.mark.skipif(cores() < 2, reason="runs two local workers")
 
 
 # --- local workers ----------------------------------------------------------------------
 
 
+@needs_two_cores
 def test_workers_give_the_numbers_of_one_process(tmp_path):
     """Where a run trains does not change it: two worker processes, one thread each, store
     what the same runs store when trained here on one thread."""
@@ -111,6 +115,29 @@ class DiesOnce(CopyTask):
         return super().datamodule(*args, **kwargs)
 
 
+class AlwaysDies(CopyTask):
+    """Kills its worker process whenever the run of seed 0 starts; the others train."""
+
+    def datamodule(self, batch_size, seed, train_steps):
+        if seed == 0:
+            os._exit(9)
+        return super().datamodule(batch_size, seed, train_steps)
+
+
+@needs_two_cores
+def test_a_dead_worker_costs_an_attempt_only_to_its_own_run(tmp_path):
+    from test_runner import _config
+
+    task = AlwaysDies(delay=2, eval_batches=1, eval_batch_size=8)
+    runs = [(_config(seed), task) for seed in range(4)]
+    counts = run_suite(runs, tmp_path, log=lambda *a, **k: None, launch=LaunchOptions(workers=2, threads=1))
+    assert counts["ok"] == 3 and counts["failed"] == 1, counts  # the queued and running others were not charged
+    failed = [r for r in lines(tmp_path) if r["status"] == "failed"]
+    assert [r["seed"] for r in failed] == [0] and "died twice" in failed[0]["reason"]
+    assert "exit status 9" in failed[0]["reason"]
+
+
+@needs_two_cores
 def test_a_dead_worker_loses_no_run(tmp_path):
     from test_runner import _config
 
@@ -121,6 +148,101 @@ def test_a_dead_worker_loses_no_run(tmp_path):
     assert counts["ok"] == 3 and counts["failed"] == 0
     stored = lines(tmp_path)
     assert len(stored) == 3 and len({r["run_id"] for r in stored}) == 3
+
+
+def descendants(pid: int) -> list[int]:
+    """pids of a process's children, their children, and so on (through /proc)."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parents.setdefault(int(stat.read_text().rsplit(")", 1)[1].split()[1]), []).append(int(stat.parent.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    found, todo = [], [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def living(pids: list[int]) -> list[str]:
+    """Those of pids still running (not zombies), with their command lines."""
+    alive = []
+    for pid in pids:
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                alive.append(f"{pid}: {(Path(f'/proc/{pid}/cmdline').read_bytes()[:80])}")
+        except (OSError, IndexError):
+            continue
+    return alive
+
+
+def kill_the_driver_mid_run(tmp_path, marker: str, *args) -> list[str]:
+    """Starts a long sweep, SIGKILLs its driver once `marker` processes train, and returns
+    what of its process tree still runs 20 s later (the workers must look within a second)."""
+    sweep = cwbench("run", *SWEEP, "--steps", "100000", "--results", str(tmp_path), *args)
+    deadline = time.monotonic() + 120
+    while sum(marker in line for line in living(descendants(sweep.pid))) < 2:
+        assert sweep.poll() is None and time.monotonic() < deadline, sweep.communicate()[0]
+        time.sleep(0.2)
+    time.sleep(1.0)  # inside their runs
+    tree = descendants(sweep.pid)
+    sweep.kill()
+    sweep.wait()  # not communicate(): the pipe stays open while a child that inherited it lives
+    sweep.stdout.close()
+    deadline = time.monotonic() + 20
+    while living(tree) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = living(tree)
+    for line in left:  # no stray processes for the tests that follow
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(line.split(":")[0]), signal.SIGKILL)
+    return left
+
+
+@needs_proc
+@needs_two_cores
+def test_local_workers_die_with_a_killed_driver(tmp_path):
+    assert kill_the_driver_mid_run(tmp_path, "spawn_main", "--workers", "2", "--threads", "1") == []
+
+
+@needs_proc
+def test_slurm_local_jobs_die_with_a_killed_driver(tmp_path):
+    """--slurm cluster=local: the job array's processes go with the driver; the next invocation
+    submits the runs again (on a real cluster the jobs run on: see the next test)."""
+    left = kill_the_driver_mid_run(tmp_path, "submitit.core._submit", "--launcher", "slurm", "--slurm",
+                                   "cluster=local", "--slurm", f"folder={tmp_path / 'jobs'}")
+    assert left == []
+
+
+def test_runs_an_earlier_invocation_submitted_are_collected_not_trained_again(tmp_path, capsys):
+    """A killed driver's array jobs that finished (or still run, on a cluster) are collected
+    by the next invocation from submitit's folder: here they are submitted as a driver would
+    and it never collects them."""
+    import submitit
+    from test_runner import _config
+
+    from bench.suite.suites import run_id
+    from bench.sweep import launchers
+    from bench.sweep.jobs import Job
+
+    task = CopyTask(delay=2, eval_batches=1, eval_batch_size=8)
+    runs = [(_config(seed), task) for seed in range(2)]
+    options = LaunchOptions("slurm", slurm={"cluster": "local", "folder": str(tmp_path / "jobs")})
+    folder = launchers.slurm_folder(options.slurm)
+    executor = submitit.AutoExecutor(folder=folder, cluster="local")
+    jobs = [Job(run_id(config), config, task, "cpu") for config, task in runs]
+    earlier = executor.map_array(launchers._slurm_execute, jobs, [1] * len(jobs))
+    book = launchers.SubmittedRuns(folder.parent / "cwbench-runs")
+    for array_job, job in zip(earlier, jobs):
+        book.add(job.run_id, array_job.job_id, "local")
+    pids = {array_job.result()["worker"]["pid"] for array_job in earlier}  # finished; its driver is gone
+    counts = run_suite(runs, tmp_path / "results", log=lambda *a, **k: None, launch=options)
+    assert counts["ok"] == 2
+    assert "2 runs submitted by an earlier invocation are collected" in capsys.readouterr().out
+    assert {r["worker"]["pid"] for r in lines(tmp_path / "results")} == pids  # not trained again
+    assert not list(book.folder.iterdir())  # collected: forgotten
 
 
 # --- Ray: a real local cluster ----------------------------------------------------------
@@ -151,7 +273,8 @@ def ray_cluster():
 
 @needs_proc
 def test_ray_sweep_survives_a_killed_worker(tmp_path, ray_cluster):
-    sweep = cwbench("run", *SWEEP, "--results", str(tmp_path), "--launcher", "ray", "--ray-address", ray_cluster)
+    sweep = cwbench("run", *SWEEP, "--results", str(tmp_path), "--launcher", "ray", "--ray-address", ray_cluster,
+                    env={"CWBENCH_CACHE": str(tmp_path / "cache")})  # Ray's messages: not in the home folder
     killed = kill_one_while(sweep, "ray::_ray_execute")
     out, _ = sweep.communicate(timeout=300)
     assert sweep.returncode == 0, out
@@ -160,6 +283,24 @@ def test_ray_sweep_survives_a_killed_worker(tmp_path, ray_cluster):
     assert {r["status"] for r in stored} == {"ok"}, out  # Ray ran the killed run again
     assert killed not in {r["worker"]["pid"] for r in stored}
     assert {r["worker"]["launcher"] for r in stored} == {"ray"}
+
+
+@needs_proc
+def test_a_lost_ray_head_stops_the_sweep_within_seconds(tmp_path, ray_cluster):
+    env = {"CWBENCH_CACHE": str(tmp_path / "cache")}
+    sweep = cwbench("run", *SWEEP, "--steps", "100000", "--results", str(tmp_path), "--launcher", "ray",
+                    "--ray-address", ray_cluster, env=env)
+    deadline = time.monotonic() + 120
+    while not processes("ray::_ray_execute"):
+        assert sweep.poll() is None and time.monotonic() < deadline, sweep.communicate()[0]
+        time.sleep(0.2)
+    subprocess.run([str(BIN / "ray"), "stop", "--force"], capture_output=True, timeout=120)
+    out, _ = sweep.communicate(timeout=50)  # Ray's own driver would wait 60 s, then die with a state dump
+    assert sweep.returncode == 1, out
+    assert out.strip().splitlines()[-1].startswith(
+        f"interrupted by the loss of the Ray cluster at {ray_cluster} (its head stopped answering"), out
+    assert "rerun the same command to resume" in out and "state-dump" not in out, out
+    assert not list((tmp_path / "copy" / "runs.jsonl.claims").glob("*.json"))  # its claims released
 
 
 def test_ray_without_a_cluster_is_one_clear_error(tmp_path, capsys):
@@ -181,11 +322,12 @@ def test_slurm_array_records_a_killed_job_as_failed_and_retries_it(tmp_path):
     sweep = cwbench("run", *SWEEP, "--results", str(tmp_path), *slurm)
     kill_one_while(sweep, "submitit.core._submit", after_s=2.0)
     out, _ = sweep.communicate(timeout=300)
-    assert sweep.returncode == 0, out
+    assert sweep.returncode == 1, out  # a run of this invocation failed
     first = lines(tmp_path)
     assert sorted(r["status"] for r in first) == ["failed", "ok", "ok", "ok"], out
     assert "SLURM job" in next(r["reason"] for r in first if r["status"] == "failed")
     assert "1 failed" in out and "retried by the next invocation" in out
+    assert "error: 1 of the 4 runs trained by this command failed" in out
 
     again = cwbench("run", *SWEEP, "--results", str(tmp_path), *slurm)
     out, _ = again.communicate(timeout=300)

@@ -129,13 +129,13 @@ def test_put_writes_one_line_and_reads_nothing_of_the_store(tmp_path, monkeypatc
     assert ResultsStore(store.path).finished_ids() == store.finished_ids()
 
 
-def test_a_finished_run_is_not_stored_again(tmp_path, capsys):
+def test_a_finished_run_is_not_stored_again(tmp_path):
     store = ResultsStore(tmp_path / "runs.jsonl")
     assert store.put(record("a"))
     before = store.path.read_text()
-    assert ResultsStore(store.path).put(record("a", "failed")) is False  # another sweep stored it first
+    # another sweep stored it first; the runner reports both records (tests/test_faults.py)
+    assert ResultsStore(store.path).put(record("a", "failed")) is False
     assert store.path.read_text() == before
-    assert "run a is already finished" in capsys.readouterr().err
 
 
 # --- torn last lines ---------------------------------------------------------------------

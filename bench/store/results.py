@@ -340,15 +340,30 @@ class ResultsStore:
         if free < MIN_FREE_BYTES:
             raise UserInputError(f"no room in results folder {folder} ({free >> 20} MB free, "
                                  f"{MIN_FREE_BYTES >> 20} MB needed): free some space or pass another --results DIR")
+        self._refuse_odd_companions()
         try:
             with self._looked():
                 # of a writer killed mid-write; under the lock none is mid-write
                 remove_leftovers(self.path)  # the index's too: .runs.jsonl.index.*.tmp
                 if self.path.exists() and not os.access(self.path, os.W_OK):
-                    raise PermissionError(13, "Permission denied")
+                    raise PermissionError(13, "Permission denied", str(self.path))
         except OSError as err:
-            raise UserInputError(f"cannot write results store {self.path} ({err.strerror or err}): fix its "
-                                 "permissions or pass another --results DIR") from None
+            wrong = err.filename or self.path  # the store, or a file beside it
+            raise UserInputError(f"cannot use {wrong} ({err.strerror or err}), a file of results store {self.path}: "
+                                 "fix its permissions or pass another --results DIR") from None
+
+    def _refuse_odd_companions(self) -> None:
+        """The files beside the store are the store's own: one of the wrong kind (a folder
+        where the index should be, e.g.) is named with the fix."""
+        lock = self.path.with_name(self.path.name + ".lock")
+        for path, what, fix in ((self.index_path, "the store's index", "it is a cache, rebuilt from the store"),
+                                (lock, "the store's lock file", "it is made again, empty")):
+            if path.is_dir():
+                raise UserInputError(f"{path} is a folder, but it must be {what}, a file: move it away or remove it "
+                                     f"(`rm -r {path}`; {fix}), then rerun")
+        if self.claims.folder.exists() and not self.claims.folder.is_dir():
+            raise UserInputError(f"{self.claims.folder} is a file, but it must be the folder of the sweeps' claims: "
+                                 f"remove it (`rm {self.claims.folder}`; it is made again), then rerun")
 
     def put(self, record: dict) -> bool:
         """Appends the record and returns once it is on disk. Returns False, writing nothing,
@@ -363,10 +378,7 @@ class ResultsStore:
             fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)  # the umask applies
             try:
                 self._look(fd)
-                if record["run_id"] in self._finished:
-                    warn_once((str(self.path), "again", record["run_id"]),
-                              f"run {record['run_id']} is already finished in {self.path} (stored by another "
-                              "sweep): not stored again")
+                if record["run_id"] in self._finished:  # the caller says so, with both records' metrics
                     return False
                 before = os.fstat(fd).st_size
                 try:

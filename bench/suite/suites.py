@@ -15,6 +15,7 @@ import hashlib
 import inspect
 import itertools
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -195,8 +196,19 @@ def validate_train(train: TrainConfig) -> None:
             raise UserInputError(f"bad train.{name} {value!r}: it must be an integer >= 0 (0 = off)")
     if train.patience and not train.epochs:
         raise UserInputError("train.patience needs train.epochs (the cap on epochs): set both")
-    if train.lr != TUNED and not _is_positive(train.lr):
-        raise UserInputError(f"bad learning rate train.lr={train.lr!r}: it must be positive, or '{TUNED}'")
+    if train.lr != TUNED and not (_is_positive(train.lr) and math.isfinite(train.lr)):
+        raise UserInputError(f"bad learning rate train.lr={train.lr!r}: it must be a positive number, or '{TUNED}'")
+    for name, low, high, meaning in (("clip", 0, math.inf, "the largest gradient norm, 0 = off"),
+                                     ("momentum", 0, 1, "between 0 and 1"),
+                                     ("init_std", 0, math.inf, "0 keeps the library's initialization"),
+                                     ("lstm_forget_bias", -math.inf, math.inf, "or leave it unset")):
+        value = getattr(train, name)
+        if name == "lstm_forget_bias" and value is None:
+            continue
+        number = not isinstance(value, bool) and isinstance(value, (int, float))
+        if not (number and math.isfinite(value) and low <= value <= high):
+            raise UserInputError(f"bad train.{name} {value!r}: it must be a finite number ({meaning}); "
+                                 f"e.g. --train {name}={getattr(TrainConfig, name) or 1.0}")
     if train.loss_reduction not in LOSS_REDUCTIONS:
         raise UserInputError(f"bad train.loss_reduction {train.loss_reduction!r}: choose one of "
                              f"{', '.join(LOSS_REDUCTIONS)}")

@@ -1,5 +1,6 @@
 """Stopping a sweep with Ctrl-C or SIGTERM: a clean stop, a message, and the shell's status
-(130 for SIGINT, 143 for SIGTERM). Light on imports: the CLI installs it first."""
+(130 for SIGINT, 143 for SIGTERM). A cluster lost mid-sweep stops it the same way, with
+status 1 (bench/sweep/launchers.py: ClusterLost). Light on imports: the CLI installs it first."""
 
 from __future__ import annotations
 
@@ -12,9 +13,19 @@ class Interrupted(BaseException):
     records the run it stopped as failed; not a KeyboardInterrupt, which Lightning turns
     into sys.exit(1) before anyone can say what was stored."""
 
-    def __init__(self, signum: int, stored: int = 0):
+    def __init__(self, signum: int | None, stored: int = 0, cause: str = ""):
         super().__init__(signum)
-        self.signum, self.stored = signum, stored
+        self.signum, self.stored, self.cause = signum, stored, cause
+
+    def says(self) -> str:
+        """What stopped the sweep: the signal's name, or the cause in words."""
+        import signal as signals
+
+        return self.cause or signals.Signals(self.signum).name
+
+    def status(self) -> int:
+        """The exit status: the shell's for a signal (128 + its number), else 1."""
+        return 128 + self.signum if self.signum else 1
 
 
 @contextlib.contextmanager

@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import signal
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -119,16 +120,11 @@ def run_suite(runs, results_dir: Path, *, device: str = "auto", wandb: bool = Fa
             for job, record in results:
                 record.update(sweep)
                 store = store_of[job.run_id]
-                try:
-                    store.put(record)
-                except OSError as err:
-                    kept = keep_unsaved(record)
-                    recovery = (f"the finished run is kept in {kept}: append that line to {store.path} (`cat {kept} "
-                                f">> {store.path}`) once it can be written" if kept else "the finished run could not "
-                                "be kept")
-                    raise UserInputError(f"could not write {store.path} ({err.strerror or err}); {recovery}") from None
+                if store_record(store, record, described[job.run_id], log):
+                    counts[record["status"]] += 1
+                else:
+                    counts["not stored"] = counts.get("not stored", 0) + 1
                 store.release([job.run_id])
-                counts[record["status"]] += 1
                 bar.finished(described[job.run_id], record)
     except KeyboardInterrupt:  # outside Lightning (which turns its own into SystemExit): the same stop
         raise Interrupted(signal.SIGINT, sum(counts[s] for s in STORED)) from None
@@ -147,6 +143,41 @@ def run_suite(runs, results_dir: Path, *, device: str = "auto", wandb: bool = Fa
     if elsewhere:
         counts["elsewhere"] = len(elsewhere)
     return counts
+
+
+def store_record(store: ResultsStore, record: dict, description: str, log=print) -> bool:
+    """Writes a finished run's record; False where the store already has a finished record of
+    that run (another sweep's, or a line added by hand), which is kept and this one reported
+    beside it. A store that refuses the line (an error of the file system, or a line of the
+    store that is not valid) stops the sweep, and the finished run is kept (keep_unsaved):
+    no trained run is dropped."""
+    try:
+        if store.put(record):
+            return True
+    except (OSError, UserInputError, ValueError) as err:
+        why = (f"could not write {err.filename or store.path} ({err.strerror or err})" if isinstance(err, OSError)
+               else str(err))
+        raise UserInputError(f"{why}; {kept_saying(record, store)}") from None
+    metric = record["primary_metric"]
+    theirs = next((r for r in store.scan()[0] if r["run_id"] == record["run_id"]), {})
+    kept = keep_unsaved(record)
+    log(f"  not stored: {description}: {store.path} already has this run ({theirs.get('status')}, {metric}="
+        f"{theirs.get('metrics', {}).get(metric)}; from another sweep or added by hand), which stays; this sweep's "
+        f"record ({record['status']}, {metric}={record['metrics'].get(metric)}) is "
+        + (f"kept in {kept}" if kept else "not kept anywhere"))
+    return False
+
+
+def kept_saying(record: dict, store: ResultsStore) -> str:
+    """Keeps a record the store refused and says how to add it back: a file in unsaved/, or,
+    where no folder takes it, the record itself printed to stderr."""
+    kept = keep_unsaved(record)
+    if kept:
+        return (f"the finished run is kept in {kept}: append that line to {store.path} (`cat {kept} >> "
+                f"{store.path}`) once it can be written")
+    print(json.dumps(record, sort_keys=True), file=sys.stderr, flush=True)
+    return (f"no folder would take the finished run either: its record is the line printed above; append it to "
+            f"{store.path} once it can be written")
 
 
 def place(launch: LaunchOptions, jobs: list[Job], device: str) -> str:
