@@ -234,7 +234,7 @@ def test_every_flag_a_message_names_exists():
         for flag in re.findall(r"[\"'][^\"'\n]*?(--[a-z][a-z-]*)", path.read_text()):
             named.add((flag, path.name))
     assert named, "the scan found no flag at all"
-    others = {"--head", "--porcelain"}  # Ray's `ray start --head` (where a cluster is missing), git's `status --porcelain`
+    others = {"--head", "--porcelain"}  # `ray start --head` (no Ray cluster), `git status --porcelain`
     unknown = sorted((flag, where) for flag, where in named if flag not in known_flags() | others)
     assert not unknown, f"messages name flags that do not exist: {unknown}"
 
