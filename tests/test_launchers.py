@@ -224,17 +224,17 @@ def test_runs_an_earlier_invocation_submitted_are_collected_not_trained_again(tm
     from test_runner import _config
 
     from bench.suite.suites import run_id
-    from bench.sweep import launchers
     from bench.sweep.jobs import Job
+    from bench.sweep.launchers import slurm
 
     task = CopyTask(delay=2, eval_batches=1, eval_batch_size=8)
     runs = [(_config(seed), task) for seed in range(2)]
     options = LaunchOptions("slurm", slurm={"cluster": "local", "folder": str(tmp_path / "jobs")})
-    folder = launchers.slurm_folder(options.slurm)
+    folder = slurm.slurm_folder(options.slurm)
     executor = submitit.AutoExecutor(folder=folder, cluster="local")
     jobs = [Job(run_id(config), config, task, "cpu") for config, task in runs]
-    earlier = executor.map_array(launchers._slurm_execute, jobs, [1] * len(jobs))
-    book = launchers.SubmittedRuns(folder.parent / "cwbench-runs")
+    earlier = executor.map_array(slurm._slurm_execute, jobs, [1] * len(jobs))
+    book = slurm.SubmittedRuns(folder.parent / "cwbench-runs")
     for array_job, job in zip(earlier, jobs):
         book.add(job.run_id, array_job.job_id, "local")
     pids = {array_job.result()["worker"]["pid"] for array_job in earlier}  # finished; its driver is gone

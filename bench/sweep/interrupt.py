@@ -1,6 +1,6 @@
 """Stopping a sweep with Ctrl-C or SIGTERM: a clean stop, a message, and the shell's status
 (130 for SIGINT, 143 for SIGTERM). A cluster lost mid-sweep stops it the same way, with
-status 1 (bench/sweep/launchers.py: ClusterLost). Light on imports: the CLI installs it first."""
+status 1 (bench/sweep/launchers/ray.py: ClusterLost). Light on imports: the CLI installs it first."""
 
 from __future__ import annotations
 

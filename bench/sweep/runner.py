@@ -1,6 +1,6 @@
 """Runs a resolved suite: the driver of a sweep. It reads which runs the store already
 has, claims the others one by one (so that two sweeps on one store never train a run
-twice), hands them to a launcher (bench/sweep/launchers.py: this process, local workers, Ray,
+twice), hands them to a launcher (bench/sweep/launchers/: this process, local workers, Ray,
 SLURM) and writes each record to the store as it comes back: the driver is the store's
 one writer, whatever runs the training.
 """
@@ -22,7 +22,7 @@ from bench.suite.suites import run_id
 from bench.sweep import launchers, provenance
 from bench.sweep.interrupt import Interrupted
 from bench.sweep.jobs import Job
-from bench.sweep.launchers import LAUNCHERS, LaunchOptions, cores
+from bench.sweep.launchers import LaunchOptions, cores, launcher
 from bench.sweep.progress import SweepProgress
 from bench.sweep.training import pick_device
 from models.errors import UserInputError
@@ -116,7 +116,7 @@ def run_suite(runs, results_dir: Path, *, device: str = "auto", wandb: bool = Fa
     beating = threading.Thread(target=heartbeat, args=([s for s, _ in stores.values()], alive), daemon=True)
     beating.start()
     try:
-        with contextlib.closing(LAUNCHERS[launch.launcher](claimed(jobs), launch)) as results:
+        with contextlib.closing(launcher(launch.launcher)(claimed(jobs), launch)) as results:
             for job, record in results:
                 record.update(sweep)
                 store = store_of[job.run_id]

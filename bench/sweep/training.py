@@ -1,6 +1,6 @@
 """One run, start to end, in whatever process it runs in: build the model its config
 describes, train it with Lightning, evaluate it, and say what happened. Nothing here
-knows about stores, sweeps or launchers (bench/sweep/runner.py, bench/sweep/launchers.py).
+knows about stores, sweeps or launchers (bench/sweep/runner.py, bench/sweep/launchers/).
 """
 
 from __future__ import annotations
