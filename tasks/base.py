@@ -10,10 +10,20 @@ code.
 from __future__ import annotations
 
 import abc
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import torch
+
+
+def cache_root() -> Path:
+    """Where Clockwork Bench keeps what it can rebuild or must not lose in between: $CWBENCH_CACHE
+    if set, else ~/.cache/cwbench. Tasks keep their extracted features here (<task>/), sweeps the
+    finished runs a store refused (unsaved/), Ray's driver log and submitit's job folders."""
+    root = os.environ.get("CWBENCH_CACHE")
+    return Path(root) if root else Path.home() / ".cache" / "cwbench"
 
 
 class Task(abc.ABC):

@@ -190,3 +190,14 @@ def test_bench_subpackages_import_only_downwards():
     assert wrong == [], "an import goes up or sideways: " + "; ".join(wrong)
     flat = sorted(p.name for p in (ROOT / "bench").glob("*.py"))
     assert flat == ["__init__.py", "__main__.py", "arguments.py", "cli.py"], "a module outside the subpackages"
+
+
+def test_the_sweep_driver_does_not_load_lightning():
+    """The driver claims, dispatches and stores runs; training (Lightning) happens in jobs."""
+    import sys as _sys
+
+    done = subprocess.run([_sys.executable, "-c", "import sys, bench.sweep.runner; "
+                           "print('pytorch_lightning' in sys.modules, 'lightning' in sys.modules)"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "False"]

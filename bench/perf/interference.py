@@ -88,7 +88,7 @@ def one_run(spec: dict):
 
 
 def worker(threads: int, cw_runs: int, lstm: dict, cwrnn: dict) -> dict:
-    from bench.report.verify import pin_threads
+    from bench.sweep.threads import pin_threads
 
     pin_threads(threads)  # the environment first, before torch loads: as the sweeps do
     import torch

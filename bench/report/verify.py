@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +40,8 @@ from bench.report import stats
 from bench.store import verified
 from bench.store.records import RunRecord
 from bench.store.results import ResultsStore
-from bench.suite.suites import run_id
+from bench.suite.suites import run_id, varying_params
+from bench.sweep.threads import pin_threads
 from models.errors import UserInputError
 
 ALPHA = 0.05  # the command's family-wise false-failure rate
@@ -64,7 +64,7 @@ def row_key(r: RunRecord) -> tuple:
 
 
 def rows_of(records: list[RunRecord]) -> list[Row]:
-    varying = varying_params(records)
+    varying = varying_params([r.task_params for r in records])
     rows: dict[tuple, list[RunRecord]] = {}
     for r in records:
         if r.status != "ok":
@@ -79,14 +79,6 @@ def rows_of(records: list[RunRecord]) -> list[Row]:
         out.append(Row(key, group, f"{first.profile} {first.arch} budget={first.budget}"
                                    + (f" {setting}" if setting else "")))
     return out
-
-
-def varying_params(records: list[RunRecord]) -> set[str]:
-    seen: dict[str, set] = {}
-    for r in records:
-        for k, v in r.task_params.items():
-            seen.setdefault(k, set()).add(json.dumps(v, sort_keys=True))
-    return {k for k, values in seen.items() if len(values) > 1}
 
 
 def command_args(command: str, task: str, profile: str) -> list[str]:
@@ -134,20 +126,6 @@ def recorded_threads(records: list[RunRecord]) -> int | None:
     over another count of threads give other bits."""
     counts = {run_threads(r) for r in records} - {None}
     return counts.pop() if len(counts) == 1 else None
-
-
-def pin_threads(threads: int) -> None:
-    """Run on the recorded thread count, set the way the sweeps set it: through the
-    environment, before torch and numba are loaded, so that no OpenMP pool is started with
-    more workers (idle ones spin beside the working thread), then in torch as well."""
-    import sys
-
-    if "torch" not in sys.modules:
-        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            os.environ[name] = str(threads)
-    import torch
-
-    torch.set_num_threads(threads)
 
 
 def changed_plugin(row: Row) -> str:

@@ -141,6 +141,16 @@ def load_profile(suite: dict, name: str) -> Profile:
     return _dataclass_from(Profile, {**raw, "match": match, "train": train, "tune": tune}, where)
 
 
+def varying_params(task_params: list[dict]) -> list[str]:
+    """The task parameters whose value differs between runs (first seen first): what names a
+    run's setting (a delay, a target) in progress lines, tables and verify's rows."""
+    seen: dict[str, set] = {}
+    for params in task_params:
+        for key, value in params.items():
+            seen.setdefault(key, set()).add(json.dumps(value, sort_keys=True))
+    return [key for key, values in seen.items() if len(values) > 1]
+
+
 def run_id(config: dict) -> str:
     """The id of a run: a hash of its fully resolved config, seed included."""
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]

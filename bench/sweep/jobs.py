@@ -11,6 +11,7 @@ import socket
 import time
 from dataclasses import dataclass, field
 
+from bench.sweep.threads import pin_threads
 from models import plugins
 from models.plugins import sources as loaded_plugins
 
@@ -40,14 +41,13 @@ def worker_identity(launcher: str) -> dict:
     return identity
 
 
-def pin_threads(threads: int) -> None:
-    """This process's torch threads; the environment too, for what loads OpenMP later."""
-    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[name] = str(threads)
-    import torch
+def pick_device(device: str) -> str:
+    """auto: a GPU where torch sees one, else the CPU."""
+    if device == "auto":
+        import torch
 
-    if torch.get_num_threads() != threads:
-        torch.set_num_threads(threads)
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
 
 
 def base_record(job: Job) -> dict:

@@ -9,34 +9,23 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import signal
 import sys
 import tempfile
 import threading
 from pathlib import Path
 
+from bench.store.claims import HEARTBEAT_S
 from bench.store.files import atomic_write
 from bench.store.results import ResultsStore
-from bench.suite.suites import run_id
+from bench.suite.suites import run_id, varying_params
 from bench.sweep import launchers, provenance
 from bench.sweep.interrupt import Interrupted
-from bench.sweep.jobs import Job
+from bench.sweep.jobs import Job, pick_device
 from bench.sweep.launchers import LaunchOptions, cores, launcher
 from bench.sweep.progress import SweepProgress
-from bench.sweep.training import pick_device
 from models.errors import UserInputError
-
-HEARTBEAT_S = 60  # how often a sweep says its claims are alive (another host's stale ones expire)
-
-
-def varying_params(runs) -> list[str]:
-    """The task parameters that differ between runs of a sweep: what names a run's setting."""
-    values: dict[str, set] = {}
-    for config, _ in runs:
-        for key, value in config["task_params"].items():
-            values.setdefault(key, set()).add(repr(value))
-    return [key for key, seen in values.items() if len(seen) > 1]
+from tasks.base import cache_root
 
 
 def describe(config: dict, shown: list[str]) -> str:
@@ -83,7 +72,7 @@ def run_suite(runs, results_dir: Path, *, device: str = "auto", wandb: bool = Fa
         if rid not in finished:
             todo.append((rid, config, task, store))
     counts = {"ok": 0, "diverged": 0, "failed": 0, "skipped": len(runs) - len(todo)}
-    setting_keys = varying_params(runs)
+    setting_keys = varying_params([config["task_params"] for config, _ in runs])
     # the same for every run of the sweep: taken once (git and package metadata are not free)
     sweep = {"git_commit": provenance.git_commit(), "versions": provenance.versions(), "command": command,
              "evaluated_on": evaluate, **({"dirty": True} if dirty else {})}
@@ -196,7 +185,7 @@ def place(launch: LaunchOptions, jobs: list[Job], device: str) -> str:
 
 def heartbeat(stores: list[ResultsStore], stop: threading.Event) -> None:
     """Touch this sweep's claims while it runs (a claim of another host expires unless touched)."""
-    while not stop.wait(HEARTBEAT_S):
+    while not stop.wait(HEARTBEAT_S):  # the claims' own rhythm (bench/store/claims.py)
         for store in stores:
             store.heartbeat()
 
@@ -207,7 +196,7 @@ STORED = ("ok", "diverged", "failed")
 def keep_unsaved(record: dict) -> Path | None:
     """A finished run that the store could not take, written where it can be recovered
     (the cache folder, else the temporary folder); None if nowhere would take it."""
-    for folder in (Path(os.environ.get("CWBENCH_CACHE", Path.home() / ".cache" / "cwbench")) / "unsaved",
+    for folder in (cache_root() / "unsaved",
                    Path(tempfile.gettempdir()) / "cwbench-unsaved"):
         try:
             folder.mkdir(parents=True, exist_ok=True)

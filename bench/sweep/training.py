@@ -36,12 +36,6 @@ class CurveRecorder(pl.Callback):
         self.points.append(point)
 
 
-def pick_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
 def recurrence_backend(rnn, task, device: str, batch_size: int = 1) -> str:
     """The implementation that runs the recurrence on the run's training batches
     (models.registry.implementation), asked with a batch of their size."""

@@ -149,9 +149,10 @@ def mfcc_features(signal: np.ndarray, rate: int, cfg: FeatureConfig) -> np.ndarr
 
 
 def default_cache_dir(task_name: str) -> Path:
-    """$CWBENCH_CACHE/<task> if set (the bench-wide cache root), else ~/.cache/cwbench/<task>."""
-    root = os.environ.get("CWBENCH_CACHE")
-    return (Path(root) if root else Path.home() / ".cache" / "cwbench") / task_name
+    """<the bench's cache root (tasks.base.cache_root)>/<task>."""
+    from tasks.base import cache_root
+
+    return cache_root() / task_name
 
 
 @dataclasses.dataclass

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 
 from bench.sweep.jobs import Job, execute, failed_record
 from bench.sweep.launchers import LaunchOptions
+from bench.sweep.threads import pin_threads
 
 WATCH_S = 0.5  # how often a process that must die with the driver looks whether it still lives
 ORPHANED = 75  # the exit status of a worker that found its driver gone
@@ -33,8 +34,7 @@ def start_worker(threads: int, cpus: list[int] | None) -> None:
     """In each new worker process, before torch loads: its share of the cores and threads.
     Ctrl-C is the driver's to handle: it stops the workers itself."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[name] = str(threads)
+    pin_threads(threads)
     if cpus:
         os.sched_setaffinity(0, cpus)
 

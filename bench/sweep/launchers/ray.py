@@ -14,6 +14,7 @@ from bench.sweep.interrupt import Interrupted
 from bench.sweep.jobs import Job, execute, failed_record
 from bench.sweep.launchers import LaunchOptions
 from models.errors import UserInputError
+from tasks.base import cache_root
 
 RAY_RETRIES = 3  # a task whose worker or node dies is run again by Ray this many times
 RAY_WAIT_S = 2.0  # how long the driver waits for a Ray task before it looks whether the head still answers
@@ -41,8 +42,7 @@ def head_answers(address: str) -> bool:
 
 
 def ray_log() -> Path:
-    cache = Path(os.environ.get("CWBENCH_CACHE", Path.home() / ".cache" / "cwbench"))
-    return cache / "ray-driver.log"
+    return cache_root() / "ray-driver.log"
 
 
 @contextlib.contextmanager

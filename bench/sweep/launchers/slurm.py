@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,13 +14,13 @@ from bench.sweep.jobs import Job, execute, failed_record
 from bench.sweep.launchers import SLURM_KEYS, LaunchOptions
 from bench.sweep.launchers.local import die_with
 from models.errors import UserInputError
+from tasks.base import cache_root
 
 POLL_S = 0.5  # how often the SLURM launcher looks at its jobs (submitit caches the scheduler's answers)
 
 
 def slurm_folder(settings: dict) -> Path:
-    cache = Path(os.environ.get("CWBENCH_CACHE", Path.home() / ".cache" / "cwbench"))
-    return Path(settings.get("folder") or cache / "submitit") / "%j"
+    return Path(settings.get("folder") or cache_root() / "submitit") / "%j"
 
 
 class SubmittedRuns:
