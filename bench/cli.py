@@ -129,13 +129,24 @@ def cmd_run(args) -> int:
     from bench.report.leaderboard import build_leaderboard
     from bench.sweep.runner import run_suite
 
-    command = "cwbench " + shlex.join(args.argv) if args.command is None else args.command
-    counts = run_suite(runs, args.results, device=args.device, wandb=args.wandb, progress=args.progress,
-                       command=command, backends=args.backends, allow_dirty=args.allow_dirty, launch=args.launch)
+    counts = run_suite(runs, args.results, sweep_options(args, runs, wandb=args.wandb))
     print(", ".join(f"{k}: {v}" for k, v in counts.items()))
     if not args.no_leaderboard:
         build_leaderboard(suite["task"], args.results)
     return failed_status(counts)
+
+
+def sweep_options(args, runs, **fixed):
+    """How `run` or `tune` sweeps, from its arguments: `--backend ARCH=NAME` becomes the
+    implementation of each run of that architecture."""
+    from bench.suite.suites import run_id
+    from bench.sweep.runner import SweepOptions
+
+    implementations = {run_id(config): args.backends[config["model"]["arch"]] for config, _ in runs
+                       if config["model"]["arch"] in args.backends}
+    command = "cwbench " + shlex.join(args.argv) if args.command is None else args.command
+    return SweepOptions(device=args.device, launch=args.launch, implementations=implementations, command=command,
+                        allow_dirty=args.allow_dirty, progress=args.progress, **fixed)
 
 
 def failed_status(counts: dict) -> int:
@@ -158,10 +169,7 @@ def cmd_tune(args) -> int:
     runs = tuning_runs(args.task, args.profile, profile)  # task and budget errors: still without torch
     from bench.sweep.runner import run_suite
 
-    command = "cwbench " + shlex.join(args.argv) if args.command is None else args.command
-    counts = run_suite(runs, args.results, device=args.device, progress=args.progress, command=command,
-                       backends=args.backends, store_name=TUNING_STORE, evaluate="val",
-                       allow_dirty=args.allow_dirty, launch=args.launch)
+    counts = run_suite(runs, args.results, sweep_options(args, runs, store_name=TUNING_STORE, evaluate="val"))
     print(", ".join(f"{k}: {v}" for k, v in counts.items()))
     chosen = choose(runs, ResultsStore(args.results / args.task / TUNING_STORE).load())
     for arch, lr in chosen.items():
@@ -181,7 +189,7 @@ def cmd_verify(args) -> int:
 
 
 def read_run_command(words: list[str], include=()):
-    """A recorded `cwbench run` command as (its arguments, its profile with the overrides).
+    """A recorded `cwbench run` command as (its profile's name, the profile with the overrides).
     `include`: plugin files to load besides the command's own; a recorded --include file that is
     gone is left out when a plugin of its name is loaded (moved, or installed since)."""
     from models.plugins import LOADED
@@ -189,7 +197,7 @@ def read_run_command(words: list[str], include=()):
     args = parser().parse_args(words)
     given = {*LOADED, *(Path(p).stem for p in include)}
     args.include = [*include, *(p for p in args.include if p.is_file() or p.stem not in given)]
-    return args, profile_from_args(args)[1]
+    return args.profile, profile_from_args(args)[1]
 
 
 def cmd_leaderboard(args) -> int:

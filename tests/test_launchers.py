@@ -22,7 +22,7 @@ import pytest
 from bench.cli import main
 from bench.store.results import ResultsStore
 from bench.sweep.launchers import LaunchOptions, cores
-from bench.sweep.runner import run_suite
+from bench.sweep.runner import SweepOptions, run_suite
 from tasks.copy import CopyTask
 
 BIN = Path(sys.executable).parent
@@ -130,7 +130,8 @@ def test_a_dead_worker_costs_an_attempt_only_to_its_own_run(tmp_path):
 
     task = AlwaysDies(delay=2, eval_batches=1, eval_batch_size=8)
     runs = [(_config(seed), task) for seed in range(4)]
-    counts = run_suite(runs, tmp_path, log=lambda *a, **k: None, launch=LaunchOptions(workers=2, threads=1))
+    two_workers = SweepOptions(launch=LaunchOptions(workers=2, threads=1))
+    counts = run_suite(runs, tmp_path, two_workers, log=lambda *a, **k: None)
     assert counts["ok"] == 3 and counts["failed"] == 1, counts  # the queued and running others were not charged
     failed = [r for r in lines(tmp_path) if r["status"] == "failed"]
     assert [r["seed"] for r in failed] == [0] and "died twice" in failed[0]["reason"]
@@ -143,7 +144,8 @@ def test_a_dead_worker_loses_no_run(tmp_path):
 
     task = DiesOnce(str(tmp_path / "died"), delay=2, eval_batches=1, eval_batch_size=8)
     runs = [(_config(seed), task) for seed in range(3)]
-    counts = run_suite(runs, tmp_path, log=lambda *a, **k: None, launch=LaunchOptions(workers=2, threads=1))
+    two_workers = SweepOptions(launch=LaunchOptions(workers=2, threads=1))
+    counts = run_suite(runs, tmp_path, two_workers, log=lambda *a, **k: None)
     assert (tmp_path / "died").exists()  # a worker did die
     assert counts["ok"] == 3 and counts["failed"] == 0
     stored = lines(tmp_path)
@@ -238,7 +240,7 @@ def test_runs_an_earlier_invocation_submitted_are_collected_not_trained_again(tm
     for array_job, job in zip(earlier, jobs):
         book.add(job.run_id, array_job.job_id, "local")
     pids = {array_job.result()["worker"]["pid"] for array_job in earlier}  # finished; its driver is gone
-    counts = run_suite(runs, tmp_path / "results", log=lambda *a, **k: None, launch=options)
+    counts = run_suite(runs, tmp_path / "results", SweepOptions(launch=options), log=lambda *a, **k: None)
     assert counts["ok"] == 2
     assert "2 runs submitted by an earlier invocation are collected" in capsys.readouterr().out
     assert {r["worker"]["pid"] for r in lines(tmp_path / "results")} == pids  # not trained again

@@ -95,17 +95,17 @@ def command_args(command: str, task: str, profile: str) -> list[str]:
 
 def rebuild(records: list[RunRecord], task: str, results_dir: Path, read_run_command) -> dict[str, tuple]:
     """run_id -> (config, task object) for every run that the records' commands declare.
-    `read_run_command(words)` -> (parsed arguments, profile) is the command line's own reading
-    of `cwbench run` arguments (bench/cli.py, which imports this module)."""
+    `read_run_command(words)` -> (profile name, profile) is the command line's own reading of
+    `cwbench run` arguments (bench/cli.py, which imports this module)."""
     from bench.suite.suites import resolve, run_id
     from bench.suite.tuning import needs_tuning, tuned_rates
 
     plan = {}
     for command, profile_name in sorted({(r.command or "", r.profile) for r in records}):
-        args, profile = read_run_command(command_args(command, task, profile_name))
-        args.results = results_dir  # tuned rates come from the committed tuning store beside the runs
-        tuned = tuned_rates(task, args.profile, profile, results_dir) if needs_tuning(profile) else None
-        for config, task_object in resolve(task, args.profile, profile, tuned):
+        name, profile = read_run_command(command_args(command, task, profile_name))
+        # tuned rates come from the committed tuning store beside the runs
+        tuned = tuned_rates(task, name, profile, results_dir) if needs_tuning(profile) else None
+        for config, task_object in resolve(task, name, profile, tuned):
             plan[run_id(config)] = (config, task_object)
     return plan
 
@@ -237,7 +237,7 @@ def judge(checks: list[Check], primary: str, alpha: float) -> None:
 def verify(task: str, results_dir: Path, scratch: Path, read_run_command, sample: int = 1, profile: str | None = None,
            log=print, alpha: float = ALPHA, workers: int | None = None) -> int:
     from bench.sweep.launchers import LaunchOptions
-    from bench.sweep.runner import run_suite
+    from bench.sweep.runner import SweepOptions, run_suite
 
     store = ResultsStore(Path(results_dir) / task / "runs.jsonl")
     records = [r for r in map(RunRecord.from_dict, store.load()) if profile is None or r.profile == profile]
@@ -279,8 +279,9 @@ def verify(task: str, results_dir: Path, scratch: Path, read_run_command, sample
             import torch
 
             torch.set_num_threads(count)
-        run_suite(group, scratch, command=f"cwbench verify {task} --sample {sample}", log=log,
-                  implementations=recorded, launch=LaunchOptions(workers=workers, threads=count))
+        options = SweepOptions(launch=LaunchOptions(workers=workers, threads=count), implementations=recorded,
+                               command=f"cwbench verify {task} --sample {sample}")
+        run_suite(group, scratch, options, log=log)
     fresh = {r.run_id: r for r in map(RunRecord.from_dict, ResultsStore(Path(scratch) / task / "runs.jsonl").load())}
 
     primary = records[0].primary_metric

@@ -13,6 +13,7 @@ import signal
 import sys
 import tempfile
 import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.store.claims import HEARTBEAT_S
@@ -47,24 +48,34 @@ def check_clean_tree(results_dir: Path, allow_dirty: bool) -> bool:
     return bool(changed)
 
 
-def run_suite(runs, results_dir: Path, *, device: str = "auto", wandb: bool = False, progress: bool = False,
-              command: str = "", backends: dict | None = None, implementations: dict | None = None, log=print,
-              store_name: str = "runs.jsonl", evaluate: str = "test", allow_dirty: bool = False,
-              launch: LaunchOptions | None = None) -> dict:
-    """Runs what is missing from the store (results_dir/<task>/<store_name>); returns counts
-    by status. `evaluate` "val" scores the final validation instead of the test set (tuning).
-    `backends` (architecture -> implementation) and `implementations` (run id ->
-    implementation, for reruns of recorded runs) pick how the recurrence is computed;
-    "auto" otherwise. `launch` says where runs train (default: one at a time, here)."""
-    launch = launch or LaunchOptions(workers=1)
+@dataclass
+class SweepOptions:
+    """How a sweep runs, built once at the edge (the command line, verify, a test)."""
+
+    device: str = "auto"  # auto: a GPU where there is one
+    launch: LaunchOptions = field(default_factory=lambda: LaunchOptions(workers=1))  # where runs train
+    implementations: dict[str, str] = field(default_factory=dict)  # run id -> how its recurrence runs ("auto" else)
+    command: str = ""  # what made the sweep, recorded with every run
+    store_name: str = "runs.jsonl"  # tuning.jsonl for tuning runs
+    evaluate: str = "test"  # "val": score the final validation, not the test set (tuning)
+    allow_dirty: bool = False  # store runs of uncommitted code into results/, each marked dirty
+    wandb: bool = False  # mirror each run to W&B
+    progress: bool = False  # Lightning's progress bar
+
+
+def run_suite(runs, results_dir: Path, options: SweepOptions | None = None, log=print) -> dict:
+    """Runs what is missing from the store (results_dir/<task>/<options.store_name>); returns
+    counts by status."""
+    options = options or SweepOptions()
+    launch, device, evaluate = options.launch, options.device, options.evaluate
     launch.check()
-    dirty = check_clean_tree(results_dir, allow_dirty)
+    dirty = check_clean_tree(results_dir, options.allow_dirty)
     device = pick_device(device)
     stores: dict[str, tuple[ResultsStore, set[str]]] = {}
     todo = []
     for config, task in runs:
         if task.name not in stores:  # read each store once, not once per run
-            store = ResultsStore(Path(results_dir) / task.name / store_name)
+            store = ResultsStore(Path(results_dir) / task.name / options.store_name)
             store.check_writable()  # before anything trains: a run that cannot be stored is lost work
             stores[task.name] = (store, store.finished_ids())
         store, finished = stores[task.name]
@@ -74,11 +85,10 @@ def run_suite(runs, results_dir: Path, *, device: str = "auto", wandb: bool = Fa
     counts = {"ok": 0, "diverged": 0, "failed": 0, "skipped": len(runs) - len(todo)}
     setting_keys = varying_params([config["task_params"] for config, _ in runs])
     # the same for every run of the sweep: taken once (git and package metadata are not free)
-    sweep = {"git_commit": provenance.git_commit(), "versions": provenance.versions(), "command": command,
+    sweep = {"git_commit": provenance.git_commit(), "versions": provenance.versions(), "command": options.command,
              "evaluated_on": evaluate, **({"dirty": True} if dirty else {})}
-    jobs = [Job(rid, config, task, device, (implementations or {}).get(rid) or (backends or {}).get(
-                config["model"]["arch"], "auto"), evaluate, progress=progress,
-                wandb={"varying": setting_keys, "sweep": sweep} if wandb else None)
+    jobs = [Job(rid, config, task, device, options.implementations.get(rid, "auto"), evaluate,
+                progress=options.progress, wandb={"varying": setting_keys, "sweep": sweep} if options.wandb else None)
             for rid, config, task, store in todo]
     where = place(launch, jobs, device)
     log(f"{len(runs)} runs in the suite, {counts['skipped']} already in the store, {len(todo)} to run on {device}"
