@@ -139,11 +139,10 @@ def cmd_run(args) -> int:
 def sweep_options(args, runs, **fixed):
     """How `run` or `tune` sweeps, from its arguments: `--backend ARCH=NAME` becomes the
     implementation of each run of that architecture."""
-    from bench.suite.suites import run_id
     from bench.sweep.runner import SweepOptions
 
-    implementations = {run_id(config): args.backends[config["model"]["arch"]] for config, _ in runs
-                       if config["model"]["arch"] in args.backends}
+    implementations = {config.run_id: args.backends[config.model["arch"]] for config, _ in runs
+                       if config.model["arch"] in args.backends}
     command = "cwbench " + shlex.join(args.argv) if args.command is None else args.command
     return SweepOptions(device=args.device, launch=args.launch, implementations=implementations, command=command,
                         allow_dirty=args.allow_dirty, progress=args.progress, **fixed)

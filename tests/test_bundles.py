@@ -64,7 +64,7 @@ def test_the_run_id_is_the_hash_of_the_config_keys_of_a_record():
     # what import recomputes is what the runner hashes: the same keys, and the committed ids
     suite = load_suite("copy")
     config, _ = resolve("copy", "quick", load_profile(suite, "quick"))[0]
-    assert RunConfig.from_dict(config).to_dict() == config and RunConfig.from_dict(config).run_id == run_id(config)
+    assert RunConfig.from_dict(config.to_dict()) == config and config.run_id == run_id(config.to_dict())
     for store in sorted((ROOT / "results").glob("*/runs.jsonl")):
         for line in store.read_text().splitlines():
             record = json.loads(line)

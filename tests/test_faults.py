@@ -312,7 +312,7 @@ def test_a_sweep_with_a_failed_run_exits_non_zero_with_one_line(tmp_path, capsys
     real = training.train_one
 
     def second_seed_crashes(config, *args, **kwargs):
-        if config["seed"] == 1:
+        if config.seed == 1:
             raise RuntimeError("CUDA error: an illegal memory access")
         return real(config, *args, **kwargs)
 

@@ -225,7 +225,6 @@ def test_runs_an_earlier_invocation_submitted_are_collected_not_trained_again(tm
     import submitit
     from test_runner import _config
 
-    from bench.suite.suites import run_id
     from bench.sweep.jobs import Job
     from bench.sweep.launchers import slurm
 
@@ -234,7 +233,7 @@ def test_runs_an_earlier_invocation_submitted_are_collected_not_trained_again(tm
     options = LaunchOptions("slurm", slurm={"cluster": "local", "folder": str(tmp_path / "jobs")})
     folder = slurm.slurm_folder(options.slurm)
     executor = submitit.AutoExecutor(folder=folder, cluster="local")
-    jobs = [Job(run_id(config), config, task, "cpu") for config, task in runs]
+    jobs = [Job(config.run_id, config, task, "cpu") for config, task in runs]
     earlier = executor.map_array(slurm._slurm_execute, jobs, [1] * len(jobs))
     book = slurm.SubmittedRuns(folder.parent / "cwbench-runs")
     for array_job, job in zip(earlier, jobs):

@@ -272,7 +272,7 @@ def parse(words):
 
 
 def test_run_ids_name_the_plugin_but_not_where_its_file_is(tmp_path, table_as_it_was):
-    from bench.suite.suites import resolve, run_id
+    from bench.suite.suites import resolve
 
     moved = tmp_path / "elsewhere" / "my_cell.py"
     moved.parent.mkdir()
@@ -282,8 +282,8 @@ def test_run_ids_name_the_plugin_but_not_where_its_file_is(tmp_path, table_as_it
         table_as_it_was()
         _, profile = parse(["run", "copy", "--include", str(path), "--archs", "my_cell", "rnn"])
         runs = resolve("copy", "quick", profile)
-        assert {c["arch"]: c.get("plugin") for c, _ in runs} == {"my_cell": "my_cell", "rnn": None}
-        ids.append([run_id(c) for c, _ in runs])
+        assert {c.arch: c.plugin for c, _ in runs} == {"my_cell": "my_cell", "rnn": ""}
+        ids.append([c.run_id for c, _ in runs])
     assert ids[0] == ids[1]
 
 

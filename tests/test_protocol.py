@@ -39,7 +39,7 @@ def first_step_gradient(task_name, profile_name, arch, **train_overrides):
     pl.seed_everything(0, verbose=False)
     model = training.build_model(config, task)
     batch = next(iter(task.datamodule(1, 0, 1).train_dataloader()))
-    model.task.loss(model(batch["x"]), batch, config["train"]["loss_reduction"]).backward()
+    model.task.loss(model(batch["x"]), batch, config.train["loss_reduction"]).backward()
     return recurrent_weight(model.rnn).grad
 
 
@@ -120,28 +120,26 @@ def test_tuning_runs_give_every_architecture_the_same_grid_and_score_on_validati
     assert len(runs) == 2 * 2 * 2
     by_arch = {}
     for config, _ in runs:
-        by_arch.setdefault(config["arch"], set()).add((config["train"]["lr"], config["seed"]))
-        assert config["tuning"] is True and config["budget"] == 400
+        by_arch.setdefault(config.arch, set()).add((config.train["lr"], config.seed))
+        assert config.tuning is True and config.budget == 400
     assert by_arch["rnn"] == by_arch["cwrnn/exponential"] == {(0.001, 0), (0.001, 1), (0.01, 0), (0.01, 1)}
 
 
 def fake_record(config, score, status="ok"):
-    from bench.suite.suites import run_id
-
-    return {"run_id": run_id(config), "status": status, "metrics": {"recall_accuracy": score},
+    return {"run_id": config.run_id, "status": status, "metrics": {"recall_accuracy": score},
             "primary_metric": "recall_accuracy", "higher_is_better": True, "baselines": {"recall_accuracy": 0.125}}
 
 
 def test_choose_takes_the_best_mean_and_a_diverged_run_scores_the_baseline():
     runs = tuning_runs("copy", "quick", tiny_copy_profile([0.001, 0.01, 0.1], seeds=2))
     scores = {0.001: [0.3, 0.5], 0.01: [0.6, 0.2], 0.1: [0.9, None]}  # None: diverged
-    records = [fake_record(c, scores[c["train"]["lr"]][c["seed"]] or 0.0,
-                           "diverged" if scores[c["train"]["lr"]][c["seed"]] is None else "ok") for c, _ in runs]
+    records = [fake_record(c, scores[c.train["lr"]][c.seed] or 0.0,
+                           "diverged" if scores[c.train["lr"]][c.seed] is None else "ok") for c, _ in runs]
     # means: 0.4, 0.4, (0.9 + 0.125) / 2 = 0.5125
     assert choose(runs, records) == {"rnn": 0.1, "cwrnn/exponential": 0.1}
     scores[0.1] = [0.2, None]  # 0.1625: a tie of 0.001 and 0.01 goes to the smaller rate
-    records = [fake_record(c, scores[c["train"]["lr"]][c["seed"]] or 0.0,
-                           "diverged" if scores[c["train"]["lr"]][c["seed"]] is None else "ok") for c, _ in runs]
+    records = [fake_record(c, scores[c.train["lr"]][c.seed] or 0.0,
+                           "diverged" if scores[c.train["lr"]][c.seed] is None else "ok") for c, _ in runs]
     assert choose(runs, records) == {"rnn": 0.001, "cwrnn/exponential": 0.001}
     with pytest.raises(UserInputError, match="tuning is not complete.*cwbench tune copy"):
         choose(runs, records[1:])

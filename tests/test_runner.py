@@ -11,6 +11,7 @@ import pytest
 from wandb_offline import read_run
 
 from bench.cli import main
+from bench.store.records import RunConfig
 from bench.store.results import ResultsStore
 from bench.suite.suites import TrainConfig
 from bench.sweep import runner, training
@@ -84,13 +85,13 @@ class BrokenCopy(CopyTask):
         raise RuntimeError("no data today")
 
 
-def _config(seed, steps=3):
-    return {"task": "copy", "profile": "test", "task_params": {"delay": 2}, "arch": "rnn",
+def _config(seed, steps=3) -> RunConfig:
+    return RunConfig.from_dict({"task": "copy", "profile": "test", "task_params": {"delay": 2}, "arch": "rnn",
             "model": {"arch": "rnn", "hidden_size": 4, "schedule": "", "periods": [], "module_sizes": [],
                       "offset": 0, "order": []},
             "budget": 109, "params": 109, "seed": seed,
             "train": dataclasses.asdict(TrainConfig(steps=steps, batch_size=4, optimizer="sgd", lr=0.1,
-                                                    val_every=steps))}
+                                                    val_every=steps))})
 
 
 def test_divergence_and_failure_are_recorded_and_the_sweep_goes_on(tmp_path):
@@ -107,11 +108,13 @@ def test_divergence_and_failure_are_recorded_and_the_sweep_goes_on(tmp_path):
 
 def test_same_seed_same_numbers():
     task = CopyTask(delay=3, eval_batches=1, eval_batch_size=16)
-    config = {**_config(7, steps=5), "arch": "cwrnn/exponential",
-              "model": {"arch": "cwrnn", "hidden_size": 6, "schedule": "exponential", "periods": [1, 2, 4],
-                        "module_sizes": [2, 2, 2], "offset": 0, "order": []}}
     from models.registry import ModelSpec, closed_form_count
-    config["params"] = closed_form_count(ModelSpec("cwrnn", 6, "exponential", (1, 2, 4), (2, 2, 2)), 10, 9)
+
+    config = dataclasses.replace(
+        _config(7, steps=5), arch="cwrnn/exponential",
+        model={"arch": "cwrnn", "hidden_size": 6, "schedule": "exponential", "periods": [1, 2, 4],
+               "module_sizes": [2, 2, 2], "offset": 0, "order": []},
+        params=closed_form_count(ModelSpec("cwrnn", 6, "exponential", (1, 2, 4), (2, 2, 2)), 10, 9))
     a = training.train_one(config, task, "cpu")
     b = training.train_one(config, task, "cpu")
     assert a["status"] == "ok" and a["metrics"] == b["metrics"] and a["curve"] == b["curve"]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.suite.suites import MatchConfig, Profile, load_profile, load_suite, resolve, run_id, suite_names
+from bench.suite.suites import MatchConfig, Profile, load_profile, load_suite, resolve, suite_names
 from bench.suite.tuning import TUNING_STORE, choose, needs_tuning, tuning_runs
 from models.errors import UserInputError
 from tasks.timit.synth import ensure_synthetic_corpus
@@ -46,7 +46,7 @@ def tuned_rates(task: str, name: str, profile: Profile) -> dict[str, float]:
     records = [r for r in committed(task, TUNING_STORE) if r["profile"] == name]
     tuned_archs = {r["arch"] for r in records}
     runs = tuning_runs(task, name, dataclasses.replace(profile, archs=sorted(tuned_archs) or profile.archs[:1]))
-    assert {r["run_id"] for r in records} <= {run_id(config) for config, _ in runs}, (task, name, "tuning")
+    assert {r["run_id"] for r in records} <= {config.run_id for config, _ in runs}, (task, name, "tuning")
     chosen = choose(runs, records) if records else {}
     return {label: chosen.get(label, STAND_IN_LR) for label in profile.archs}
 
@@ -59,7 +59,7 @@ def test_every_profile_of_every_suite_resolves_to_the_committed_run_ids(word_dat
             profile = load_profile(suite, name)
             profile.task_params.update(word_data.get(task, {}))
             tuned = tuned_rates(task, name, profile) if needs_tuning(profile) else None
-            ids = {run_id(config) for config, _ in resolve(task, name, profile, tuned)}
+            ids = {config.run_id for config, _ in resolve(task, name, profile, tuned)}
             settings = math.prod(len(v) for v in profile.task_params.values() if isinstance(v, list))
             assert len(ids) == len(profile.archs) * len(profile.budgets) * profile.seeds * settings  # all distinct
             records = [r for r in committed(task) if r["profile"] == name]

@@ -121,7 +121,7 @@ def test_each_run_is_rerun_on_its_own_recorded_thread_count(tmp_path, capsys, mo
     def spy(runs, *args, **kwargs):
         import torch
 
-        seen.append((torch.get_num_threads(), sorted(c["seed"] for c, _ in runs)))
+        seen.append((torch.get_num_threads(), sorted(c.seed for c, _ in runs)))
         return real(runs, *args, **kwargs)
 
     monkeypatch.setattr(runner, "run_suite", spy)

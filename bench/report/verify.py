@@ -40,7 +40,7 @@ from bench.report import stats
 from bench.store import verified
 from bench.store.records import RunRecord
 from bench.store.results import ResultsStore
-from bench.suite.suites import run_id, varying_params
+from bench.suite.suites import varying_params
 from bench.sweep.threads import pin_threads
 from models.errors import UserInputError
 
@@ -97,7 +97,7 @@ def rebuild(records: list[RunRecord], task: str, results_dir: Path, read_run_com
     """run_id -> (config, task object) for every run that the records' commands declare.
     `read_run_command(words)` -> (profile name, profile) is the command line's own reading of
     `cwbench run` arguments (bench/cli.py, which imports this module)."""
-    from bench.suite.suites import resolve, run_id
+    from bench.suite.suites import resolve
     from bench.suite.tuning import needs_tuning, tuned_rates
 
     plan = {}
@@ -106,7 +106,7 @@ def rebuild(records: list[RunRecord], task: str, results_dir: Path, read_run_com
         # tuned rates come from the committed tuning store beside the runs
         tuned = tuned_rates(task, name, profile, results_dir) if needs_tuning(profile) else None
         for config, task_object in resolve(task, name, profile, tuned):
-            plan[run_id(config)] = (config, task_object)
+            plan[config.run_id] = (config, task_object)
     return plan
 
 
@@ -206,7 +206,7 @@ def new_seed_configs(row: Row, plan: dict, count: int, taken: set[int]) -> list[
     with another seed (what `--seeds` would add)."""
     config, task = plan[row.records[0].run_id]
     seeds = (s for s in itertools.count(max(taken) + 1) if s not in taken)
-    return [({**config, "seed": next(seeds)}, task) for _ in range(count)]
+    return [(config.with_seed(next(seeds)), task) for _ in range(count)]
 
 
 def judge(checks: list[Check], primary: str, alpha: float) -> None:
@@ -260,7 +260,7 @@ def verify(task: str, results_dir: Path, scratch: Path, read_run_command, sample
         else:
             seeds = {s for key, s in taken if key == json.dumps(row.key)}
             extra = new_seed_configs(row, plan, max(0, sample - len(row.records)), seeds)
-            check.extra = [run_id(config) for config, _ in extra]
+            check.extra = [config.run_id for config, _ in extra]
             for r in check.paired:
                 runs_of.setdefault(run_threads(r), []).append(plan[r.run_id])
             runs_of.setdefault(run_threads(row.records[0]), []).extend(extra)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import yaml
 
+from bench.store.records import RunConfig
 from models import plugins
 from models.errors import UserInputError
 from models.names import OPTIMIZERS
@@ -239,8 +240,8 @@ def train_for(profile: Profile, arch: str) -> TrainConfig:
     return train
 
 
-def resolve(task_name: str, profile_name: str, profile: Profile, tuned: dict | None = None):
-    """All runs of a suite as (config, task) pairs, in sweep order. `tuned` maps an
+def resolve(task_name: str, profile_name: str, profile: Profile, tuned: dict | None = None) -> list[tuple]:
+    """All runs of a suite as (RunConfig, task) pairs, in sweep order. `tuned` maps an
     architecture label to the learning rate `cwbench tune` chose for it (train.lr "tuned")."""
     from bench.suite.budget import match_budget  # closed-form counts: no torch
 
@@ -268,17 +269,8 @@ def resolve(task_name: str, profile_name: str, profile: Profile, tuned: dict | N
                             "(with the same --results folder)")
                     train["lr"] = tuned[match.spec.label]
                 for seed in range(profile.seeds):
-                    config = {
-                        "task": task_name,
-                        "profile": profile_name,
-                        "task_params": task.params(),
-                        "arch": match.spec.label,
-                        "model": match.spec.to_dict(),
-                        "budget": budget,
-                        "params": match.params,
-                        **plugins.config_fields(match.spec.arch),  # {"plugin": name}; {} for a built-in
-                        "train": train,
-                        "seed": seed,
-                    }
+                    config = RunConfig(task_name, profile_name, task.params(), match.spec.label,
+                                       match.spec.to_dict(), budget, match.params, train, seed,
+                                       **plugins.config_fields(match.spec.arch))  # plugin=name; none for a built-in
                     runs.append((config, task))
     return runs

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bench.store.results import ResultsStore
-from bench.suite.suites import TUNED, Profile, resolve, run_id
+from bench.suite.suites import TUNED, Profile, resolve
 from models.errors import UserInputError
 
 if TYPE_CHECKING:
@@ -51,7 +51,7 @@ def tuning_runs(task_name: str, profile_name: str, profile: Profile) -> list[tup
         train = dataclasses.replace(profile.train, lr=float(lr), steps=tune.steps or profile.train.steps)
         for config, task in resolve(task_name, profile_name, dataclasses.replace(base, train=train)):
             tuning_task = task.for_tuning()
-            runs.append(({**config, "task_params": tuning_task.params(), "tuning": True}, tuning_task))
+            runs.append((dataclasses.replace(config, task_params=tuning_task.params(), tuning=True), tuning_task))
     return runs
 
 
@@ -68,17 +68,17 @@ def choose(runs, records: list[dict]) -> dict[str, float]:
     missing: dict[str, int] = {}
     higher = None
     for config, _ in runs:
-        record = by_id.get(run_id(config))
+        record = by_id.get(config.run_id)
         if record is None:
-            missing[config["arch"]] = missing.get(config["arch"], 0) + 1
+            missing[config.arch] = missing.get(config.arch, 0) + 1
             continue
         higher = record["higher_is_better"]
-        scores.setdefault(config["arch"], {}).setdefault(config["train"]["lr"], []).append(_score(record))
+        scores.setdefault(config.arch, {}).setdefault(config.train["lr"], []).append(_score(record))
     if missing:
         raise UserInputError(
             "learning-rate tuning is not complete ("
             + ", ".join(f"{arch}: {n} runs missing" for arch, n in missing.items())
-            + f"): run `cwbench tune {runs[0][0]['task']} --profile {runs[0][0]['profile']}` first "
+            + f"): run `cwbench tune {runs[0][0].task} --profile {runs[0][0].profile}` first "
             "(with the same --archs, --results and --param as this command)")
     sign = -1 if higher else 1
     chosen = {}

@@ -11,6 +11,7 @@ import socket
 import time
 from dataclasses import dataclass, field
 
+from bench.store.records import RunConfig
 from bench.sweep.threads import pin_threads
 from models import plugins
 from models.plugins import sources as loaded_plugins
@@ -22,7 +23,7 @@ SCHEDULER_VARIABLES = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_I
 @dataclass(frozen=True)
 class Job:
     run_id: str
-    config: dict
+    config: RunConfig
     task: object  # the task adapter (tasks/): picklable, it holds parameters, not data
     device: str  # "cpu" or "cuda", resolved by the driver
     backend: str = "auto"  # implementation of the recurrence (models/names.py: IMPLEMENTATIONS)
@@ -52,9 +53,9 @@ def pick_device(device: str) -> str:
 
 def base_record(job: Job) -> dict:
     task = job.task
-    return {"run_id": job.run_id, **job.config, "sources": task.sources(), "baselines": task.baselines(),
+    return {"run_id": job.run_id, **job.config.to_dict(), "sources": task.sources(), "baselines": task.baselines(),
             "primary_metric": task.primary_metric, "higher_is_better": task.higher_is_better,
-            **plugins.provenance(job.config["model"]["arch"])}  # `external`: a plugin's code and its hash
+            **plugins.provenance(job.config.model["arch"])}  # `external`: a plugin's code and its hash
 
 
 def failed_record(job: Job, reason: str, worker: dict | None = None, wall: float = 0.0) -> dict:

@@ -18,8 +18,9 @@ from pathlib import Path
 
 from bench.store.claims import HEARTBEAT_S
 from bench.store.files import atomic_write
+from bench.store.records import RunConfig
 from bench.store.results import ResultsStore
-from bench.suite.suites import run_id, varying_params
+from bench.suite.suites import varying_params
 from bench.sweep import launchers, provenance
 from bench.sweep.interrupt import Interrupted
 from bench.sweep.jobs import Job, pick_device
@@ -29,9 +30,9 @@ from models.errors import UserInputError
 from tasks.base import cache_root
 
 
-def describe(config: dict, shown: list[str]) -> str:
-    setting = "".join(f" {k}={config['task_params'][k]}" for k in shown if k in config["task_params"])
-    return f"{config['task']} {config['arch']} budget={config['budget']}{setting} seed={config['seed']}"
+def describe(config: RunConfig, shown: list[str]) -> str:
+    setting = "".join(f" {k}={config.task_params[k]}" for k in shown if k in config.task_params)
+    return f"{config.task} {config.arch} budget={config.budget}{setting} seed={config.seed}"
 
 
 def check_clean_tree(results_dir: Path, allow_dirty: bool) -> bool:
@@ -67,6 +68,7 @@ def run_suite(runs, results_dir: Path, options: SweepOptions | None = None, log=
     """Runs what is missing from the store (results_dir/<task>/<options.store_name>); returns
     counts by status."""
     options = options or SweepOptions()
+    runs = [(c if isinstance(c, RunConfig) else RunConfig.from_dict(c), task) for c, task in runs]  # typed once, here
     launch, device, evaluate = options.launch, options.device, options.evaluate
     launch.check()
     dirty = check_clean_tree(results_dir, options.allow_dirty)
@@ -79,11 +81,11 @@ def run_suite(runs, results_dir: Path, options: SweepOptions | None = None, log=
             store.check_writable()  # before anything trains: a run that cannot be stored is lost work
             stores[task.name] = (store, store.finished_ids())
         store, finished = stores[task.name]
-        rid = run_id(config)
+        rid = config.run_id
         if rid not in finished:
             todo.append((rid, config, task, store))
     counts = {"ok": 0, "diverged": 0, "failed": 0, "skipped": len(runs) - len(todo)}
-    setting_keys = varying_params([config["task_params"] for config, _ in runs])
+    setting_keys = varying_params([config.task_params for config, _ in runs])
     # the same for every run of the sweep: taken once (git and package metadata are not free)
     sweep = {"git_commit": provenance.git_commit(), "versions": provenance.versions(), "command": options.command,
              "evaluated_on": evaluate, **({"dirty": True} if dirty else {})}

@@ -13,6 +13,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import EarlyStopping
 
+from bench.store.records import RunConfig
 from models.counting import count_parameters
 from models.lightning import Diverged, OptimConfig, SequenceModel
 from models.registry import ModelSpec, build_rnn, freeze_input_weights, implementation, initialise
@@ -42,10 +43,10 @@ def recurrence_backend(rnn, task, device: str, batch_size: int = 1) -> str:
     return implementation(rnn, torch.empty(batch_size, 1, task.input_size, device=device))
 
 
-def build_model(config: dict, task, backend: str = "auto") -> SequenceModel:
+def build_model(config: RunConfig, task, backend: str = "auto") -> SequenceModel:
     """The run's network, initialised as its config says (seeded by the caller)."""
-    train = config["train"]
-    spec = ModelSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in config["model"].items()})
+    train = config.train
+    spec = ModelSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.model.items()})
     rnn = build_rnn(spec, task.input_size, backend)
     if task.zero_input:
         freeze_input_weights(rnn)
@@ -71,7 +72,7 @@ def make_trainer(train: dict, task, device: str, logger, progress: bool, callbac
                       log_every_n_steps=max(1, min(50, per_epoch)), **common)
 
 
-def train_one(config: dict, task, device: str, backend: str = "auto", evaluate: str = "test",
+def train_one(config: RunConfig, task, device: str, backend: str = "auto", evaluate: str = "test",
               progress: bool = False, make_logger=None) -> dict:
     """Train one run; returns status, metrics, curve and artifacts (never raises for a
     diverged or crashed run: the sweep goes on and the record says what happened).
@@ -80,14 +81,14 @@ def train_one(config: dict, task, device: str, backend: str = "auto", evaluate: 
     validation (what tuning scores: it never looks at the test set). `backend` names the
     implementation of the recurrence ("auto": the fastest for the shape and device);
     `make_logger(backend)`, if given, makes the run's Lightning logger once the model is built."""
-    train = config["train"]
-    pl.seed_everything(config["seed"], workers=True, verbose=False)
+    train = config.train
+    pl.seed_everything(config.seed, workers=True, verbose=False)
     model = build_model(config, task, backend)
     backend = recurrence_backend(model.rnn, task, device, train["batch_size"])
     logger = make_logger(backend) if make_logger is not None else None
     effective = count_parameters(model)
-    if effective != config["params"]:
-        raise AssertionError(f"closed-form count {config['params']} != built count {effective} for {config['arch']}")
+    if effective != config.params:
+        raise AssertionError(f"closed-form count {config.params} != built count {effective} for {config.arch}")
     curve = CurveRecorder()
     callbacks: list = [curve]
     stopper = None
@@ -97,9 +98,9 @@ def train_one(config: dict, task, device: str, backend: str = "auto", evaluate: 
         callbacks.append(stopper)
     trainer = make_trainer(train, task, device, logger, progress, callbacks)
     if train["epochs"]:
-        data = task.datamodule(train["batch_size"], config["seed"], 0, by_epoch=True)
+        data = task.datamodule(train["batch_size"], config.seed, 0, by_epoch=True)
     else:
-        data = task.datamodule(train["batch_size"], config["seed"], train["steps"])
+        data = task.datamodule(train["batch_size"], config.seed, train["steps"])
     result = {"status": "ok", "reason": "", "metrics": {}, "artifacts": {}}
     try:
         trainer.fit(model, datamodule=data)

@@ -19,6 +19,8 @@ from __future__ import annotations
 import os
 import secrets
 
+from bench.store.records import RunConfig
+
 PROJECT = os.environ.get("WANDB_PROJECT", "clockwork-bench")
 #: record fields known only once the run is over, copied into the W&B summary
 FINAL = ("status", "reason", "learned", "stopped", "steps_trained", "epochs_trained", "effective_params",
@@ -44,30 +46,29 @@ def wandb_id(run_id: str) -> str:
     return f"{run_id}-{secrets.token_hex(4)}"
 
 
-def known_before_training(config: dict, run_id: str, task, device: str, backend: str, sweep: dict) -> dict:
+def known_before_training(config: RunConfig, run_id: str, task, device: str, backend: str, sweep: dict) -> dict:
     """The run record's fields that are known before training, as the runner will record
     them: the config, the implementation that runs it, and the sweep's provenance."""
     from bench.sweep import provenance
 
-    return {**config, "run_id": run_id, "backend": backend, "device": provenance.device_name(device), **sweep,
+    return {**config.to_dict(), "run_id": run_id, "backend": backend, "device": provenance.device_name(device), **sweep,
             "sources": task.sources(), "baselines": task.baselines(), "primary_metric": task.primary_metric,
             "higher_is_better": task.higher_is_better}
 
 
-def make_logger(config: dict, run_id: str, varying: list[str], *, task, device: str, backend: str, sweep: dict):
+def make_logger(config: RunConfig, run_id: str, varying: list[str], *, task, device: str, backend: str, sweep: dict):
     """One W&B run for one attempt at a run; grouped by task, profile and the task setting
     (the params that vary in the sweep), with the architecture as job type."""
     from pytorch_lightning.loggers import WandbLogger
 
-    setting = "-".join(f"{k}{config['task_params'][k]}" for k in sorted(varying) if k != "target")
+    setting = "-".join(f"{k}{config.task_params[k]}" for k in sorted(varying) if k != "target")
     save_dir = os.environ.get("WANDB_DIR") or "."
     run = _init(
-        group=f"{config['task']}-{config['profile']}" + (f"-{setting}" if setting else ""),
-        job_type=config["arch"],
-        name=f"{config['arch']}-b{config['budget']}-s{config['seed']}-{run_id[:6]}",
+        group=f"{config.task}-{config.profile}" + (f"-{setting}" if setting else ""),
+        job_type=config.arch,
+        name=f"{config.arch}-b{config.budget}-s{config.seed}-{run_id[:6]}",
         id=wandb_id(run_id),
-        tags=[config["task"], config["arch"], f"budget={config['budget']}", f"profile={config['profile']}",
-              f"run_id={run_id}"],
+        tags=[config.task, config.arch, f"budget={config.budget}", f"profile={config.profile}", f"run_id={run_id}"],
         config=known_before_training(config, run_id, task, device, backend, sweep),
         dir=save_dir,
     )

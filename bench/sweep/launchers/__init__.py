@@ -149,7 +149,7 @@ SMALL_RUN_PARAMS = 20_000
 def default_workers(jobs: list[Job], device: str) -> int:
     if device == "cuda":
         return 1  # one process per GPU: runs side by side on one GPU only compete
-    small = all(job.config["params"] <= SMALL_RUN_PARAMS for job in jobs)
+    small = all(job.config.params <= SMALL_RUN_PARAMS for job in jobs)
     return cores() if small else 1
 
 
