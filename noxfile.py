@@ -124,6 +124,13 @@ def tests(session):
 
 
 @nox.session(python=PYTHON)
+def citation(session):
+    """CITATION.cff is valid for cffconvert (in an environment of its own: it pins jsonschema<4)."""
+    session.install("cffconvert")
+    session.run("cffconvert", "--validate", "--infile", "CITATION.cff")
+
+
+@nox.session(python=PYTHON)
 def lint(session):
     session.install("ruff")
     session.run("ruff", "check", "models", "tasks", "bench", "tests", "examples", "noxfile.py")
