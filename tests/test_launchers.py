@@ -174,7 +174,9 @@ def living(pids: list[int]) -> list[str]:
     for pid in pids:
         try:
             if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
-                alive.append(f"{pid}: {(Path(f'/proc/{pid}/cmdline').read_bytes()[:80])}")
+                # the whole command line: a checkout's path can push the interesting part past any cut
+                command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                alive.append(f"{pid}: {command}")
         except (OSError, IndexError):
             continue
     return alive
@@ -186,7 +188,9 @@ def kill_the_driver_mid_run(tmp_path, marker: str, *args) -> list[str]:
     sweep = cwbench("run", *SWEEP, "--steps", "100000", "--results", str(tmp_path), *args)
     deadline = time.monotonic() + 120
     while sum(marker in line for line in living(descendants(sweep.pid))) < 2:
-        assert sweep.poll() is None and time.monotonic() < deadline, sweep.communicate()[0]
+        if sweep.poll() is not None or time.monotonic() >= deadline:
+            sweep.kill()  # first: communicate() on a sweep of 100,000 steps would wait for all of them
+            pytest.fail(f"no two {marker!r} processes under the sweep: {sweep.communicate()[0][-2000:]}")
         time.sleep(0.2)
     time.sleep(1.0)  # inside their runs
     tree = descendants(sweep.pid)
@@ -293,7 +297,9 @@ def test_a_lost_ray_head_stops_the_sweep_within_seconds(tmp_path, ray_cluster):
                     "--ray-address", ray_cluster, env=env)
     deadline = time.monotonic() + 120
     while not processes("ray::_ray_execute"):
-        assert sweep.poll() is None and time.monotonic() < deadline, sweep.communicate()[0]
+        if sweep.poll() is not None or time.monotonic() >= deadline:
+            sweep.kill()  # first: communicate() on a sweep of 100,000 steps would wait for all of them
+            pytest.fail(f"no Ray task of the sweep started: {sweep.communicate()[0][-2000:]}")
         time.sleep(0.2)
     subprocess.run([str(BIN / "ray"), "stop", "--force"], capture_output=True, timeout=120)
     out, _ = sweep.communicate(timeout=50)  # Ray's own driver would wait 60 s, then die with a state dump
