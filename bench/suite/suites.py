@@ -33,6 +33,11 @@ SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"  # bench/suites/
 TUNED = "tuned"  # train.lr: the value `cwbench tune` chose for the architecture
 LOSS_REDUCTIONS = ("mean", "sum")
 BIAS_INITS = ("zeros", "normal")
+SELECTIONS = ("last", "best_val")  # train.select: the weights a run is tested with
+
+# Training settings added after the first records were committed: a run's config leaves each
+# out while it has this default, so that every committed run id stays what it was.
+LATER_TRAIN_SETTINGS = {"init": "default", "learn_h0": False, "select": "last"}
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,9 @@ class TrainConfig:
     loss_reduction: str = "mean"  # over the scored time steps of a sequence: "mean" or "sum"
     epochs: int = 0  # > 0: train by epochs over a finite training set, at most this many
     patience: int = 0  # > 0 (with epochs): stop when the training metric has not improved for this many epochs
+    init: str = "default"  # an initialisation of the architecture's family (models/initialisation.py)
+    learn_h0: bool = False  # a learnable initial state (counted in the budget) instead of zeros
+    select: str = "last"  # test the last weights, or "best_val": those of the best validation
 
 
 @dataclass(frozen=True)
@@ -223,8 +231,25 @@ def validate_train(train: TrainConfig) -> None:
     if train.loss_reduction not in LOSS_REDUCTIONS:
         raise UserInputError(f"bad train.loss_reduction {train.loss_reduction!r}: choose one of "
                              f"{', '.join(LOSS_REDUCTIONS)}")
+    if train.select not in SELECTIONS:
+        raise UserInputError(f"bad train.select {train.select!r}: choose one of {', '.join(SELECTIONS)}")
+    if not isinstance(train.learn_h0, bool):
+        raise UserInputError(f"bad train.learn_h0 {train.learn_h0!r}: it must be true or false")
+    if not isinstance(train.init, str) or not train.init:
+        raise UserInputError(f"bad train.init {train.init!r}: name an initialisation, e.g. --train init=default")
     if train.bias_init not in BIAS_INITS:
         raise UserInputError(f"bad train.bias_init {train.bias_init!r}: choose one of {', '.join(BIAS_INITS)}")
+
+
+def train_dict(train: TrainConfig) -> dict:
+    """The training settings as a run's config holds them (LATER_TRAIN_SETTINGS left out at their default)."""
+    return {key: value for key, value in dataclasses.asdict(train).items()
+            if not (key in LATER_TRAIN_SETTINGS and value == LATER_TRAIN_SETTINGS[key])}
+
+
+def train_setting(train: dict, key: str):
+    """One setting of a run's config's `train`, its default where the config leaves it out."""
+    return train[key] if key in train else LATER_TRAIN_SETTINGS[key]
 
 
 def counted_inputs(task) -> int:
@@ -260,7 +285,7 @@ def resolve(task_name: str, profile_name: str, profile: Profile, tuned: dict | N
                 match = match_budget(label, budget, counted_inputs(task), task.output_size, tolerance=m.tolerance,
                                      cw_match=m.cw_match, cw_modules=m.cw_modules,
                                      cw_module_size=m.cw_module_size, offset=m.offset)
-                train = dataclasses.asdict(train_for(profile, match.spec.arch))
+                train = train_dict(train_for(profile, match.spec.arch))
                 if train["lr"] == TUNED:
                     if match.spec.label not in (tuned or {}):
                         raise UserInputError(
