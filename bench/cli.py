@@ -69,6 +69,12 @@ def profile_from_args(args):
     if args.steps is not None:
         profile.train = dataclasses.replace(profile.train, steps=args.steps,
                                             val_every=min(profile.train.val_every, args.steps))
+    if profile.search is not None:
+        search = {"trials": args.trials, "studies": args.studies, "steps": args.steps if profile.search.steps else None}
+        profile.search = dataclasses.replace(profile.search, **{k: v for k, v in search.items() if v is not None})
+    elif args.trials or args.studies:
+        raise UserInputError(f"profile {args.profile} of task {args.task} has no search: --trials and --studies "
+                             "apply to a profile with one (e.g. --profile tuned)")
     if args.train:
         from bench.suite.suites import TrainConfig, _dataclass_from
 
@@ -121,10 +127,10 @@ def check_suite_size(profile) -> None:
 
 def cmd_run(args) -> int:
     suite, profile = profile_from_args(args)
+    from bench.suite.search import tuned_settings
     from bench.suite.suites import resolve
-    from bench.suite.tuning import needs_tuning, tuned_rates
 
-    tuned = tuned_rates(args.task, args.profile, profile, args.results) if needs_tuning(profile) else None
+    tuned = tuned_settings(args.task, args.profile, profile, args.results)
     runs = resolve(args.task, args.profile, profile, tuned)  # task and budget errors: still without torch
     from bench.report.leaderboard import build_leaderboard
     from bench.sweep.runner import run_suite
@@ -162,6 +168,11 @@ def failed_status(counts: dict) -> int:
 
 def cmd_tune(args) -> int:
     suite, profile = profile_from_args(args)
+    if profile.search is not None:
+        from bench.suite.search import run_search
+
+        return run_search(args.task, args.profile, profile, args.results,
+                          lambda runs: sweep_options(args, runs, store_name="tuning.jsonl", evaluate="val"))
     from bench.store.results import ResultsStore
     from bench.suite.tuning import TUNING_STORE, choose, tuning_runs
 
@@ -326,7 +337,10 @@ def suite_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument("--seeds", type=positive_int, help="number of seeds (0..N-1)")
     run.add_argument("--tolerance", type=fraction, help="how far (a fraction) a matched size may miss the budget "
                      "(default: the profile's, e.g. 0.1)")
-    run.add_argument("--steps", type=positive_int, help="override the profile's training steps")
+    run.add_argument("--steps", type=positive_int, help="override the profile's training steps (a search's too)")
+    run.add_argument("--trials", type=positive_int, help="a profile with a search: trials per study (default: the "
+                     "profile's; every architecture gets the same)")
+    run.add_argument("--studies", type=positive_int, help="a profile with a search: studies per architecture")
     run.add_argument("--param", dest="task_param", action="append", type=task_param, default=[],
                      metavar="KEY=VALUE", help="override a task parameter (YAML value; a list is a grid axis)")
     run.add_argument("--train", action="append", type=task_param, default=[], metavar="KEY=VALUE",

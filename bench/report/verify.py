@@ -97,14 +97,14 @@ def rebuild(records: list[RunRecord], task: str, results_dir: Path, read_run_com
     """run_id -> (config, task object) for every run that the records' commands declare.
     `read_run_command(words)` -> (profile name, profile) is the command line's own reading of
     `cwbench run` arguments (bench/cli.py, which imports this module)."""
+    from bench.suite.search import tuned_settings
     from bench.suite.suites import resolve
-    from bench.suite.tuning import needs_tuning, tuned_rates
 
     plan = {}
     for command, profile_name in sorted({(r.command or "", r.profile) for r in records}):
         name, profile = read_run_command(command_args(command, task, profile_name))
-        # tuned rates come from the committed tuning store beside the runs
-        tuned = tuned_rates(task, name, profile, results_dir) if needs_tuning(profile) else None
+        # what tuning chose comes from the committed tuning store beside the runs
+        tuned = tuned_settings(task, name, profile, results_dir)
         for config, task_object in resolve(task, name, profile, tuned):
             plan[config.run_id] = (config, task_object)
     return plan

@@ -83,12 +83,13 @@ class RunConfig:
     seed: int
     tuning: bool = False  # a tuning run (scored on validation data): part of the id, absent when False
     plugin: str = ""  # the plugin that provides the architecture (models/plugins.py): absent for a built-in
+    trial: dict = dataclasses.field(default_factory=dict)  # a search trial's {"study", "number"}: absent otherwise
 
     __hash__ = None  # its dicts are not hashable: key runs by run_id
 
     def to_dict(self) -> dict:
         return ({key: getattr(self, key) for key in CONFIG_KEYS} | ({"tuning": True} if self.tuning else {})
-                | ({"plugin": self.plugin} if self.plugin else {}))
+                | ({"plugin": self.plugin} if self.plugin else {}) | ({"trial": self.trial} if self.trial else {}))
 
     @property
     def run_id(self) -> str:
@@ -98,7 +99,8 @@ class RunConfig:
     @classmethod
     def from_dict(cls, d: dict) -> RunConfig:
         """The config of a config dict or of a stored record (its other keys are ignored)."""
-        return cls(**{key: d[key] for key in CONFIG_KEYS}, tuning=d.get("tuning", False), plugin=d.get("plugin", ""))
+        return cls(**{key: d[key] for key in CONFIG_KEYS}, tuning=d.get("tuning", False), plugin=d.get("plugin", ""),
+                   trial=d.get("trial", {}))
 
     def with_seed(self, seed: int) -> RunConfig:
         return dataclasses.replace(self, seed=seed)
@@ -125,6 +127,7 @@ class RunRecord:
     steps_trained: int = ABSENT
     epochs_trained: int = ABSENT  # by-epoch runs only
     stopped: str = ABSENT  # steps, cap or patience
+    selected_step: int = ABSENT  # train.select "best_val": the step whose weights were tested
     effective_params: int | None = ABSENT
     backend: str = ABSENT  # the implementation that ran the recurrence
     sources: dict = ABSENT  # where the task's data came from
@@ -150,7 +153,8 @@ class RunRecord:
             raise ValueError(wrong)
         known = {f.name for f in dataclasses.fields(cls)} - {"config", "extra"}
         return cls(config=RunConfig.from_dict(d), **{k: v for k, v in d.items() if k in known},
-                   extra={k: v for k, v in d.items() if k not in known and k not in (*CONFIG_KEYS, "tuning", "plugin")})
+                   extra={k: v for k, v in d.items()
+                         if k not in known and k not in (*CONFIG_KEYS, "tuning", "plugin", "trial")})
 
     @classmethod
     def from_json(cls, line: str) -> RunRecord:

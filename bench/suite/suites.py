@@ -92,6 +92,7 @@ class Profile:
     train: TrainConfig = field(default_factory=TrainConfig)
     arch_train: dict = field(default_factory=dict)  # per-architecture overrides of train, e.g. lstm: {lr: 3e-5}
     tune: TuneConfig | None = None
+    search: object = None  # bench.suite.search.SearchConfig: the `tuned` protocol's search, or None
 
 
 def _dataclass_from(cls, values: dict | None, where: str):
@@ -147,7 +148,12 @@ def load_profile(suite: dict, name: str) -> Profile:
     match = _dataclass_from(MatchConfig, raw.pop("match", None), where + " match")
     train = _dataclass_from(TrainConfig, raw.pop("train", None), where + " train")
     tune = _dataclass_from(TuneConfig, raw.pop("tune"), where + " tune") if raw.get("tune") else None
-    return _dataclass_from(Profile, {**raw, "match": match, "train": train, "tune": tune}, where)
+    search = None
+    if raw.get("search"):
+        from bench.suite.search import read_search  # it builds on this module
+
+        search = read_search(raw.pop("search"), where + " search")
+    return _dataclass_from(Profile, {**raw, "match": match, "train": train, "tune": tune, "search": search}, where)
 
 
 def varying_params(task_params: list[dict]) -> list[str]:
@@ -267,7 +273,8 @@ def train_for(profile: Profile, arch: str) -> TrainConfig:
 
 def resolve(task_name: str, profile_name: str, profile: Profile, tuned: dict | None = None) -> list[tuple]:
     """All runs of a suite as (RunConfig, task) pairs, in sweep order. `tuned` maps an
-    architecture label to the learning rate `cwbench tune` chose for it (train.lr "tuned")."""
+    architecture label to what tuning chose for it: the training settings a search chose
+    (a dict; a profile with a `search`), or the learning rate of the grid (train.lr "tuned")."""
     from bench.suite.budget import match_budget  # closed-form counts: no torch
 
     validate_train(profile.train)
@@ -285,17 +292,25 @@ def resolve(task_name: str, profile_name: str, profile: Profile, tuned: dict | N
                 match = match_budget(label, budget, counted_inputs(task), task.output_size, tolerance=m.tolerance,
                                      cw_match=m.cw_match, cw_modules=m.cw_modules,
                                      cw_module_size=m.cw_module_size, offset=m.offset)
-                train = train_dict(train_for(profile, match.spec.arch))
-                if train["lr"] == TUNED:
-                    if match.spec.label not in (tuned or {}):
-                        raise UserInputError(
-                            f"no tuned learning rate for {match.spec.label} in profile {profile_name} of task "
-                            f"{task_name}: run `cwbench tune {task_name} --profile {profile_name}` first "
-                            "(with the same --results folder)")
-                    train["lr"] = tuned[match.spec.label]
+                train = train_dict(_tuned_train(task_name, profile_name, profile, match.spec, tuned))
                 for seed in range(profile.seeds):
                     config = RunConfig(task_name, profile_name, task.params(), match.spec.label,
                                        match.spec.to_dict(), budget, match.params, train, seed,
                                        **plugins.config_fields(match.spec.arch))  # plugin=name; none for a built-in
                     runs.append((config, task))
     return runs
+
+
+def _tuned_train(task_name: str, profile_name: str, profile: Profile, spec, tuned: dict | None) -> TrainConfig:
+    """An architecture's training settings: the profile's, with what tuning chose for it."""
+    train = train_for(profile, spec.arch)
+    if profile.search is None and train.lr != TUNED:
+        return train
+    if spec.label not in (tuned or {}):
+        raise UserInputError(
+            f"no tuned settings for {spec.label} in profile {profile_name} of task {task_name}: run "
+            f"`cwbench tune {task_name} --profile {profile_name}` first (with the same --results folder)")
+    chosen = tuned[spec.label]
+    train = dataclasses.replace(train, **chosen) if isinstance(chosen, dict) else dataclasses.replace(train, lr=chosen)
+    validate_train(train)
+    return train

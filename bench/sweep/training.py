@@ -14,6 +14,7 @@ import torch
 from pytorch_lightning.callbacks import EarlyStopping
 
 from bench.store.records import RunConfig
+from bench.suite.suites import train_setting
 from models.counting import count_parameters
 from models.lightning import Diverged, OptimConfig, SequenceModel
 from models.registry import ModelSpec, build_rnn, freeze_input_weights, implementation, initialise
@@ -35,6 +36,27 @@ class CurveRecorder(pl.Callback):
         point = {"step": trainer.global_step}
         point.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("val/", "train/"))})
         self.points.append(point)
+
+
+class BestWeights(pl.Callback):
+    """Keeps a copy of the weights at the best validation of the primary metric so far
+    (train.select "best_val": a fixed training budget, tested at its best validation point;
+    no stopping rule takes part in the ranking)."""
+
+    def __init__(self, metric: str, higher_is_better: bool):
+        self.metric, self.sign = f"val/{metric}", -1.0 if higher_is_better else 1.0
+        self.best: float | None = None
+        self.step = 0
+        self.state: dict | None = None
+
+    def on_validation_end(self, trainer, pl_module):
+        value = trainer.callback_metrics.get(self.metric)
+        if value is None or trainer.sanity_checking:
+            return
+        value = float(value)
+        if math.isfinite(value) and (self.best is None or self.sign * value < self.sign * self.best):
+            self.best, self.step = value, trainer.global_step
+            self.state = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
 
 
 def recurrence_backend(rnn, task, device: str, batch_size: int = 1) -> str:
@@ -91,6 +113,10 @@ def train_one(config: RunConfig, task, device: str, backend: str = "auto", evalu
         raise AssertionError(f"closed-form count {config.params} != built count {effective} for {config.arch}")
     curve = CurveRecorder()
     callbacks: list = [curve]
+    best = None
+    if train_setting(train, "select") == "best_val":
+        best = BestWeights(task.primary_metric, task.higher_is_better)
+        callbacks.append(best)
     stopper = None
     if train["patience"]:
         stopper = EarlyStopping(monitor=f"train/{task.primary_metric}", patience=train["patience"],
@@ -104,6 +130,8 @@ def train_one(config: RunConfig, task, device: str, backend: str = "auto", evalu
     result = {"status": "ok", "reason": "", "metrics": {}, "artifacts": {}}
     try:
         trainer.fit(model, datamodule=data)
+        if best is not None and best.state is not None:
+            model.load_state_dict(best.state)
         if evaluate == "test":
             trainer.test(model, datamodule=data, verbose=False)
         else:
@@ -127,6 +155,8 @@ def train_one(config: RunConfig, task, device: str, backend: str = "auto", evalu
         result["stopped"] = "patience" if stopper is not None and stopper.stopped_epoch > 0 else "cap"
     else:
         result["stopped"] = "steps"
+    if best is not None:
+        result["selected_step"] = best.step if best.state is not None else trainer.global_step
     result["effective_params"] = effective
     result["backend"] = backend
     return result

@@ -22,6 +22,7 @@ from tasks.audio.targets import (
     LENGTH,
     SAMPLE_RATE,
     SYNTH_PREFIX,
+    TUNING_TARGETS,
     cut_and_scale,
     load_target,
     read_audio,
@@ -29,12 +30,15 @@ from tasks.audio.targets import (
     synth_bowed,
     synth_chord,
     synth_flute,
+    synth_marimba,
     synth_pluck,
+    synth_reed,
     synthesise,
     write_default_targets,
 )
 from tasks.audio.task import AudioGeneration, nmse, plot_waveforms
 
-__all__ = ["DEFAULT_TARGETS", "LENGTH", "SAMPLE_RATE", "SYNTH_PREFIX", "AudioGeneration", "cut_and_scale",
-           "load_target", "nmse", "plot_waveforms", "read_audio", "synth_bell", "synth_bowed", "synth_chord",
-           "synth_flute", "synth_pluck", "synthesise", "write_default_targets"]
+__all__ = ["DEFAULT_TARGETS", "LENGTH", "SAMPLE_RATE", "SYNTH_PREFIX", "TUNING_TARGETS", "AudioGeneration",
+           "cut_and_scale", "load_target", "nmse", "plot_waveforms", "read_audio", "synth_bell", "synth_bowed",
+           "synth_chord", "synth_flute", "synth_marimba", "synth_pluck", "synth_reed", "synthesise",
+           "write_default_targets"]

@@ -3,7 +3,8 @@
 Targets (the task's ``target`` parameter):
 - ``"synth:<name>"``: one of ``DEFAULT_TARGETS``, five instrument-like notes the project
   synthesises itself with numpy from fixed seeds, offline and deterministically,
-  stored as 16-bit PCM exactly as ``write_default_targets`` writes them to WAV.
+  stored as 16-bit PCM exactly as ``write_default_targets`` writes them to WAV; or one of
+  ``TUNING_TARGETS``, two more notes that only the `tuned` protocol's search trains on.
 - any other string is a path to an audio file libsndfile reads (WAV, FLAC, OGG, ...),
   any sample rate (resampled with scipy.signal.resample_poly), any channel count
   (mixed to mono by averaging), integer or float samples.
@@ -134,6 +135,32 @@ def synth_flute(sample_rate: int, rng: np.random.Generator) -> np.ndarray:
     return (tone + 0.15 * breath / np.abs(breath).max()) * _attack(t, 0.05)
 
 
+# Tuning targets: two more notes, never on a leaderboard, on which the `tuned` protocol
+# searches its training settings (a run is never tuned on the data it is tested on).
+
+
+def synth_reed(sample_rate: int, rng: np.random.Generator) -> np.ndarray:
+    """Reed (clarinet-like) D3 (146.83 Hz): odd harmonics only, falling as 1/k, with a slight
+    tremolo (4 Hz) and a soft 20 ms attack."""
+    t = _time(sample_rate)
+    f0 = 146.83
+    y = np.zeros_like(t)
+    for k in range(1, int(0.45 * sample_rate / f0) + 1, 2):
+        y += np.sin(2 * np.pi * k * f0 * t + rng.uniform(0, 2 * np.pi)) / k
+    return y * (1.0 + 0.05 * np.sin(2 * np.pi * 4.0 * t)) * _attack(t, 0.02)
+
+
+def synth_marimba(sample_rate: int, rng: np.random.Generator) -> np.ndarray:
+    """Marimba-like struck bar on A4 (440 Hz): the bar's partials at 1, 3.93 and 9.2 times the
+    fundamental, the higher ones dying faster, and a 1 ms mallet click."""
+    t = _time(sample_rate)
+    y = np.zeros_like(t)
+    for ratio, amplitude, decay_s in ((1.0, 1.0, 0.4), (3.93, 0.6, 0.15), (9.2, 0.3, 0.08)):
+        y += amplitude * np.exp(-t / decay_s) * np.sin(2 * np.pi * 440.0 * ratio * t + rng.uniform(0, 2 * np.pi))
+    click = rng.standard_normal(len(t)) * np.exp(-t / 0.001)
+    return y * _attack(t, 0.0005) + 0.2 * click
+
+
 @dataclass(frozen=True)
 class SynthTarget:
     make: Callable[[int, np.random.Generator], np.ndarray]
@@ -148,6 +175,11 @@ DEFAULT_TARGETS: dict[str, SynthTarget] = {
     f"{SYNTH_PREFIX}{make.__name__.removeprefix('synth_')}": SynthTarget(make, SYNTH_SEED + i)
     for i, make in enumerate((synth_pluck, synth_bowed, synth_chord, synth_bell, synth_flute))
 }
+TUNING_TARGETS: dict[str, SynthTarget] = {
+    f"{SYNTH_PREFIX}{make.__name__.removeprefix('synth_')}": SynthTarget(make, SYNTH_SEED + len(DEFAULT_TARGETS) + i)
+    for i, make in enumerate((synth_reed, synth_marimba))
+}
+BUILT_IN_TARGETS = {**DEFAULT_TARGETS, **TUNING_TARGETS}
 
 
 def synthesise(name: str, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
@@ -156,12 +188,12 @@ def synthesise(name: str, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     Normalised to a 0.9 peak before quantising; the int16 samples are what
     ``write_default_targets`` writes and what the task cuts its window from.
     """
-    if name not in DEFAULT_TARGETS:
+    if name not in BUILT_IN_TARGETS:
         raise UserInputError(
-            f"unknown built-in audio target {name!r}: use one of {', '.join(DEFAULT_TARGETS)} "
+            f"unknown built-in audio target {name!r}: use one of {', '.join(BUILT_IN_TARGETS)} "
             "or a path to a WAV/FLAC/OGG file"
         )
-    spec = DEFAULT_TARGETS[name]
+    spec = BUILT_IN_TARGETS[name]
     y = spec.make(sample_rate, np.random.default_rng(spec.seed))
     return np.round(0.9 * 32767 * y / np.abs(y).max()).astype(np.int16)
 
@@ -300,7 +332,7 @@ def load_target(target: str, offset: int, length: int = LENGTH, sample_rate: int
     """The scaled target window (float64, max |x| == 1) and its provenance dict."""
     if target.startswith(SYNTH_PREFIX):
         pcm = synthesise(target, sample_rate)
-        spec = DEFAULT_TARGETS[target]
+        spec = BUILT_IN_TARGETS[target]
         provenance = {
             "source": "synthesised",
             "generator": f"tasks.audio.{spec.make.__name__}",  # its public name: stable across moves

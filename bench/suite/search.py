@@ -1,0 +1,328 @@
+"""The `tuned` protocol's search: the same number of trials from one declared search space for
+every architecture (`cwbench tune TASK --profile tuned`), and each architecture's chosen
+training settings, which `cwbench run TASK --profile tuned` trains with new seeds.
+
+A profile's `search` section declares S studies of O trials each (the same for every
+architecture), a seeded Optuna sampler, the search space (one space per task: learning rate,
+clipping, initialisation scale, optimizer, the architecture's own initialisation family, a
+learnable initial state) and the tuning data (never the test data: `Task.for_tuning`; audio
+tunes on targets of its own). A trial is `seeds` ordinary runs per tuning setting, dispatched
+by the sweep's launchers and stored by its one writer in results/<task>/tuning.jsonl; its
+score is the mean final validation metric of its runs (a diverged run scores the trivial
+baseline).
+
+The tuning store is the source of truth: a study is rebuilt from it by replaying Optuna's
+ask/tell with the study's seed — the same asks give the same trials, whose runs are looked
+up by run id — so a search resumes like `cwbench run` (kill -9, a second machine on the same
+store) and the committed store *is* the study. Trials are asked `batch` at a time before any
+is told (random search needs no rounds: all are asked at once), fixed by the profile and not
+by the number of workers, so the trials do not depend on how the search was run.
+
+The chosen configuration of an architecture follows the median-of-studies rule (AlgoPerf):
+each study's best trial, and of those the median study's (for an even number of studies
+the worse of the middle two: a lucky study does not decide). No pruning: every trial trains
+for the profile's full budget (the copy LSTM sits at chance for thousands of steps before
+it learns, longer than any grace period a pruner would be given).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.store.records import RunConfig
+from bench.suite.suites import Profile, TrainConfig, resolve
+from models.errors import UserInputError
+
+SAMPLERS = {"random": "optuna.samplers:RandomSampler", "tpe": "optuna.samplers:TPESampler"}
+KINDS = ("log_uniform", "uniform", "choice", "family")  # how a dimension of the space is written
+FAMILIES = {"init": "inits"}  # family dimensions: the setting, and the Architecture field listing its values
+SEED_STRIDE = 100  # study s trains its runs with seeds seed_offset + s * SEED_STRIDE + j
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """A profile's `search` section (bench/suites/<task>.yaml)."""
+
+    studies: int = 2  # S: independent studies per architecture
+    trials: int = 16  # O: trials per study
+    sampler: str = "random"  # one of SAMPLERS, seeded with seed + study
+    seed: int = 0
+    batch: int = 0  # trials asked before any is told; 0: all of a study's at once (for "random")
+    seeds: int = 1  # runs per trial and tuning setting
+    seed_offset: int = 1000  # tuning runs' seeds start here, apart from every final run's (0, 1, ...)
+    budget: int = 0  # 0: the profile's largest budget
+    steps: int = 0  # 0: the profile's steps
+    task_params: dict = field(default_factory=dict)  # the tuning data, over the profile's task params
+    space: dict = field(default_factory=dict)  # setting -> {kind: values}, kind one of KINDS
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One trial of one study: its settings, its runs, and its score once all are stored."""
+
+    arch: str
+    study: int
+    number: int
+    settings: dict
+    runs: list  # (RunConfig, task) pairs
+    score: float | None = None  # mean validation metric; None while runs are missing
+    diverged: int = 0
+
+
+def read_search(raw: dict, where: str) -> SearchConfig:
+    names = {f.name for f in dataclasses.fields(SearchConfig)}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        raise UserInputError(f"unknown setting(s) {', '.join(unknown)} in {where}: known are {', '.join(names)}")
+    search = SearchConfig(**raw)
+    for name in ("studies", "trials", "seeds"):
+        value = getattr(search, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise UserInputError(f"bad {where}.{name} {value!r}: it must be a positive integer")
+    if search.sampler not in SAMPLERS:
+        raise UserInputError(f"unknown sampler {search.sampler!r} in {where}: choose one of {', '.join(SAMPLERS)}")
+    train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    if not search.space:
+        raise UserInputError(f"{where} has no space: declare at least one setting to search, e.g. lr")
+    for setting, spec in search.space.items():
+        if setting not in train_fields:
+            raise UserInputError(f"{where}.space.{setting} is not a training setting: search one of "
+                                 f"{', '.join(sorted(train_fields))}")
+        if not isinstance(spec, dict) or len(spec) != 1 or next(iter(spec)) not in KINDS:
+            raise UserInputError(f"bad {where}.space.{setting} {spec!r}: write it as one of "
+                                 "{log_uniform: [LOW, HIGH]}, {uniform: [LOW, HIGH]}, {choice: [A, B, ...]}, "
+                                 "{family: true}")
+        kind, values = next(iter(spec.items()))
+        if kind in ("log_uniform", "uniform"):
+            ok = (isinstance(values, list) and len(values) == 2
+                  and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+                  and values[0] < values[1] and (kind == "uniform" or values[0] > 0))
+            if not ok:
+                raise UserInputError(f"bad {where}.space.{setting} {spec!r}: give [LOW, HIGH] with LOW < HIGH"
+                                     + (" and LOW > 0" if kind == "log_uniform" else ""))
+        elif kind == "choice" and not (isinstance(values, list) and values):
+            raise UserInputError(f"bad {where}.space.{setting} {spec!r}: give a non-empty list of values")
+        elif kind == "family" and setting not in FAMILIES:
+            raise UserInputError(f"{where}.space.{setting}: only {', '.join(FAMILIES)} is searched over an "
+                                 "architecture's own family")
+    return search
+
+
+def family(arch: str, setting: str) -> tuple:
+    """The values an architecture takes for a family dimension (its own initialisations)."""
+    from models.architectures import ARCHITECTURES
+
+    return tuple(getattr(ARCHITECTURES[arch], FAMILIES[setting], ("default",)))
+
+
+def distributions(search: SearchConfig, arch: str) -> dict:
+    """The search space as Optuna distributions for one architecture (the family dimension's
+    choices are its own; every other dimension is the same for every architecture)."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+    space = {}
+    for setting, spec in search.space.items():
+        kind, values = next(iter(spec.items()))
+        if kind in ("log_uniform", "uniform"):
+            space[setting] = FloatDistribution(float(values[0]), float(values[1]), log=kind == "log_uniform")
+        elif kind == "choice":
+            space[setting] = CategoricalDistribution(values)
+        else:
+            space[setting] = CategoricalDistribution(family(arch, setting))
+    return space
+
+
+def tuning_profile(profile: Profile) -> tuple[Profile, SearchConfig]:
+    search = profile.search
+    base = dataclasses.replace(
+        profile, budgets=[search.budget or max(profile.budgets)], seeds=search.seeds,
+        task_params={**profile.task_params, **search.task_params}, arch_train={}, search=None)
+    if search.steps:
+        base = dataclasses.replace(base, train=dataclasses.replace(profile.train, steps=search.steps))
+    return base, search
+
+
+def trial_runs(task_name: str, profile_name: str, profile: Profile, arch: str, study: int, number: int,
+               settings: dict) -> list[tuple[RunConfig, object]]:
+    """The runs of one trial: the architecture at the tuning budget, on the tuning data, with
+    the trial's settings, `seeds` seeds of its study's own range."""
+    base, search = tuning_profile(profile)
+    train = dataclasses.replace(base.train, **settings)
+    runs = []
+    for config, task in resolve(task_name, profile_name, dataclasses.replace(base, archs=[arch], train=train)):
+        tuning_task = task.for_tuning()
+        seed = search.seed_offset + study * SEED_STRIDE + config.seed
+        runs.append((dataclasses.replace(config, task_params=tuning_task.params(), tuning=True, seed=seed,
+                                         trial={"study": study, "number": number}), tuning_task))
+    return runs
+
+
+def _score(record: dict) -> float:
+    if record["status"] == "ok":
+        return record["metrics"][record["primary_metric"]]
+    return record["baselines"].get(record["primary_metric"], math.nan)  # diverged: the trivial baseline
+
+
+def _sampler(search: SearchConfig, study: int):
+    from models.architectures import load
+
+    return load(SAMPLERS[search.sampler])(seed=search.seed + study)
+
+
+def replay(task_name: str, profile_name: str, profile: Profile, records: list[dict],
+           rounds: int | None = None) -> list[Trial]:
+    """Every trial of the search, rebuilt from the stored records: the trials asked so far (all
+    of them where every earlier round is stored; `rounds` caps the replay), with a score where
+    all of a trial's runs are stored ok or diverged. Every architecture's study s uses the
+    same sampler seed, so random search gives every architecture the same draws."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    _, search = tuning_profile(profile)
+    by_id = {r["run_id"]: r for r in records if r.get("status") in ("ok", "diverged")}
+    trials: list[Trial] = []
+    batch = search.batch or search.trials
+    for arch in profile.archs:
+        space = distributions(search, _arch_name(arch))
+        for study in range(search.studies):
+            direction = 1
+            study_trials = []
+            opt = None
+            done_rounds = 0
+            number = 0
+            while number < search.trials and (rounds is None or done_rounds < rounds):
+                if opt is None:
+                    opt = optuna.create_study(sampler=_sampler(search, study), direction="minimize")
+                asked = [opt.ask(space) for _ in range(min(batch, search.trials - number))]
+                complete = True
+                for trial in asked:
+                    settings = dict(trial.params)
+                    runs = trial_runs(task_name, profile_name, profile, arch, study, trial.number, settings)
+                    stored = [by_id.get(config.run_id) for config, _ in runs]
+                    score, diverged = None, 0
+                    if all(stored):
+                        direction = -1 if stored[0]["higher_is_better"] else 1
+                        score = sum(_score(r) for r in stored) / len(stored)
+                        diverged = sum(r["status"] == "diverged" for r in stored)
+                    else:
+                        complete = False
+                    study_trials.append(Trial(arch, study, trial.number, settings, runs, score, diverged))
+                number += len(asked)
+                done_rounds += 1
+                if not complete:
+                    break  # a later round's trials depend on this round's scores (TPE)
+                for trial, done in zip(asked, study_trials[-len(asked):]):
+                    # Optuna minimises; a score that is higher-better is told negated
+                    opt.tell(trial, direction * done.score if math.isfinite(done.score) else math.inf)
+            trials.extend(study_trials)
+    return trials
+
+
+def _arch_name(label: str) -> str:
+    from models.names import parse_arch
+
+    return parse_arch(label)[0]
+
+
+def pending_runs(trials: list[Trial], records: list[dict]) -> list[tuple[RunConfig, object]]:
+    """The runs of the trials asked so far that the store does not hold ok or diverged."""
+    stored = {r["run_id"] for r in records if r.get("status") in ("ok", "diverged")}
+    return [(config, task) for t in trials for config, task in t.runs if config.run_id not in stored]
+
+
+def chosen_trials(trials: list[Trial], profile: Profile, higher_is_better: bool) -> dict[str, Trial]:
+    """The trial whose settings each architecture trains with, by the median-of-studies rule
+    (module docstring); raises, naming the command, while any trial has no score."""
+    search = profile.search
+    missing: dict[str, int] = {}
+    for arch in profile.archs:
+        done = sum(1 for t in trials if t.arch == arch and t.score is not None)
+        if done < search.studies * search.trials:
+            missing[arch] = search.studies * search.trials - done
+    if missing:
+        raise UserInputError(
+            "the search is not complete (" + ", ".join(f"{a}: {n} trials to go" for a, n in missing.items())
+            + "): run `cwbench tune TASK --profile PROFILE` first, with the same --archs and --results")
+    sign = -1 if higher_is_better else 1
+    choice = {}
+    for arch in profile.archs:
+        bests = []
+        for study in range(search.studies):
+            scored = [t for t in trials if t.arch == arch and t.study == study]
+            bests.append(min(scored, key=lambda t: (_key(sign * t.score), t.number)))
+        bests.sort(key=lambda t: (_key(sign * t.score), t.study))
+        choice[arch] = bests[len(bests) // 2]
+    return choice
+
+
+def _key(value: float) -> float:
+    return value if math.isfinite(value) else math.inf
+
+
+def searched_settings(task_name: str, profile_name: str, profile: Profile, results_dir: Path) -> dict[str, dict]:
+    """Each architecture's chosen settings from the stored search (what `run --profile tuned` trains)."""
+    from bench.store.results import ResultsStore
+    from bench.suite.tuning import TUNING_STORE
+
+    records = ResultsStore(Path(results_dir) / task_name / TUNING_STORE).load()
+    trials = replay(task_name, profile_name, profile, records)
+    higher = next((r["higher_is_better"] for r in records), False)
+    try:
+        return {arch: dict(t.settings) for arch, t in chosen_trials(trials, profile, higher).items()}
+    except UserInputError as err:
+        raise UserInputError(str(err).replace("TASK", task_name).replace("PROFILE", profile_name)) from None
+
+
+def tuned_settings(task_name: str, profile_name: str, profile: Profile, results_dir: Path) -> dict | None:
+    """What `resolve` needs from tuning for this profile: each architecture's searched settings
+    (a profile with a `search`), its learning rate from the grid (train.lr "tuned"), or None."""
+    from bench.suite.tuning import needs_tuning, tuned_rates
+
+    if profile.search is not None:
+        return searched_settings(task_name, profile_name, profile, results_dir)
+    return tuned_rates(task_name, profile_name, profile, results_dir) if needs_tuning(profile) else None
+
+
+def run_search(task_name: str, profile_name: str, profile: Profile, results_dir: Path, options_for,
+               log=print) -> int:
+    """`cwbench tune TASK --profile P` for a profile with a search: train the trials' runs round by
+    round (one round for random search) through the sweep (`options_for(runs)` gives its
+    SweepOptions), until every trial is scored; then say each architecture's choice. Returns the
+    exit status: 1 where runs failed or another sweep still trains some."""
+    from bench.store.results import ResultsStore
+    from bench.suite.tuning import TUNING_STORE
+    from bench.sweep.runner import run_suite
+
+    store = ResultsStore(Path(results_dir) / task_name / TUNING_STORE)
+    search = profile.search
+    log(f"search: {len(profile.archs)} architectures x {search.studies} studies x {search.trials} trials "
+        f"({search.sampler} sampler), each trial {search.seeds} seed(s) per tuning setting at budget "
+        f"{search.budget or max(profile.budgets)}")
+    while True:
+        records = store.load() if store.path.exists() else []
+        trials = replay(task_name, profile_name, profile, records)
+        pending = pending_runs(trials, records)
+        if not pending:
+            break
+        counts = run_suite(pending, results_dir, options_for(pending), log=log)
+        if counts.get("failed") or counts.get("not stored"):
+            log(f"error: {counts.get('failed', 0) + counts.get('not stored', 0)} tuning runs failed or were not "
+                "stored (their reasons are above): fix the cause, then rerun the same command")
+            return 1
+        if not any(counts.get(status) for status in ("ok", "diverged")):
+            log(f"error: {len(pending)} runs of this round are being trained by another sweep on the same store: "
+                "rerun this command when it has finished, and the search goes on from there")
+            return 1
+    higher = next((r["higher_is_better"] for r in records), False)
+    for arch, trial in chosen_trials(trials, profile, higher).items():
+        shown = ", ".join(f"{k}={_shown(v)}" for k, v in trial.settings.items())
+        log(f"chosen: {arch} {shown} (study {trial.study}, trial {trial.number}: validation score "
+            f"{trial.score:.4g})")
+    return 0
+
+
+def _shown(value) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
