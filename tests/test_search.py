@@ -30,10 +30,17 @@ def fake_records(trials, score_of) -> list[dict]:
         for config, task in trial.runs:
             value = score_of(trial)
             ok = not isinstance(value, str)
-            records.append({**config.to_dict(), "run_id": config.run_id, "status": "ok" if ok else "diverged",
-                            "primary_metric": task.primary_metric, "higher_is_better": task.higher_is_better,
-                            "metrics": {task.primary_metric: value} if ok else {},
-                            "baselines": task.baselines()})
+            records.append(
+                {
+                    **config.to_dict(),
+                    "run_id": config.run_id,
+                    "status": "ok" if ok else "diverged",
+                    "primary_metric": task.primary_metric,
+                    "higher_is_better": task.higher_is_better,
+                    "metrics": {task.primary_metric: value} if ok else {},
+                    "baselines": task.baselines(),
+                }
+            )
     return records
 
 
@@ -41,8 +48,9 @@ def test_every_architecture_gets_the_same_trials_and_the_same_draws():
     profile = tuned("copy", ["lstm", "rnn", "cwrnn/exponential"], trials=5, studies=2)
     trials = search.replay("copy", "tuned", profile, [])
     for arch in profile.archs:
-        assert sorted((t.study, t.number) for t in trials if t.arch == arch) == [(s, k) for s in range(2)
-                                                                                for k in range(5)]
+        assert sorted((t.study, t.number) for t in trials if t.arch == arch) == [
+            (s, k) for s in range(2) for k in range(5)
+        ]
     # the same sampler seed per study: every architecture's study draws the same learning rates
     lrs = {arch: [t.settings["lr"] for t in trials if t.arch == arch] for arch in profile.archs}
     assert lrs["lstm"] == lrs["rnn"] == lrs["cwrnn/exponential"]
@@ -67,7 +75,7 @@ def test_tuning_runs_never_see_test_data_or_final_seeds():
     assert {c.budget for t in trials for c, _ in t.runs} == {max(profile.budgets)}
     # copy: its validation stream, never the test sequences
     copy_trials = search.replay("copy", "tuned", tuned("copy", ["lstm"], trials=1, studies=1), [])
-    (config, task), = copy_trials[0].runs
+    ((config, task),) = copy_trials[0].runs
     assert task.for_tuning() is task or task.for_tuning().params() == config.task_params
 
 
@@ -81,8 +89,12 @@ def test_scores_and_the_median_of_studies_choice():
     choice = search.chosen_trials(scored, profile, higher_is_better=True)["lstm"]
     assert (choice.study, choice.number) == (1, 2)  # each study's best is trial 2; the middle study is 1
     two = tuned("copy", ["lstm"], trials=3, studies=2)
-    scored_two = search.replay("copy", "tuned", two, fake_records(search.replay("copy", "tuned", two, []),
-                                                                    lambda t: 0.1 * (t.study + 1) + 0.01 * t.number))
+    scored_two = search.replay(
+        "copy",
+        "tuned",
+        two,
+        fake_records(search.replay("copy", "tuned", two, []), lambda t: 0.1 * (t.study + 1) + 0.01 * t.number),
+    )
     # an even number of studies: the worse of the middle two, so a lucky study does not decide
     assert search.chosen_trials(scored_two, two, higher_is_better=True)["lstm"].study == 0
 
@@ -116,13 +128,16 @@ def test_tpe_asks_the_next_round_only_once_the_last_is_told():
     assert [t.settings for t in second[:2]] == [t.settings for t in first]
 
 
-@pytest.mark.parametrize("space, message", [
-    ({"lr": {"log_uniform": [0, 1]}}, "LOW > 0"),
-    ({"lr": {"uniform": [1, 0]}}, "LOW < HIGH"),
-    ({"nonsense": {"choice": [1]}}, "not a training setting"),
-    ({"lr": [1, 2]}, "write it as one of"),
-    ({"clip": {"family": True}}, "only init"),
-])
+@pytest.mark.parametrize(
+    "space, message",
+    [
+        ({"lr": {"log_uniform": [0, 1]}}, "LOW > 0"),
+        ({"lr": {"uniform": [1, 0]}}, "LOW < HIGH"),
+        ({"nonsense": {"choice": [1]}}, "not a training setting"),
+        ({"lr": [1, 2]}, "write it as one of"),
+        ({"clip": {"family": True}}, "only init"),
+    ],
+)
 def test_a_bad_search_space_is_refused_in_one_line(space, message):
     with pytest.raises(UserInputError, match=message):
         search.read_search({"space": space}, "profile tuned search")
@@ -130,8 +145,24 @@ def test_a_bad_search_space_is_refused_in_one_line(space, message):
 
 def test_tune_then_run_through_the_command_line(tmp_path, capsys):
     results = tmp_path / "results"
-    common = ["copy", "--profile", "tuned", "--archs", "lstm", "rnn", "--steps", "4", "--trials", "2",
-              "--studies", "1", "--results", str(results), "--workers", "1"]
+    common = [
+        "copy",
+        "--profile",
+        "tuned",
+        "--archs",
+        "lstm",
+        "rnn",
+        "--steps",
+        "4",
+        "--trials",
+        "2",
+        "--studies",
+        "1",
+        "--results",
+        str(results),
+        "--workers",
+        "1",
+    ]
     assert main(["run", *common, "--seeds", "1"]) == 2  # refused while there is no search to read
     assert "run `cwbench tune copy --profile tuned` first" in capsys.readouterr().err
     assert main(["tune", *common]) == 0
@@ -146,3 +177,34 @@ def test_tune_then_run_through_the_command_line(tmp_path, capsys):
     for run in runs:
         assert f"lr={run['train']['lr']:.3g}" in chosen[run["arch"]]
         assert math.isfinite(run["metrics"]["recall_accuracy"]) and "selected_step" in run
+
+
+def test_a_recipe_profile_trains_every_variant_with_what_the_search_chose_for_one(tmp_path):
+    from bench.suite.suites import Profile
+
+    profile = tuned("copy", ["lstm"])  # the committed search: the recipe reads the suite file's profile
+    trials = search.replay("copy", "tuned", profile, [])
+    store = tmp_path / "copy" / "tuning.jsonl"
+    store.parent.mkdir()
+    store.write_text("".join(json.dumps(r) + "\n" for r in fake_records(trials, lambda t: 0.2 + 0.01 * t.number)))
+    best = search.chosen_trials(
+        search.replay("copy", "tuned", profile, fake_records(trials, lambda t: 0.2 + 0.01 * t.number)),
+        profile,
+        higher_is_better=True,
+    )["lstm"]
+    family = Profile(
+        archs=["cwrnn/exponential", "cwrnn/dense"],
+        budgets=[10000],
+        seeds=1,
+        task_params={"delay": 100},
+        match=profile.match,
+        train=profile.train,
+        recipe={"profile": "tuned", "arch": "lstm"},
+    )
+    settings = search.tuned_settings("copy", "schedules", family, tmp_path)
+    assert best.number == profile.search.trials - 1
+    assert settings == {"cwrnn/exponential": best.settings, "cwrnn/dense": best.settings}
+    runs = resolve("copy", "schedules", family, settings)
+    assert all(c.train["lr"] == best.settings["lr"] for c, _ in runs)
+    with pytest.raises(UserInputError, match="recipe the search of profile tuned chose for lstm"):
+        search.tuned_settings("copy", "schedules", family, tmp_path / "empty")

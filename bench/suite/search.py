@@ -276,6 +276,27 @@ def searched_settings(task_name: str, profile_name: str, profile: Profile, resul
         raise UserInputError(str(err).replace("TASK", task_name).replace("PROFILE", profile_name)) from None
 
 
+def recipe_settings(task_name: str, profile_name: str, profile: Profile, results_dir: Path) -> dict:
+    """The settings a profile's `recipe` names: what another profile's search chose for one
+    architecture, which every architecture of this profile then trains with."""
+    from bench.suite.suites import load_profile, load_suite
+
+    recipe = profile.recipe
+    where = f"bench/suites/{task_name}.yaml profile {profile_name} recipe"
+    if set(recipe) != {"profile", "arch"}:
+        raise UserInputError(f"bad {where} {recipe!r}: write {{profile: PROFILE, arch: ARCH}}, e.g. "
+                             "{profile: tuned, arch: cwrnn/exponential}")
+    source = load_profile(load_suite(task_name), recipe["profile"])
+    if source.search is None:
+        raise UserInputError(f"{where}: profile {recipe['profile']} has no search to take a recipe from")
+    source.archs = [recipe["arch"]]
+    try:
+        return searched_settings(task_name, recipe["profile"], source, results_dir)[recipe["arch"]]
+    except UserInputError as err:
+        raise UserInputError(f"profile {profile_name} trains with the recipe the search of profile "
+                             f"{recipe['profile']} chose for {recipe['arch']}: {err}") from None
+
+
 def tuned_settings(task_name: str, profile_name: str, profile: Profile, results_dir: Path) -> dict | None:
     """What `resolve` needs from tuning for this profile: each architecture's searched settings
     (a profile with a `search`), its learning rate from the grid (train.lr "tuned"), or None."""
@@ -283,6 +304,8 @@ def tuned_settings(task_name: str, profile_name: str, profile: Profile, results_
 
     if profile.search is not None:
         return searched_settings(task_name, profile_name, profile, results_dir)
+    if profile.recipe:
+        return {label: recipe_settings(task_name, profile_name, profile, results_dir) for label in profile.archs}
     return tuned_rates(task_name, profile_name, profile, results_dir) if needs_tuning(profile) else None
 
 

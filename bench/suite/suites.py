@@ -93,6 +93,9 @@ class Profile:
     arch_train: dict = field(default_factory=dict)  # per-architecture overrides of train, e.g. lstm: {lr: 3e-5}
     tune: TuneConfig | None = None
     search: object = None  # bench.suite.search.SearchConfig: the `tuned` protocol's search, or None
+    # every architecture trains with the settings another profile's search chose for one architecture:
+    # {profile: tuned, arch: cwrnn/exponential} (a family of variants under one recipe)
+    recipe: dict = field(default_factory=dict)
 
 
 def _dataclass_from(cls, values: dict | None, where: str):
@@ -304,7 +307,7 @@ def resolve(task_name: str, profile_name: str, profile: Profile, tuned: dict | N
 def _tuned_train(task_name: str, profile_name: str, profile: Profile, spec, tuned: dict | None) -> TrainConfig:
     """An architecture's training settings: the profile's, with what tuning chose for it."""
     train = train_for(profile, spec.arch)
-    if profile.search is None and train.lr != TUNED:
+    if profile.search is None and not profile.recipe and train.lr != TUNED:
         return train
     if spec.label not in (tuned or {}):
         raise UserInputError(
