@@ -185,6 +185,11 @@ def _grid(task_params: dict) -> list[dict]:
     return [dict(zip(keys, combo)) for combo in itertools.product(*axes)]
 
 
+def grid_size(task_params: dict) -> int:
+    """How many task settings a task_params grid gives (lists are axes)."""
+    return math.prod(len(v) if isinstance(v, list) else 1 for v in task_params.values())
+
+
 def task_parameters(task_name: str) -> list[str]:
     """The parameters a task takes (its constructor's keyword arguments)."""
     signature = inspect.signature(task_class(task_name).__init__)
