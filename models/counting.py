@@ -85,6 +85,14 @@ def clockwork_spec_count(spec: ModelSpec, input_size: int) -> int:
     return clockwork_count(input_size, spec.module_sizes, spec.connection_order)
 
 
+def initial_state_count(spec: ModelSpec) -> int:
+    """A learnable initial state (`--train learn_h0=true`): n per part of the state its
+    architecture's forward reads (models/architectures.py, `state`)."""
+    from models.architectures import IGNORED
+
+    return spec.hidden_size * sum(part != IGNORED for part in ARCHITECTURES[spec.arch].state)
+
+
 def readout_count(hidden_size: int, output_size: int) -> int:
     return hidden_size * output_size + output_size
 

@@ -24,7 +24,7 @@ import yaml
 from bench.store.records import RunConfig
 from models import plugins
 from models.errors import UserInputError
-from models.names import OPTIMIZERS
+from models.names import OPTIMIZERS, parse_arch
 from tasks import task_class
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"  # bench/suites/
@@ -262,7 +262,18 @@ def train_for(profile: Profile, arch: str) -> TrainConfig:
     train = _dataclass_from(TrainConfig, {**dataclasses.asdict(profile.train), **overrides},
                             f"arch_train.{arch}")
     validate_train(train)
+    check_init(train.init, arch)
     return train
+
+
+def check_init(init: str, arch: str) -> None:
+    """An initialisation the architecture's entry (models/architectures.py) says it takes."""
+    from models.architectures import ARCHITECTURES
+
+    takes = ARCHITECTURES[arch].inits
+    if init not in takes:
+        raise UserInputError(f"init {init} does not apply to {arch}: its initialisations are {', '.join(takes)} "
+                             "(--train init=NAME)")
 
 
 def resolve(task_name: str, profile_name: str, profile: Profile, tuned: dict | None = None) -> list[tuple]:
@@ -282,10 +293,11 @@ def resolve(task_name: str, profile_name: str, profile: Profile, tuned: dict | N
         for budget in profile.budgets:
             for label in profile.archs:
                 m = profile.match
+                settings = train_for(profile, parse_arch(label)[0])
                 match = match_budget(label, budget, counted_inputs(task), task.output_size, tolerance=m.tolerance,
                                      cw_match=m.cw_match, cw_modules=m.cw_modules,
-                                     cw_module_size=m.cw_module_size, offset=m.offset)
-                train = train_dict(train_for(profile, match.spec.arch))
+                                     cw_module_size=m.cw_module_size, offset=m.offset, learn_h0=settings.learn_h0)
+                train = train_dict(settings)
                 if train["lr"] == TUNED:
                     if match.spec.label not in (tuned or {}):
                         raise UserInputError(
