@@ -182,8 +182,9 @@ class InitialState(nn.Module):
     def forward(self, batch: int):
         """h0 (1, batch, n), or a tuple of them (one per part), as the layer's forward takes it."""
         learned = next(self.parameters())
+        # contiguous: cuDNN refuses an expanded hx
         parts = tuple((getattr(self, f"{part}0") if part != IGNORED else learned.new_zeros(self.hidden_size))
-                      .expand(1, batch, self.hidden_size) for part in self.state)
+                      .expand(1, batch, self.hidden_size).contiguous() for part in self.state)
         return parts[0] if len(parts) == 1 else parts
 
     def extra_repr(self) -> str:

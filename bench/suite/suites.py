@@ -23,6 +23,7 @@ import yaml
 
 from bench.store.records import RunConfig
 from models import plugins
+from models.architectures import ARCHITECTURES
 from models.errors import UserInputError
 from models.names import OPTIMIZERS, parse_arch
 from tasks import task_class
@@ -268,8 +269,6 @@ def train_for(profile: Profile, arch: str) -> TrainConfig:
 
 def check_init(init: str, arch: str) -> None:
     """An initialisation the architecture's entry (models/architectures.py) says it takes."""
-    from models.architectures import ARCHITECTURES
-
     takes = ARCHITECTURES[arch].inits
     if init not in takes:
         raise UserInputError(f"init {init} does not apply to {arch}: its initialisations are {', '.join(takes)} "
