@@ -167,6 +167,13 @@ class TimitWords(Task):
         p = self.prepare()
         return WordsData(p.train, p.val, p.test, batch_size, seed, train_steps, self.train_noise_std, by_epoch)
 
+    def horizon(self) -> int:
+        """The frames of the longest word of the training split (the corpus's own, not of the
+        tuning variant's smaller one: a run and its tuning runs see the same T_max; never the
+        test words'). Reads the features training reads anyway."""
+        words = self.prepare().words
+        return max(len(f) for c, f in zip(words.choices, words.features, strict=True) if c.split == "train")
+
     def epoch_batches(self, batch_size: int) -> int:
         from tasks.timit.data import epoch_batches
 
