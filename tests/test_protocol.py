@@ -35,7 +35,8 @@ def first_step_gradient(task_name, profile_name, arch, **train_overrides):
                                   task_params={k: v[0] if isinstance(v, list) else v
                                                for k, v in profile.task_params.items()},
                                   train=dataclasses.replace(profile.train, **{"lr": 0.01, **train_overrides}))
-    (config, task), = resolve(task_name, profile_name, profile)
+    # a tuned profile's searched settings stand in as the profile's own (its search is not run here)
+    (config, task), = resolve(task_name, profile_name, profile, {arch: {}})
     pl.seed_everything(0, verbose=False)
     model = training.build_model(config, task)
     batch = next(iter(task.datamodule(1, 0, 1).train_dataloader()))
