@@ -268,6 +268,8 @@ def reports_for(task: str, suite: dict, tuning: list[dict], runs: list[dict]) ->
 
 
 def _profile(suite: dict, name: str) -> Profile | None:
+    if name not in suite.get("profiles", {}):
+        return None
     try:
         return load_profile(suite, name)
     except UserInputError:
@@ -278,7 +280,7 @@ def profile_order(profiles, suite: dict) -> list[str]:
     """The order of a leaderboard's profile sections: the searched (headline) profiles first,
     then `paper`, then the others in the suite file's order, then any the file no longer has."""
     listed = list(suite.get("profiles", {}))
-    searched = {p for p in listed if (suite["profiles"][p] or {}).get("search")}
+    searched = {p for p in listed if (suite["profiles"][p] or {}).get("search")}  # yaml `tuned:` with no body: None
 
     def key(name):
         if name in searched:
