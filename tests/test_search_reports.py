@@ -134,6 +134,21 @@ def test_runs_that_did_not_train_the_choice_are_named(tmp_path):
     assert "lstm: the profile's runs trained lr=0.1" in (results / "copy" / "leaderboard.md").read_text()
 
 
+def test_an_unfinished_search_says_so_and_chooses_nothing_for_the_unfinished_architecture(tmp_path):
+    results = tmp_path / "results"
+    (results / "copy").mkdir(parents=True)
+    runs, tuning = store_records()
+    tuning = [r for r in tuning if not (r["arch"] == "rnn" and r["trial"] == {"study": 1, "number": 2})]
+    (results / "copy" / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in runs))
+    (results / "copy" / "tuning.jsonl").write_text("".join(json.dumps(r) + "\n" for r in tuning))
+    build_leaderboard("copy", results, log=lambda *a: None)
+    md = (results / "copy" / "leaderboard.md").read_text()
+    assert "rnn: no trial chosen: 5 of 2 x 3 trials complete." in md
+    assert "have not completed the same number of trials (rnn 5, lstm 6)" in md
+    search = json.loads((results / "copy" / "search_tuned.json").read_text())
+    assert search["architectures"]["rnn"]["chosen"] is None and search["architectures"]["lstm"]["chosen"]
+
+
 def test_protocol_table_pairs_same_settings_and_gives_the_ratio(built):
     _, folder = built
     protocol = pd.read_csv(folder / "protocol.csv")
@@ -195,6 +210,7 @@ def test_the_site_shows_the_tuned_profile_first_with_its_search(built, tmp_path)
         < page.index("Profile <code>standard</code>")
     assert 'id="search-tuned"' in page and "none of its 6 trials learned" in page
     assert 'id="protocol"' in page and "Protocol — tuned: every architecture" in page
+    assert "baseline_ce_per_step_whole_sequence" in page
     rows = [p.read_text() for p in (out / "copy" / "rows").glob("tuned-lstm-*.html")]
     assert rows and "Searched by" in rows[0] and "study 1, trial 0" in rows[0]
 

@@ -34,6 +34,7 @@ from bench.report.leaderboard import (
     _varying,
     known,
     leaderboard_table,
+    reference_columns,
     reproduce_commands,
     results_only,
     runs_frame,
@@ -353,7 +354,7 @@ class TaskSite:
         settings = setting_columns(runs, self.aggregate_over)
         shown = ["arch", *_varying(part, ["offset"]), *_varying(part, settings), "budget", "params", "deviation",
                  "shape"]
-        extra = [c for c in ("baseline", "paper") if c in part]
+        extra = [*reference_columns(part), *(["paper"] if "paper" in part else [])]
         counts = ["n", *(["seeds"] if "seeds" in part else []), "not_learned", "diverged", "failed"]
         metrics = self.metrics()
         columns = [*shown, self.primary, "ci95", "interval", "p", *metrics[1:], *extra, *counts, "mean_wall_s"]

@@ -123,6 +123,11 @@ class SearchReport:
                              + ", ".join(f"{k}={_shown(v)}" for k, v in trained.items())
                              + ", not this search's choice: rerun `cwbench run "
                              f"{self.task} --profile {self.profile_name}` after the search.")
+        done = {a: sum(1 for t in self.arch_trials(a) if t.score is not None) for a in self.archs}
+        if len(set(done.values())) > 1:
+            lines.append("The architectures have not completed the same number of trials ("
+                         + ", ".join(f"{a} {n}" for a, n in done.items()) + "): the search is not finished, and "
+                         "its rows are not yet comparable.")
         declared = self.profile.search
         if (declared.studies, declared.trials) != (self.studies, self.trials):
             lines.append(f"This search ran {self.studies} x {self.trials} trials per architecture; the suite file "
