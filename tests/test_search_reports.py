@@ -241,3 +241,29 @@ def test_expected_best_starts_at_the_mean_and_runs_to_the_best():
     assert np.all(np.diff(means) <= 1e-12) and means[-1] == pytest.approx(0.1, abs=1e-6)
     with pytest.raises(ValueError):
         expected_best([float("nan")])
+
+
+def test_through_the_commands_the_report_agrees_with_the_search(tmp_path, capsys):
+    """`cwbench tune` then `cwbench run` on the copy task's tuned profile, a few steps: the
+    report's choice is the one the search printed and the runs trained."""
+    from bench.cli import main
+
+    args = ["copy", "--profile", "tuned", "--archs", "rnn", "lstm", "--results", str(tmp_path), "--steps", "2",
+            "--trials", "2", "--studies", "1", "--param", "delay=5", "--param", "min_delay=5", "--param",
+            "eval_batches=1", "--workers", "1", "--threads", "1", "--allow-dirty"]
+    assert main(["tune", *args]) == 0
+    printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("chosen: ")]
+    assert main(["run", *args, "--seeds", "1"]) == 0
+    folder = tmp_path / "copy"
+    search = json.loads((folder / "search_tuned.json").read_text())
+    for line in printed:  # "chosen: ARCH k=v, ... (study S, trial T: ...)"
+        arch = line.split()[1]
+        chosen = search["architectures"][arch]["chosen"]
+        assert f"(study {chosen['study']}, trial {chosen['trial']}:" in line
+        assert search["architectures"][arch]["trained_settings"] == chosen["settings"]
+    assert len(printed) == 2
+    trials = pd.read_csv(folder / "trials_tuned.csv")
+    assert len(trials) == 4 and trials["chosen"].sum() == 2
+    md = (folder / "leaderboard.md").read_text()
+    assert sections(md)[0] == "## Profile `tuned`" and "| rnn    | 2 of 1 x 2 " in md
+    assert "not this search's choice" not in md
