@@ -397,6 +397,7 @@ def expected_best_plot(frame: pd.DataFrame, report, suite: dict, out: Path) -> P
     scores = frame[["low", "high"]].to_numpy(dtype=float)
     if scores.min() > 0 and scores.max() / scores.min() > 100:
         ax.set_yscale("log")
+    _baseline(ax, report.baseline, named=True)  # a line that stays on it: that architecture never learned
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_xlabel("trials of the search (n)")
     best = "highest" if report.higher else "lowest"

@@ -69,6 +69,7 @@ class SearchReport:
     budget: int | None = None
     tuning_data: list = field(default_factory=list)  # the distinct task settings the trials ran on
     left_out: int = 0  # records of another search in the same store
+    baseline: float | None = None  # the task's trivial baseline of the primary metric on the tuning data
 
     def arch_trials(self, arch: str) -> list[Trial]:
         return [t for t in self.trials_list if t.arch == arch]
@@ -235,6 +236,9 @@ def search_report(task: str, profile_name: str, profile: Profile, tuning: list[d
     report = SearchReport(task, profile_name, profile, primary, higher, space, archs, studies, trials_per_study,
                           left_out=left_out, budget=mine[0]["budget"],
                           fixed={k: v for k, v in mine[0]["train"].items() if k not in space})
+    baselines = [r.get("baselines", {}).get(primary) for r in mine]
+    if baselines and all(isinstance(b, (int, float)) for b in baselines):
+        report.baseline = float(np.mean(baselines))
     report.tuning_data = sorted({json.dumps(r["task_params"], sort_keys=True) for r in mine})
     report.tuning_data = [json.loads(d) for d in report.tuning_data]
     for (arch, study, number), records in sorted(groups.items(), key=lambda kv: kv[0][1:]):
