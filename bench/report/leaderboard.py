@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.report.stats import bootstrap_ci, welch_p
+from bench.report.tuned import SearchReport, profile_order, protocol_line, protocol_table, reports_for
 from bench.store.files import atomic_write
 from bench.store.records import ABSENT, RunRecord
 from bench.store.results import ResultsStore
@@ -155,6 +156,7 @@ def leaderboard_table(df: pd.DataFrame, suite: dict, aggregate_over: list[str] |
     settings = setting_columns(df, aggregate_over)
     keys = ["profile", *settings, "arch", "offset", "periods", "budget"]
     metrics = sorted((c for c in df.columns if c.startswith("metric.")), key=lambda c: c != f"metric.{primary}")
+    references = sorted(c for c in df.columns if c.startswith("baseline.") and c != f"baseline.{primary}")
     rows = []
     for key, group in df.groupby(keys, dropna=False, sort=False):
         setting = dict(zip(keys, key))
@@ -184,6 +186,9 @@ def leaderboard_table(df: pd.DataFrame, suite: dict, aggregate_over: list[str] |
         row["failed"] = int((group["status"] == "failed").sum())
         if f"baseline.{primary}" in group:
             row["baseline"] = f"{group[f'baseline.{primary}'].mean():.4g}"
+        for column in references:  # the task's other references, where one value holds for the whole row
+            values = group[column].dropna().unique()
+            row[f"baseline_{column.removeprefix('baseline.')}"] = f"{values[0]:.4g}" if len(values) == 1 else None
         paper = paper_value(suite, setting["arch"], setting["budget"], setting)
         if paper or board.get("paper"):
             row["paper"] = paper
@@ -261,6 +266,11 @@ def _header(df: pd.DataFrame, suite: dict, task: str, source: str) -> list[str]:
     lines += [f"Reproducing a row: bit for bit only on the same CPU model, thread count and package versions "
               "(each record's `machine` and `versions`); anywhere else statistically, within the row's spread. "
               f"`cwbench verify {task}` re-runs each row and says which.", ""]
+    if any(c.startswith("baseline.") and c != f"baseline.{primary}" for c in df.columns):
+        lines += ["`baseline` = the task's trivial baseline of the primary metric; `baseline_<name>` = the task's "
+                  "other references for that row's setting, where a row has one value (the copy task: the "
+                  "cross-entropy of a memoryless guess per recalled symbol, ln 8, and per step of the whole "
+                  "sequence, 10 ln 8 / (D + 20)).", ""]
     lines += ["`not_learned` = finished runs whose primary metric did not beat the task's trivial baseline by "
               "its margin (— = not recorded by these runs); a row where no run learned has its metric marked "
               "`(not learned)`.", ""]
@@ -330,9 +340,17 @@ def _findings(part: pd.DataFrame, runs: pd.DataFrame, primary: str, higher: bool
     return ["### Findings", "", *[f"- {line}" for line in lines], ""] if lines else []
 
 
+def reference_columns(part: pd.DataFrame) -> list[str]:
+    """The trivial baseline and the task's other references (a copy row's memoryless recall
+    and cross-entropy per step, which depend on its delay), where each row has one value."""
+    others = [c for c in part.columns if c.startswith("baseline_") and part[c].notna().all()]
+    return [*(["baseline"] if "baseline" in part else []), *others]
+
+
 def _tuning_section(tuning: list[dict], runs: pd.DataFrame, primary: str) -> list[str]:
     """The profile's learning-rate tuning (results/<task>/tuning.jsonl): every rate of the
     grid with its score, and the one the runs above used."""
+    tuning = [r for r in tuning if not r.get("trial")]  # a search's trials have a section of their own
     if not tuning:
         return []
     used = {arch: set(group["train.lr"]) for arch, group in runs.groupby("arch")}
@@ -345,9 +363,43 @@ def _tuning_section(tuning: list[dict], runs: pd.DataFrame, primary: str) -> lis
             "above used).", "", table.to_markdown(index=False), ""]
 
 
+def _search_section(report: SearchReport) -> list[str]:
+    """A searched profile's search: one row per architecture, the sentences that must not be
+    missed, and where its every trial is written."""
+    declared = report.profile.search
+    lines = ["### Search", "",
+             f"`cwbench tune` ({sum(len(t.runs) for t in report.trials_list)} runs in `tuning.jsonl`): for every "
+             f"architecture {report.studies} studies x {report.trials} trials ({declared.sampler} sampler, seeded), "
+             f"each trial {declared.seeds} run(s) per tuning setting at budget {report.budget}, scored on the "
+             f"validation {report.primary} of the tuning data (never the test data: "
+             + "; ".join(", ".join(f"{k}={v}" for k, v in d.items() if k != "sha256") or "the task's validation data"
+                         for d in report.tuning_data)
+             + "); a diverged run scores the trivial baseline. The chosen trial is the median study's best "
+             "(median of studies); its settings are the columns below, and the rows above train them with "
+             f"seeds of their own. Every trial: `trials_{report.profile_name}.csv`; the search space and the "
+             f"choices: `search_{report.profile_name}.json`.", "",
+             report.table().to_markdown(index=False), ""]
+    lines += [f"- {line}" for line in report.sentences()]
+    return lines + ([""] if report.sentences() else [])
+
+
+def _protocol_section(protocol: pd.DataFrame, primary: str, higher: bool) -> list[str]:
+    if protocol is None or not len(protocol):
+        return []
+    view = protocol.assign(ratio=[f"{r:.3g}" if pd.notna(r) else "—" for r in protocol["ratio"]])
+    direction = "below" if not higher else "above"
+    return ["## Protocol: tuned against the other recipes", "",
+            f"Each architecture x budget trained under a searched profile and under another profile on the same "
+            f"task settings (and the same targets): mean {primary} ± std over seeds of each, `ratio` = tuned mean / "
+            f"reference mean; {primary} is {'higher' if higher else 'lower'}-is-better, so a ratio {direction} 1 "
+            "means the tuned protocol did better (`better` names the profile). In `protocol.csv`.", "",
+            view.to_markdown(index=False), ""]
+
+
 def markdown(table: pd.DataFrame, df: pd.DataFrame, suite: dict, task: str,
              plots: dict[str, list[Path]], per_target: pd.DataFrame | None = None,
-             tuning: list[dict] | None = None, left_out: list | None = None, source: str = "") -> str:
+             tuning: list[dict] | None = None, left_out: list | None = None, source: str = "",
+             searches: dict[str, SearchReport] | None = None, protocol: pd.DataFrame | None = None) -> str:
     board = suite.get("leaderboard", {})
     aggregate_over = board.get("aggregate_over", [])
     primary = df["primary"].iloc[0]
@@ -356,18 +408,25 @@ def markdown(table: pd.DataFrame, df: pd.DataFrame, suite: dict, task: str,
         lines += [f"**Left out: {len(left_out)} stored lines that are not valid run records** (not counted "
                   "anywhere below): " + "; ".join(f"line {x.line}: {x.reason}" for x in left_out), ""]
     tuning = tuning or []
-    for profile, part in table.groupby("profile", sort=True):
+    searches = searches or {}
+    order = profile_order(table["profile"].unique(), suite)
+    if len(order) > 1:
+        lines += ["Profiles, each its own table (never pooled), the headline first:", "",
+                  *[f"- {protocol_line(suite, p, searches.get(p))}" for p in order], ""]
+    for profile in order:
+        part = table[table["profile"] == profile]
         runs = df[df["profile"] == profile]
         settings = setting_columns(runs, aggregate_over)
         shown = ["arch", *_varying(part, ["offset"]), *_varying(part, settings), "budget", "params",
                  "deviation", "shape"]
         metrics = sorted((m.removeprefix("metric.") for m in df.columns if m.startswith("metric.")),
                          key=lambda m: m != primary)
-        extra = [c for c in ("baseline", "paper") if c in part]
+        extra = [*reference_columns(part), *(["paper"] if "paper" in part else [])]
         counts = ["n", *(["seeds"] if "seeds" in part else []), "not_learned", "diverged", "failed"]
         view = part.assign(arch=arch_cells(part))
         view = _short(view[[*shown, primary, "ci95", "p", *metrics[1:], *extra, *counts, "mean_wall_s"]])
-        lines += [f"## Profile `{profile}`", "", "Reproduce:", ""]
+        lines += [f"## Profile `{profile}`", "", f"Protocol — {protocol_line(suite, profile, searches.get(profile))}",
+                  "", "Reproduce:", ""]
         lines += [f"    {c}" for c in reproduce_commands(runs, task, profile)]
         lines += ["", view.to_markdown(index=False), "",
                   f"Bold arch: the best row, separated from every other row of its task setting and budget at "
@@ -385,9 +444,12 @@ def markdown(table: pd.DataFrame, df: pd.DataFrame, suite: dict, task: str,
         if per_target is not None:
             lines += _per_target_section(per_target[per_target["profile"] == profile], runs, suite)
         lines += _tuning_section([r for r in tuning if r["profile"] == profile], runs, primary)
+        if profile in searches:
+            lines += _search_section(searches[profile])
         lines += _findings(part, runs, primary, bool(df["higher_is_better"].iloc[0]))
         if plots.get(profile):
             lines += ["### Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots[profile]] + [""]
+    lines += _protocol_section(protocol, primary, bool(df["higher_is_better"].iloc[0]))
     notes = board.get("notes", [])
     if notes:
         lines += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
@@ -429,18 +491,49 @@ def build_leaderboard(task: str, results_dir: Path, log=print, wandb: bool = Fal
         atomic_write(out / "leaderboard_per_target.csv", results_only(per_target).to_csv(index=False))
         written.append(out / "leaderboard_per_target.csv")
     plots = make_plots(task, df, records, suite, out)
+    tuning, _ = ResultsStore(out / TUNING_STORE).scan()
+    searches = reports_for(task, suite, tuning, [r.to_dict() for r in records])
+    for name, report in searches.items():
+        files = write_search_files(report, suite, out)
+        written += [p for p in files if p.suffix != ".png"]
+        plots.setdefault(name, []).extend(p for p in files if p.suffix == ".png")
     drawn = {p for paths in plots.values() for p in paths}
     for stale in set(out.glob("*.png")) - drawn:  # the folder holds generated plots only: none may linger
         stale.unlink()
-    tuning, _ = ResultsStore(out / TUNING_STORE).scan()
+    protocol = protocol_table(table, df, suite, list(searches) or searched_profiles(suite, table))
+    if len(protocol):
+        atomic_write(out / "protocol.csv", protocol.to_csv(index=False))
+        written.append(out / "protocol.csv")
     source = store.path if Path(results_dir) != Path("results") else f"results/{task}/runs.jsonl"
     atomic_write(out / "leaderboard.md", markdown(table, df, suite, task, plots, per_target, tuning,
-                                                  left_out=left_out, source=str(source)))
+                                                  left_out=left_out, source=str(source), searches=searches,
+                                                  protocol=protocol))
     written += sorted(drawn)
     log(f"wrote {', '.join(str(p) for p in written)}")
     if wandb:
         log_to_wandb(task, table, per_target, plots, df, str(source), log)
     return written
+
+
+def searched_profiles(suite: dict, table: pd.DataFrame) -> list[str]:
+    """The stored profiles that the suite file gives a search (the headline ones)."""
+    return [p for p in profile_order(table["profile"].unique(), suite)
+            if (suite.get("profiles", {}).get(p) or {}).get("search")]
+
+
+def write_search_files(report: SearchReport, suite: dict, out: Path) -> list[Path]:
+    """search_<profile>.json, trials_<profile>.csv, expected_best_vs_trials_<profile>.csv and
+    its plot (the plot last)."""
+    from bench.report.plots import expected_best_plot
+
+    name = report.profile_name
+    paths = [out / f"search_{name}.json", out / f"trials_{name}.csv", out / f"expected_best_vs_trials_{name}.csv"]
+    atomic_write(paths[0], json.dumps(report.as_json(), indent=2, sort_keys=False, default=str) + "\n")
+    atomic_write(paths[1], report.trials_frame().to_csv(index=False))
+    frame = report.expected_best_frame()
+    atomic_write(paths[2], frame.to_csv(index=False))
+    plot = expected_best_plot(frame, report, suite, out)
+    return [*paths, *([plot] if plot else [])]
 
 
 def log_to_wandb(task: str, table: pd.DataFrame, per_target: pd.DataFrame | None, plots: dict[str, list[Path]],

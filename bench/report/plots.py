@@ -378,6 +378,36 @@ def confusion(df, records, suite, out: Path):
     return _save(fig, _path(out, "confusion_best", df))
 
 
+def expected_best_plot(frame: pd.DataFrame, report, suite: dict, out: Path) -> Path | None:
+    """A searched profile's expected best validation score against the number of trials
+    (Dodge et al. 2019; bench.report.stats.expected_best), one line per architecture with
+    its ± 1 std band clipped to the observed scores: does the ranking depend on how many
+    trials the search is given? `expected_best_vs_trials_<profile>.png`."""
+    if not len(frame):
+        return None
+    archs = list(dict.fromkeys(frame["arch"]))
+    styles = _arch_styles(suite, archs)
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), layout="constrained")
+    for arch in _present(styles, archs):
+        rows = frame[frame["arch"] == arch]
+        style = styles[arch]
+        ax.fill_between(rows["trials"], rows["low"], rows["high"], color=style["color"], alpha=0.15, lw=0)
+        ax.plot(rows["trials"], rows["expected_best"], color=style["color"], ls=style["ls"], lw=1.6,
+                marker=style["marker"], markersize=4, markevery=max(1, len(rows) // 8), label=arch)
+    scores = frame[["low", "high"]].to_numpy(dtype=float)
+    if scores.min() > 0 and scores.max() / scores.min() > 100:
+        ax.set_yscale("log")
+    _baseline(ax, report.baseline, named=True)  # a line that stays on it: that architecture never learned
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax.set_xlabel("trials of the search (n)")
+    best = "highest" if report.higher else "lowest"
+    ax.set_ylabel(f"expected {best} validation {report.primary}")
+    ax.legend(fontsize=8, frameon=False, title="band: ± 1 std", title_fontsize=8)
+    _suptitle(fig, f"{suite.get('title', suite['task'])} [{report.profile_name}]: expected best of n trials "
+                   f"({report.studies} x {report.trials} trials per architecture)")
+    return _save(fig, out / f"expected_best_vs_trials_{report.profile_name}.png")
+
+
 PLOTS = {
     "waveforms": waveforms,
     "metric_by_arch": metric_by_arch,

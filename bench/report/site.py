@@ -34,6 +34,7 @@ from bench.report.leaderboard import (
     _varying,
     known,
     leaderboard_table,
+    reference_columns,
     reproduce_commands,
     results_only,
     runs_frame,
@@ -41,6 +42,7 @@ from bench.report.leaderboard import (
     target_label,
 )
 from bench.report.stats import bootstrap_ci
+from bench.report.tuned import profile_order, protocol_line, protocol_table, reports_for
 from bench.store.records import ABSENT, RunRecord
 from bench.store.results import ResultsStore
 from bench.store.verified import is_external, reproduced_ids
@@ -337,6 +339,7 @@ class TaskSite:
             key = row_key(row, self.keys)
             self.names[key] = row_name(task, key, row["profile"], row["arch"], row["budget"])
         self.aggregated = [k for k in self.aggregate_over if f"task.{k}" in self.df]
+        self.searches = reports_for(task, self.suite, self.tuning, [r.to_dict() for r in self.records])
 
     # ---------------------------------------------------------------- task page
     def metrics(self) -> list[str]:
@@ -351,7 +354,7 @@ class TaskSite:
         settings = setting_columns(runs, self.aggregate_over)
         shown = ["arch", *_varying(part, ["offset"]), *_varying(part, settings), "budget", "params", "deviation",
                  "shape"]
-        extra = [c for c in ("baseline", "paper") if c in part]
+        extra = [*reference_columns(part), *(["paper"] if "paper" in part else [])]
         counts = ["n", *(["seeds"] if "seeds" in part else []), "not_learned", "diverged", "failed"]
         metrics = self.metrics()
         columns = [*shown, self.primary, "ci95", "interval", "p", *metrics[1:], *extra, *counts, "mean_wall_s"]
@@ -403,8 +406,34 @@ class TaskSite:
             table.rows.append(cells)
         return table
 
+    @staticmethod
+    def frame_table(frame: pd.DataFrame) -> Table:
+        table = Table(list(frame.columns))
+        for _, row in frame.iterrows():
+            table.rows.append([Cell(_text(row[c]), sort=_sort_key(row[c])) for c in frame.columns])
+        return table
+
+    def search_for(self, profile: str, arch: str | None = None) -> dict | None:
+        """A searched profile's search table (leaderboard.md's) and its sentences."""
+        report = self.searches.get(profile)
+        if report is None:
+            return None
+        frame = report.table()
+        if arch is not None:
+            frame = frame[frame["arch"] == arch]
+        return {"table": self.frame_table(frame), "sentences": report.sentences(),
+                "studies": report.studies, "trials": report.trials, "budget": report.budget,
+                "sampler": report.profile.search.sampler, "files": [f"search_{profile}.json", f"trials_{profile}.csv"]}
+
+    def protocol(self) -> Table | None:
+        frame = protocol_table(self.table, self.df, self.suite, list(self.searches))
+        if not len(frame):
+            return None
+        return self.frame_table(frame.assign(ratio=[f"{r:.3g}" if pd.notna(r) else "—" for r in frame["ratio"]]))
+
     def tuning_for(self, profile: str, runs: pd.DataFrame, arch: str | None = None) -> Table | None:
-        tuning = [r for r in self.tuning if r["profile"] == profile and (arch is None or r["arch"] == arch)]
+        tuning = [r for r in self.tuning if r["profile"] == profile and (arch is None or r["arch"] == arch)
+                  and not r.get("trial")]
         if not tuning:
             return None
         used = {a: set(group["train.lr"]) for a, group in runs.groupby("arch")}
@@ -427,6 +456,8 @@ class TaskSite:
         findings = [line[2:] for line in _findings(part, runs, self.primary, self.higher) if line.startswith("- ")]
         return {
             "name": profile,
+            "protocol": protocol_line(self.suite, profile, self.searches.get(profile)),
+            "search": self.search_for(profile),
             "reproduce": reproduce_commands(runs, self.task, profile),
             "table": self.profile_table(profile, part, runs),
             "fixed": fixed,
@@ -534,6 +565,8 @@ class TaskSite:
             return {"state": "gone", "lr": ""}
         lr = profile.arch_train.get(arch, {}).get("lr", profile.train.lr)
         used = sorted({_text(v) for v in runs[runs["arch"] == arch]["train.lr"]})
+        if profile.search is not None:
+            return {"state": "searched", "lr": ", ".join(used), "search": self.search_for(profile_name, arch)}
         if lr != TUNED:
             return {"state": "fixed", "lr": ", ".join(used)}
         tune = profile.tune
@@ -548,7 +581,7 @@ class TaskSite:
     # ---------------------------------------------------------------- writing
     def build(self, env, out: Path, written: list[Path]) -> dict:
         folder = out / slug(self.task)
-        profiles = sorted(self.table["profile"].unique())
+        profiles = profile_order(self.table["profile"].unique(), self.suite)  # the headline (tuned) first
         figures = figures_of(self.folder, profiles)
         for paths in figures.values():
             for png in paths:
@@ -563,6 +596,7 @@ class TaskSite:
             "left_out": [f"line {x.line}: {x.reason}" for x in self.left_out],
             "provenance": self.provenance(self.df), "aggregated_over": self.aggregate_over,
             "board_commit": self.board_commit, "external_rows": self.external_rows(),
+            "protocol": self.protocol(),
         }
         _write(folder / "index.html", env.get_template("task.html.j2").render(page=page, root="../"), written)
         for _, row in self.table.iterrows():

@@ -133,3 +133,33 @@ def testable_rows(sizes: list[tuple[int, int]], alpha: float) -> list[bool]:
         if now == keep:
             return keep
         keep = [a and b for a, b in zip(keep, now)]
+
+
+# ---------------------------------------------------------------------------------------
+# The tuned protocol's search: how good a result would a search of n trials have found?
+
+def expected_best(scores, n_max: int | None = None, higher_is_better: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Expected best score of n trials drawn i.i.d. (with replacement) from the empirical
+    distribution of `scores`, and its standard deviation, for n = 1..n_max (default: as many
+    as there are scores): Dodge et al. 2019 ("Show your work"), exactly, from the empirical
+    CDF. With the scores sorted v_1 <= ... <= v_N, the best of n draws is v_i with
+    probability (i/N)^n - ((i-1)/N)^n (the maximum; for a lower-is-better metric the minimum,
+    by the same formula on the negated scores); the mean and variance are over that
+    distribution. Non-finite scores are left out (a diverged trial is scored at the trivial
+    baseline before it gets here)."""
+    x = _clean(scores)
+    x = x[np.isfinite(x)]
+    if not len(x):
+        raise ValueError("expected_best needs at least one finite score")
+    sign = 1.0 if higher_is_better else -1.0
+    v = np.sort(sign * x)
+    total = len(v)
+    n_max = total if n_max is None else n_max
+    cdf = np.arange(total + 1) / total  # F(v_i) = i/N, with F(v_0) = 0
+    means, stds = np.empty(n_max), np.empty(n_max)
+    for n in range(1, n_max + 1):
+        weights = cdf[1:] ** n - cdf[:-1] ** n  # P(the best of n draws is v_i)
+        mean = float(weights @ v)
+        means[n - 1] = sign * mean
+        stds[n - 1] = math.sqrt(max(0.0, float(weights @ (v - mean) ** 2)))
+    return means, stds
