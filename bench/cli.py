@@ -169,7 +169,7 @@ def failed_status(counts: dict) -> int:
 def cmd_tune(args) -> int:
     suite, profile = profile_from_args(args)
     if profile.search is not None:
-        from bench.suite.search import run_search
+        from bench.sweep.search import run_search
 
         return run_search(args.task, args.profile, profile, args.results,
                           lambda runs: sweep_options(args, runs, store_name="tuning.jsonl", evaluate="val"))

@@ -12,6 +12,7 @@ import pytest
 
 from bench.cli import main
 from bench.suite import search
+from bench.suite.searchspace import read_search
 from bench.suite.suites import load_profile, load_suite, resolve
 from models.errors import UserInputError
 
@@ -141,7 +142,7 @@ def test_tpe_asks_the_next_round_only_once_the_last_is_told():
 )
 def test_a_bad_search_space_is_refused_in_one_line(space, message):
     with pytest.raises(UserInputError, match=message):
-        search.read_search({"space": space}, "profile tuned search")
+        read_search({"space": space}, "profile tuned search", {"lr", "clip", "init"})
 
 
 def test_tune_then_run_through_the_command_line(tmp_path, capsys):

@@ -31,34 +31,13 @@ import dataclasses
 import hashlib
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench.store.records import RunConfig
-from bench.suite.suites import Profile, TrainConfig, grid_size, resolve, train_setting
+from bench.suite.searchspace import FAMILIES, SAMPLERS, SEED_STRIDE, SearchConfig
+from bench.suite.suites import Profile, grid_size, resolve, train_setting
 from models.errors import UserInputError
-
-SAMPLERS = {"random": "optuna.samplers:RandomSampler", "tpe": "optuna.samplers:TPESampler"}
-KINDS = ("log_uniform", "uniform", "choice", "family")  # how a dimension of the space is written
-FAMILIES = {"init": "inits"}  # family dimensions: the setting, and the Architecture field listing its values
-SEED_STRIDE = 100  # study s trains its runs with seeds seed_offset + s * SEED_STRIDE + j
-
-
-@dataclass(frozen=True)
-class SearchConfig:
-    """A profile's `search` section (bench/suites/<task>.yaml)."""
-
-    studies: int = 2  # S: independent studies per architecture
-    trials: int = 16  # O: trials per study
-    sampler: str = "random"  # one of SAMPLERS, seeded with seed + study
-    seed: int = 0
-    batch: int = 0  # trials asked before any is told; 0: all of a study's at once (for "random")
-    seeds: int = 1  # runs per trial and tuning setting
-    seed_offset: int = 1000  # tuning runs' seeds start here, apart from every final run's (0, 1, ...)
-    budget: int = 0  # 0: the profile's largest budget
-    steps: int = 0  # 0: the profile's steps
-    task_params: dict = field(default_factory=dict)  # the tuning data, over the profile's task params
-    space: dict = field(default_factory=dict)  # setting -> {kind: values}, kind one of KINDS
 
 
 @dataclass(frozen=True)
@@ -72,45 +51,6 @@ class Trial:
     runs: list  # (RunConfig, task) pairs
     score: float | None = None  # mean validation metric; None while runs are missing
     diverged: int = 0
-
-
-def read_search(raw: dict, where: str) -> SearchConfig:
-    names = {f.name for f in dataclasses.fields(SearchConfig)}
-    unknown = sorted(set(raw) - names)
-    if unknown:
-        raise UserInputError(f"unknown setting(s) {', '.join(unknown)} in {where}: known are {', '.join(names)}")
-    search = SearchConfig(**raw)
-    for name in ("studies", "trials", "seeds"):
-        value = getattr(search, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise UserInputError(f"bad {where}.{name} {value!r}: it must be a positive integer")
-    if search.sampler not in SAMPLERS:
-        raise UserInputError(f"unknown sampler {search.sampler!r} in {where}: choose one of {', '.join(SAMPLERS)}")
-    train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    if not search.space:
-        raise UserInputError(f"{where} has no space: declare at least one setting to search, e.g. lr")
-    for setting, spec in search.space.items():
-        if setting not in train_fields:
-            raise UserInputError(f"{where}.space.{setting} is not a training setting: search one of "
-                                 f"{', '.join(sorted(train_fields))}")
-        if not isinstance(spec, dict) or len(spec) != 1 or next(iter(spec)) not in KINDS:
-            raise UserInputError(f"bad {where}.space.{setting} {spec!r}: write it as one of "
-                                 "{log_uniform: [LOW, HIGH]}, {uniform: [LOW, HIGH]}, {choice: [A, B, ...]}, "
-                                 "{family: true}")
-        kind, values = next(iter(spec.items()))
-        if kind in ("log_uniform", "uniform"):
-            ok = (isinstance(values, list) and len(values) == 2
-                  and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
-                  and values[0] < values[1] and (kind == "uniform" or values[0] > 0))
-            if not ok:
-                raise UserInputError(f"bad {where}.space.{setting} {spec!r}: give [LOW, HIGH] with LOW < HIGH"
-                                     + (" and LOW > 0" if kind == "log_uniform" else ""))
-        elif kind == "choice" and not (isinstance(values, list) and values):
-            raise UserInputError(f"bad {where}.space.{setting} {spec!r}: give a non-empty list of values")
-        elif kind == "family" and setting not in FAMILIES:
-            raise UserInputError(f"{where}.space.{setting}: only {', '.join(FAMILIES)} is searched over an "
-                                 "architecture's own family")
-    return search
 
 
 def family(arch: str, setting: str) -> tuple:
@@ -360,45 +300,3 @@ def tuned_settings(task_name: str, profile_name: str, profile: Profile, results_
     if profile.recipe:
         return {label: recipe_settings(task_name, profile_name, profile, results_dir) for label in profile.archs}
     return tuned_rates(task_name, profile_name, profile, results_dir) if needs_tuning(profile) else None
-
-
-def run_search(task_name: str, profile_name: str, profile: Profile, results_dir: Path, options_for,
-               log=print) -> int:
-    """`cwbench tune TASK --profile P` for a profile with a search: train the trials' runs round by
-    round (one round for random search) through the sweep (`options_for(runs)` gives its
-    SweepOptions), until every trial is scored; then say each architecture's choice. Returns the
-    exit status: 1 where runs failed or another sweep still trains some."""
-    from bench.store.results import ResultsStore
-    from bench.suite.tuning import TUNING_STORE
-    from bench.sweep.runner import run_suite
-
-    store = ResultsStore(Path(results_dir) / task_name / TUNING_STORE)
-    search = profile.search
-    log(f"search: {len(profile.archs)} architectures x {search.studies} studies x {search.trials} trials "
-        f"({search.sampler} sampler), each trial {search.seeds} seed(s) per tuning setting at budget "
-        f"{search.budget or max(profile.budgets)}")
-    while True:
-        records = store.load() if store.path.exists() else []
-        trials = replay(task_name, profile_name, profile, records)
-        pending = pending_runs(trials, records)
-        if not pending:
-            break
-        counts = run_suite(pending, results_dir, options_for(pending), log=log)
-        if counts.get("failed") or counts.get("not stored"):
-            log(f"error: {counts.get('failed', 0) + counts.get('not stored', 0)} tuning runs failed or were not "
-                "stored (their reasons are above): fix the cause, then rerun the same command")
-            return 1
-        if not any(counts.get(status) for status in ("ok", "diverged")):
-            log(f"error: {len(pending)} runs of this round are being trained by another sweep on the same store: "
-                "rerun this command when it has finished, and the search goes on from there")
-            return 1
-    higher = next((r["higher_is_better"] for r in records), False)
-    for arch, trial in chosen_trials(trials, profile, higher).items():
-        shown = ", ".join(f"{k}={_shown(v)}" for k, v in trial.settings.items())
-        log(f"chosen: {arch} {shown} (study {trial.study}, trial {trial.number}: validation score "
-            f"{trial.score:.4g})")
-    return 0
-
-
-def _shown(value) -> str:
-    return f"{value:.3g}" if isinstance(value, float) else str(value)

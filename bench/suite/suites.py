@@ -22,6 +22,7 @@ from pathlib import Path
 import yaml
 
 from bench.store.records import RunConfig
+from bench.suite.searchspace import SearchConfig, read_search
 from models import plugins
 from models.architectures import ARCHITECTURES
 from models.errors import UserInputError
@@ -93,7 +94,7 @@ class Profile:
     train: TrainConfig = field(default_factory=TrainConfig)
     arch_train: dict = field(default_factory=dict)  # per-architecture overrides of train, e.g. lstm: {lr: 3e-5}
     tune: TuneConfig | None = None
-    search: object = None  # bench.suite.search.SearchConfig: the `tuned` protocol's search, or None
+    search: SearchConfig | None = None  # the `tuned` protocol's search (bench/suite/search.py runs it), or None
     # every architecture trains with the settings another profile's search chose for one architecture:
     # {profile: tuned, arch: cwrnn/exponential} (a family of variants under one recipe)
     recipe: dict = field(default_factory=dict)
@@ -154,9 +155,7 @@ def load_profile(suite: dict, name: str) -> Profile:
     tune = _dataclass_from(TuneConfig, raw.pop("tune"), where + " tune") if raw.get("tune") else None
     search = None
     if raw.get("search"):
-        from bench.suite.search import read_search  # it builds on this module
-
-        search = read_search(raw.pop("search"), where + " search")
+        search = read_search(raw.pop("search"), where + " search", {f.name for f in dataclasses.fields(TrainConfig)})
     return _dataclass_from(Profile, {**raw, "match": match, "train": train, "tune": tune, "search": search}, where)
 
 
