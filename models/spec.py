@@ -23,6 +23,15 @@ class ModelSpec:
         return self.order or self.periods
 
     @property
+    def wiring(self) -> str:
+        """CW-RNN only: who reads whom (models/clockwork_rules.py), from the schedule's @wiring
+        (the paper's without one). Not a field: the schedule string records it, so the config of
+        every run made before wirings existed is what it was."""
+        from models.schedules import wiring_of
+
+        return wiring_of(self.schedule)
+
+    @property
     def label(self) -> str:
         """The name in tables: 'lstm', 'cwrnn/exponential', ..."""
         return f"{self.arch}/{self.schedule}" if self.schedule else self.arch
