@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.report.schedules import findings as schedule_findings
 from bench.report.stats import bootstrap_ci, welch_p
 from bench.store.files import atomic_write
 from bench.store.records import ABSENT, RunRecord
@@ -327,6 +328,7 @@ def _findings(part: pd.DataFrame, runs: pd.DataFrame, primary: str, higher: bool
         verdict = "the same order" if ours == theirs else "a different order"
         lines.append(f"Against the paper at budget {budget}: ours {ours}; paper {theirs} ({verdict}; the paper's "
                      "values are to check, and its data are not ours).")
+    lines += schedule_findings(part, primary, higher)  # a `schedules` profile's study (bench/report/schedules.py)
     return ["### Findings", "", *[f"- {line}" for line in lines], ""] if lines else []
 
 
