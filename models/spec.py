@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 class ModelSpec:
     arch: str  # a key of models.architectures.ARCHITECTURES
     hidden_size: int  # total hidden units n
-    schedule: str = ""  # CW-RNN only: the schedule spec the periods came from
+    schedule: str = ""  # CW-RNN only: the schedule spec the periods came from, with its @options
     periods: tuple[int, ...] = field(default_factory=tuple)
     module_sizes: tuple[int, ...] = field(default_factory=tuple)
     offset: int = 0
