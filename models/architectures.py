@@ -30,26 +30,42 @@ class Architecture:
     # tries, in increasing parameter count
     sizes: str = HIDDEN
     schedule: str = ""  # the default schedule of an architecture that takes one (`cwrnn/<schedule>`)
+    # the initialisations of its family it takes (`--train init=NAME`; models/initialisation.py)
+    inits: tuple[str, ...] = ("default",)
+    # the parts of the state its forward's `h0` takes, each (1, B, n): a tensor if one part, else a
+    # tuple in this order (the LSTM's (h0, c0)); with `--train learn_h0=true` each is a learnable
+    # vector of n (counted in the budget), except a part named IGNORED, one forward does not read
+    # (the LRU's y_0), which is passed as zeros and neither learned nor counted
+    state: tuple[str, ...] = ("h",)
+
+
+IGNORED = "_"  # a part of the state forward does not read (see `Architecture.state`)
+GATED = ("default", "forget_bias", "chrono")  # LSTM, GRU: the keep gate's bias
+ELMAN = ("default", "orthogonal", "identity")  # tanh RNN, CW-RNN: the recurrent matrix
 
 
 ARCHITECTURES: dict[str, Architecture] = {
     "rnn": Architecture("vanilla tanh RNN (torch.nn.RNN; on CPU a compiled kernel where faster: models/library.py)",
-                        ("torch", "compiled"), "models.library:rnn_layer", "h * i + h * h + 2 * h"),
+                        ("torch", "compiled"), "models.library:rnn_layer", "h * i + h * h + 2 * h", inits=ELMAN),
     "lstm": Architecture("LSTM (torch.nn.LSTM: oneDNN/cuDNN kernel)",
-                         ("torch",), "models.library:lstm_layer", "4 * (h * i + h * h + 2 * h)"),
+                         ("torch",), "models.library:lstm_layer", "4 * (h * i + h * h + 2 * h)", inits=GATED,
+                         state=("h", "c")),
     "gru": Architecture("GRU (torch.nn.GRU; on CPU a compiled kernel where faster: models/library.py)",
-                        ("torch", "compiled"), "models.library:gru_layer", "3 * (h * i + h * h + 2 * h)"),
+                        ("torch", "compiled"), "models.library:gru_layer", "3 * (h * i + h * h + 2 * h)", inits=GATED),
     "cwrnn": Architecture("Clockwork RNN (models.ClockworkRNN), periods from a schedule",
                           ("reference", "modular", "compiled"), "models.clockwork:cwrnn_layer",
-                          "models.counting:clockwork_spec_count", "models.sizes:clockwork_sizes", "exponential"),
+                          "models.counting:clockwork_spec_count", "models.sizes:clockwork_sizes", "exponential",
+                          inits=ELMAN),
     "indrnn": Architecture("IndRNN (Li et al. 2018): h = relu(W x + u ⊙ h + b), |u| <= 2^(1/T)", ("torch",),
                            "models.indrnn:build", "h * i + 2 * h"),
     "phased_lstm": Architecture("Phased LSTM (Neil et al. 2016): an LSTM updated while a learnable time gate is open",
-                                ("torch",), "models.phased_lstm:build", "4 * h * i + 4 * h * h + 6 * h + 1"),
+                                ("torch",), "models.phased_lstm:build", "4 * h * i + 4 * h * h + 6 * h + 1",
+                                state=("h", "c")),
     "mingru": Architecture("minGRU (Feng et al. 2024): gates read x only; a log-space parallel scan",
                            ("sequential", "scan"), "models.mingru:build", "2 * h * i + 2 * h"),
     "lru": Architecture("LRU (Orvieto et al. 2023): complex diagonal linear recurrence, y = Re(C x) + D u",
-                        ("sequential", "scan"), "models.lru:build", "2 * h * h + 3 * h * i + 3 * h"),
+                        ("sequential", "scan"), "models.lru:build", "2 * h * h + 3 * h * i + 3 * h",
+                        state=(IGNORED, "re", "im")),
 }
 
 

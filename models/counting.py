@@ -16,7 +16,7 @@ import functools
 import operator
 from typing import TYPE_CHECKING
 
-from models.architectures import ARCHITECTURES, load
+from models.architectures import ARCHITECTURES, IGNORED, load
 from models.clockwork_rules import reads
 from models.spec import ModelSpec
 
@@ -85,6 +85,12 @@ def clockwork_count(input_size: int, module_sizes, order, wiring: str = "paper")
 
 def clockwork_spec_count(spec: ModelSpec, input_size: int) -> int:
     return clockwork_count(input_size, spec.module_sizes, spec.connection_order, spec.wiring)
+
+
+def initial_state_count(spec: ModelSpec) -> int:
+    """A learnable initial state (`--train learn_h0=true`): n per part of the state its
+    architecture's forward reads (models/architectures.py, `state`)."""
+    return spec.hidden_size * sum(part != IGNORED for part in ARCHITECTURES[spec.arch].state)
 
 
 def readout_count(hidden_size: int, output_size: int) -> int:

@@ -37,13 +37,16 @@ OPTIMIZERS = {
 class SequenceModel(pl.LightningModule):
     """`loss_reduction` ("mean" or "sum" over a sequence's scored steps) is the task loss's;
     with `track_train_metric` the task's primary metric on the training batches is logged
-    per epoch as train/<metric> (what early stopping on the training error watches)."""
+    per epoch as train/<metric> (what early stopping on the training error watches).
+    `initial_state` (models.initialisation.InitialState), if given, makes the layer's h0 of
+    each batch; without it the layer starts from zeros."""
 
     def __init__(self, rnn: nn.Module, task, optim: OptimConfig, loss_reduction: str = "mean",
-                 track_train_metric: bool = False):
+                 track_train_metric: bool = False, initial_state: nn.Module | None = None):
         super().__init__()
         self.rnn = rnn
         self.readout = nn.Linear(rnn.hidden_size, task.output_size)
+        self.initial_state = initial_state  # registered after the readout: a run without it is unchanged
         self.task = task
         self.optim = optim
         self.loss_reduction = loss_reduction
@@ -51,7 +54,10 @@ class SequenceModel(pl.LightningModule):
         self.test_artifacts: dict[str, list] = {}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        outputs, _ = self.rnn(x)
+        if self.initial_state is None:
+            outputs, _ = self.rnn(x)
+        else:
+            outputs, _ = self.rnn(x, self.initial_state(len(x)))
         return self.readout(outputs)
 
     def training_step(self, batch, batch_idx):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from models.architectures import ARCHITECTURES, load
-from models.counting import freeze_input_weights, readout_count, recurrent_count
+from models.counting import freeze_input_weights, initial_state_count, readout_count, recurrent_count
 from models.names import check_implementation
 from models.spec import ModelSpec
 
@@ -72,6 +72,8 @@ def initialise(rnn: nn.Module, readout: nn.Module, std: float = 0.0, lstm_forget
             rnn.bias_hh_l0[h:2 * h] = 0.0
 
 
-def closed_form_count(spec: ModelSpec, input_size: int, output_size: int) -> int:
-    """Effective parameters of recurrent layer + linear readout, without building it."""
-    return recurrent_count(spec, input_size) + readout_count(spec.hidden_size, output_size)
+def closed_form_count(spec: ModelSpec, input_size: int, output_size: int, learn_h0: bool = False) -> int:
+    """Effective parameters of recurrent layer + linear readout (+ a learnable initial state
+    with `learn_h0`), without building it."""
+    state = initial_state_count(spec) if learn_h0 else 0
+    return recurrent_count(spec, input_size) + readout_count(spec.hidden_size, output_size) + state

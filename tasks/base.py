@@ -52,6 +52,12 @@ class Task(abc.ABC):
         ``train_dataloader`` gives one epoch, the trainer's current one.
         """
 
+    @abc.abstractmethod
+    def horizon(self) -> int:
+        """T_max: the most time steps a sequence of this task has (the chrono initialisation
+        spreads its gates' time scales up to it). Cheap: no data loaded beyond what training
+        the task loads anyway."""
+
     def epoch_batches(self, batch_size: int) -> int | None:
         """Batches in one pass over a finite training set; None for a task whose training
         data are an endless stream (it trains by steps only)."""

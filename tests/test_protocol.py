@@ -35,7 +35,8 @@ def first_step_gradient(task_name, profile_name, arch, **train_overrides):
                                   task_params={k: v[0] if isinstance(v, list) else v
                                                for k, v in profile.task_params.items()},
                                   train=dataclasses.replace(profile.train, **{"lr": 0.01, **train_overrides}))
-    (config, task), = resolve(task_name, profile_name, profile)
+    # a tuned profile's searched settings stand in as the profile's own (its search is not run here)
+    (config, task), = resolve(task_name, profile_name, profile, {arch: {}})
     pl.seed_everything(0, verbose=False)
     model = training.build_model(config, task)
     batch = next(iter(task.datamodule(1, 0, 1).train_dataloader()))
@@ -209,6 +210,30 @@ def test_tuning_holds_out_training_speakers_and_never_sees_the_test_set(tmp_path
                [f for c, f in zip(words.choices, words.features) if c.split == "train" and c.rank == 4])
     assert raw["test"].isdisjoint(raw["train"])
     assert tuning.params()["holdout"] == 1 and "holdout" not in task.params()
+    assert held.val.sequences[0].numpy().tobytes() == held.test.sequences[0].numpy().tobytes()
+
+
+def test_a_final_run_with_holdout_validates_on_the_held_out_speaker_and_tests_on_the_test_set(tmp_path):
+    """The tuned profile's final runs select their weights on validation data (train.select
+    best_val): with holdout those are the held-out training examples, never the test set."""
+    root = tmp_path / "corpus"
+    write_synthetic_corpus(root, seed=1, n_speakers=7)
+    make = task_class("timit")
+    task = make(timit_root=str(root), n_mfcc=4, cache_dir=str(tmp_path / "c"), holdout=1)
+    plain = make(timit_root=str(root), n_mfcc=4, cache_dir=str(tmp_path / "c")).prepare()
+    final, tuning = task.prepare(), task.for_tuning().prepare()
+    assert (len(final.train), len(final.val), len(final.test)) == (100, 25, 50)
+    assert [s.numpy().tobytes() for s in final.val.sequences] == [s.numpy().tobytes() for s in tuning.val.sequences]
+    # the test set is the plain task's (normalised with other training statistics: compare unnormalised)
+    assert list(final.test.labels) == list(plain.test.labels)
+    unnormalised = [(s.numpy() * final.std + final.mean) for s in final.test.sequences]
+    assert all(abs(a - (b.numpy() * plain.std + plain.mean)).max() < 1e-4
+               for a, b in zip(unnormalised, plain.test.sequences))
+    raw = {s.numpy().tobytes() for s in final.test.sequences}
+    assert raw.isdisjoint({s.numpy().tobytes() for s in final.val.sequences})
+    assert task.params()["holdout"] == 1 == task.for_tuning().params()["holdout"]
+    with pytest.raises(UserInputError, match="bad holdout"):
+        make(timit_root=str(root), holdout=5)
 
 
 def init_repo(path):

@@ -71,7 +71,8 @@ def test_tuning_runs_never_see_test_data_or_final_seeds():
     assert not targets & set(profile.task_params["target"])
     finals = resolve("audio", "tuned", profile, {"cwrnn/exponential": dict(trials[0].settings)})
     assert {c.seed for t in trials for c, _ in t.runs}.isdisjoint({c.seed for c, _ in finals})
-    assert all(c.tuning and c.trial == {"study": t.study, "number": t.number} for t in trials for c, _ in t.runs)
+    assert all(c.tuning and (c.trial["study"], c.trial["number"]) == (t.study, t.number)
+               for t in trials for c, _ in t.runs)
     assert {c.budget for t in trials for c, _ in t.runs} == {max(profile.budgets)}
     # copy: its validation stream, never the test sequences
     copy_trials = search.replay("copy", "tuned", tuned("copy", ["lstm"], trials=1, studies=1), [])
@@ -208,3 +209,19 @@ def test_a_recipe_profile_trains_every_variant_with_what_the_search_chose_for_on
     assert all(c.train["lr"] == best.settings["lr"] for c, _ in runs)
     with pytest.raises(UserInputError, match="recipe the search of profile tuned chose for lstm"):
         search.tuned_settings("copy", "schedules", family, tmp_path / "empty")
+
+
+def test_the_choice_reads_from_the_store_alone_and_a_changed_sampler_is_said():
+    profile = tuned("copy", ["lstm"], trials=3, studies=1)
+    trials = search.replay("copy", "tuned", profile, [])
+    records = fake_records(trials, lambda t: 0.2 + 0.01 * t.number)
+    stored = search.stored_trials("tuned", profile, records)
+    assert [(t.number, t.settings, t.score) for t in stored] == [
+        (t.number, t.settings, t.score) for t in search.replay("copy", "tuned", profile, records)]
+    # a search with another space is another search: its records are not this one's trials
+    other = dataclasses.replace(profile, search=dataclasses.replace(profile.search, seed_offset=5000))
+    assert search.stored_trials("tuned", other, records) == []
+    # a store whose trial 1 says other settings than this Optuna asks (another version's sampler)
+    changed = [dict(r, train={**r["train"], "lr": 0.5}) if r["trial"]["number"] == 1 else r for r in records]
+    with pytest.raises(UserInputError, match="install that version to go on with it"):
+        search.replay("copy", "tuned", profile, changed)

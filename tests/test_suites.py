@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.suite.search import tuned_settings
 from bench.suite.suites import MatchConfig, Profile, load_profile, load_suite, resolve, suite_names
 from bench.suite.tuning import TUNING_STORE, choose, needs_tuning, tuning_runs
 from models.errors import UserInputError
@@ -59,6 +60,11 @@ def test_every_profile_of_every_suite_resolves_to_the_committed_run_ids(word_dat
             profile = load_profile(suite, name)
             profile.task_params.update(word_data.get(task, {}))
             tuned = tuned_rates(task, name, profile) if needs_tuning(profile) else None
+            if profile.search is not None or profile.recipe:
+                try:  # the committed search's choice, where it is complete; else the profile's own settings
+                    tuned = tuned_settings(task, name, profile, RESULTS)
+                except UserInputError:
+                    tuned = {label: {} for label in profile.archs}
             ids = {config.run_id for config, _ in resolve(task, name, profile, tuned)}
             settings = math.prod(len(v) for v in profile.task_params.values() if isinstance(v, list))
             assert len(ids) == len(profile.archs) * len(profile.budgets) * profile.seeds * settings  # all distinct

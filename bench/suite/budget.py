@@ -40,16 +40,18 @@ def candidates(label: str, cw_match: str, cw_modules: int, cw_module_size: int, 
 
 def match_budget(label: str, budget: int, input_size: int, output_size: int, *, tolerance: float = 0.1,
                  cw_match: str = "module_size", cw_modules: int = 8, cw_module_size: int = 1,
-                 offset: int = 0) -> Match:
+                 offset: int = 0, learn_h0: bool = False) -> Match:
+    """The size of `label` whose count (recurrent layer, readout and, with `learn_h0`, its
+    learnable initial state) is closest to `budget`."""
     if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
         raise UserInputError(f"bad budget {budget!r}: budgets are positive integers (parameters)")
     specs = candidates(label, cw_match, cw_modules, cw_module_size, offset)
     if not ARCHITECTURES[parse_arch(label)[0]].count:  # each count is a build (on the meta device): search
-        best = closest(specs, lambda spec: closed_form_count(spec, input_size, output_size), budget)
+        best = closest(specs, lambda spec: closed_form_count(spec, input_size, output_size, learn_h0), budget)
     else:
         best = None
         for spec in specs:
-            params = closed_form_count(spec, input_size, output_size)
+            params = closed_form_count(spec, input_size, output_size, learn_h0)
             if best is None or abs(params - budget) < abs(best.params - budget):
                 best = Match(spec, params, budget)
             if params > budget:  # counts grow with size: nothing further can be closer

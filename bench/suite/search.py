@@ -28,12 +28,14 @@ it learns, longer than any grace period a pruner would be given).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.store.records import RunConfig
-from bench.suite.suites import Profile, TrainConfig, resolve
+from bench.suite.suites import Profile, TrainConfig, grid_size, resolve, train_setting
 from models.errors import UserInputError
 
 SAMPLERS = {"random": "optuna.samplers:RandomSampler", "tpe": "optuna.samplers:TPESampler"}
@@ -145,6 +147,13 @@ def tuning_profile(profile: Profile) -> tuple[Profile, SearchConfig]:
     return base, search
 
 
+def signature(search: SearchConfig) -> str:
+    """What makes two searches one: the space, sampler, seeds and tuning data — not the number of
+    studies or trials, so that a search given more trials goes on from the ones it has."""
+    kept = {k: v for k, v in dataclasses.asdict(search).items() if k not in ("studies", "trials")}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:12]
+
+
 def trial_runs(task_name: str, profile_name: str, profile: Profile, arch: str, study: int, number: int,
                settings: dict) -> list[tuple[RunConfig, object]]:
     """The runs of one trial: the architecture at the tuning budget, on the tuning data, with
@@ -156,7 +165,8 @@ def trial_runs(task_name: str, profile_name: str, profile: Profile, arch: str, s
         tuning_task = task.for_tuning()
         seed = search.seed_offset + study * SEED_STRIDE + config.seed
         runs.append((dataclasses.replace(config, task_params=tuning_task.params(), tuning=True, seed=seed,
-                                         trial={"study": study, "number": number}), tuning_task))
+                                         trial={"study": study, "number": number, "search": signature(search)}),
+                     tuning_task))
     return runs
 
 
@@ -183,6 +193,7 @@ def replay(task_name: str, profile_name: str, profile: Profile, records: list[di
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     _, search = tuning_profile(profile)
     by_id = {r["run_id"]: r for r in records if r.get("status") in ("ok", "diverged")}
+    known = {(t.arch, t.study, t.number): t for t in stored_trials(profile_name, profile, records)}
     trials: list[Trial] = []
     batch = search.batch or search.trials
     for arch in profile.archs:
@@ -200,6 +211,7 @@ def replay(task_name: str, profile_name: str, profile: Profile, records: list[di
                 complete = True
                 for trial in asked:
                     settings = dict(trial.params)
+                    _check_same(known.get((arch, study, trial.number)), settings, records)
                     runs = trial_runs(task_name, profile_name, profile, arch, study, trial.number, settings)
                     stored = [by_id.get(config.run_id) for config, _ in runs]
                     score, diverged = None, 0
@@ -221,10 +233,50 @@ def replay(task_name: str, profile_name: str, profile: Profile, records: list[di
     return trials
 
 
+def _check_same(stored: Trial | None, settings: dict, records: list[dict]) -> None:
+    """A stored trial must be what this Optuna asks again; another version's sampler may draw
+    other numbers, and the search could then not go on from the store."""
+    if stored is None or stored.settings == settings:
+        return
+    import optuna
+
+    made = sorted({r.get("versions", {}).get("optuna", "unknown") for r in records if r.get("trial")})
+    raise UserInputError(
+        f"the stored trial {stored.number} of study {stored.study} for {stored.arch} has other settings than this "
+        f"Optuna {optuna.__version__} asks again ({stored.settings} stored): the search was made with optuna "
+        f"{', '.join(made)}; install that version to go on with it (what it chose reads the same with any version)")
+
+
 def _arch_name(label: str) -> str:
     from models.names import parse_arch
 
     return parse_arch(label)[0]
+
+
+def stored_trials(profile_name: str, profile: Profile, records: list[dict]) -> list[Trial]:
+    """Every trial of the profile's search that the store holds, from the records alone (no
+    Optuna: what a search chose reads the same with any Optuna version), with a score where
+    all of its runs are stored ok or diverged."""
+    _, search = tuning_profile(profile)
+    sig = signature(search)
+    expected = search.seeds * grid_size({**profile.task_params, **search.task_params})
+    groups: dict[tuple, list[dict]] = {}
+    for r in records:
+        trial = r.get("trial") or {}
+        if (trial.get("search") != sig or r.get("profile") != profile_name or r.get("arch") not in profile.archs
+                or r.get("status") not in ("ok", "diverged") or trial.get("study", 0) >= search.studies
+                or trial.get("number", 0) >= search.trials):
+            continue
+        groups.setdefault((r["arch"], trial["study"], trial["number"]), []).append(r)
+    trials = []
+    for (arch, study, number), stored in sorted(groups.items(), key=lambda kv: (profile.archs.index(kv[0][0]),
+                                                                               *kv[0][1:])):
+        settings = {key: train_setting(stored[0]["train"], key) for key in search.space}
+        done = len({r["run_id"] for r in stored}) >= expected
+        score = sum(_score(r) for r in stored) / len(stored) if done else None
+        trials.append(Trial(arch, study, number, settings, [], score,
+                            sum(r["status"] == "diverged" for r in stored)))
+    return trials
 
 
 def pending_runs(trials: list[Trial], records: list[dict]) -> list[tuple[RunConfig, object]]:
@@ -267,8 +319,9 @@ def searched_settings(task_name: str, profile_name: str, profile: Profile, resul
     from bench.store.results import ResultsStore
     from bench.suite.tuning import TUNING_STORE
 
-    records = ResultsStore(Path(results_dir) / task_name / TUNING_STORE).load()
-    trials = replay(task_name, profile_name, profile, records)
+    path = Path(results_dir) / task_name / TUNING_STORE
+    records = ResultsStore(path).load() if path.exists() else []
+    trials = stored_trials(profile_name, profile, records)
     higher = next((r["higher_is_better"] for r in records), False)
     try:
         return {arch: dict(t.settings) for arch, t in chosen_trials(trials, profile, higher).items()}

@@ -23,8 +23,9 @@ import yaml
 
 from bench.store.records import RunConfig
 from models import plugins
+from models.architectures import ARCHITECTURES
 from models.errors import UserInputError
-from models.names import OPTIMIZERS
+from models.names import OPTIMIZERS, parse_arch
 from tasks import task_class
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"  # bench/suites/
@@ -185,6 +186,11 @@ def _grid(task_params: dict) -> list[dict]:
     return [dict(zip(keys, combo)) for combo in itertools.product(*axes)]
 
 
+def grid_size(task_params: dict) -> int:
+    """How many task settings a task_params grid gives (lists are axes)."""
+    return math.prod(len(v) if isinstance(v, list) else 1 for v in task_params.values())
+
+
 def task_parameters(task_name: str) -> list[str]:
     """The parameters a task takes (its constructor's keyword arguments)."""
     signature = inspect.signature(task_class(task_name).__init__)
@@ -271,7 +277,16 @@ def train_for(profile: Profile, arch: str) -> TrainConfig:
     train = _dataclass_from(TrainConfig, {**dataclasses.asdict(profile.train), **overrides},
                             f"arch_train.{arch}")
     validate_train(train)
+    check_init(train.init, arch)
     return train
+
+
+def check_init(init: str, arch: str) -> None:
+    """An initialisation the architecture's entry (models/architectures.py) says it takes."""
+    takes = ARCHITECTURES[arch].inits
+    if init not in takes:
+        raise UserInputError(f"init {init} does not apply to {arch}: its initialisations are {', '.join(takes)} "
+                             "(--train init=NAME)")
 
 
 def resolve(task_name: str, profile_name: str, profile: Profile, tuned: dict | None = None) -> list[tuple]:
@@ -292,10 +307,11 @@ def resolve(task_name: str, profile_name: str, profile: Profile, tuned: dict | N
         for budget in profile.budgets:
             for label in profile.archs:
                 m = profile.match
+                settings = _tuned_train(task_name, profile_name, profile, label, tuned)
                 match = match_budget(label, budget, counted_inputs(task), task.output_size, tolerance=m.tolerance,
                                      cw_match=m.cw_match, cw_modules=m.cw_modules,
-                                     cw_module_size=m.cw_module_size, offset=m.offset)
-                train = train_dict(_tuned_train(task_name, profile_name, profile, match.spec, tuned))
+                                     cw_module_size=m.cw_module_size, offset=m.offset, learn_h0=settings.learn_h0)
+                train = train_dict(settings)
                 for seed in range(profile.seeds):
                     config = RunConfig(task_name, profile_name, task.params(), match.spec.label,
                                        match.spec.to_dict(), budget, match.params, train, seed,
@@ -304,16 +320,19 @@ def resolve(task_name: str, profile_name: str, profile: Profile, tuned: dict | N
     return runs
 
 
-def _tuned_train(task_name: str, profile_name: str, profile: Profile, spec, tuned: dict | None) -> TrainConfig:
+def _tuned_train(task_name: str, profile_name: str, profile: Profile, label: str, tuned: dict | None) -> TrainConfig:
     """An architecture's training settings: the profile's, with what tuning chose for it."""
-    train = train_for(profile, spec.arch)
+    arch, schedule = parse_arch(label)
+    train = train_for(profile, arch)
     if profile.search is None and not profile.recipe and train.lr != TUNED:
         return train
-    if spec.label not in (tuned or {}):
+    tuned = tuned or {}
+    chosen = tuned.get(label, tuned.get(f"{arch}/{schedule}" if schedule else arch))
+    if chosen is None:
         raise UserInputError(
-            f"no tuned settings for {spec.label} in profile {profile_name} of task {task_name}: run "
+            f"no tuned settings for {label} in profile {profile_name} of task {task_name}: run "
             f"`cwbench tune {task_name} --profile {profile_name}` first (with the same --results folder)")
-    chosen = tuned[spec.label]
     train = dataclasses.replace(train, **chosen) if isinstance(chosen, dict) else dataclasses.replace(train, lr=chosen)
     validate_train(train)
+    check_init(train.init, arch)
     return train

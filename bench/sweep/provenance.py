@@ -108,7 +108,8 @@ def machine(device: str) -> dict:
 
 def versions() -> dict:
     found = {"python": platform.python_version(), "torch": torch.__version__}
-    for package in ("pytorch-lightning", "numpy", "pandas", "scipy", "numba", "librosa", "soundfile", "datasets"):
+    for package in ("pytorch-lightning", "numpy", "pandas", "scipy", "numba", "librosa", "soundfile", "datasets",
+                    "optuna"):
         try:
             found[package] = metadata.version(package)
         except metadata.PackageNotFoundError:

@@ -32,7 +32,8 @@ from tasks.base import cache_root
 
 def describe(config: RunConfig, shown: list[str]) -> str:
     setting = "".join(f" {k}={config.task_params[k]}" for k in shown if k in config.task_params)
-    return f"{config.task} {config.arch} budget={config.budget}{setting} seed={config.seed}"
+    trial = f" trial={config.trial['study']}.{config.trial['number']}" if config.trial else ""
+    return f"{config.task} {config.arch} budget={config.budget}{setting}{trial} seed={config.seed}"
 
 
 def check_clean_tree(results_dir: Path, allow_dirty: bool) -> bool:

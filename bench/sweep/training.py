@@ -16,6 +16,7 @@ from pytorch_lightning.callbacks import EarlyStopping
 from bench.store.records import RunConfig
 from bench.suite.suites import train_setting
 from models.counting import count_parameters
+from models.initialisation import InitialState, initialise_family
 from models.lightning import Diverged, OptimConfig, SequenceModel
 from models.registry import ModelSpec, build_rnn, freeze_input_weights, implementation, initialise
 
@@ -73,8 +74,11 @@ def build_model(config: RunConfig, task, backend: str = "auto") -> SequenceModel
     if task.zero_input:
         freeze_input_weights(rnn)
     optim = OptimConfig(train["optimizer"], train["lr"], train["momentum"])
-    model = SequenceModel(rnn, task, optim, train["loss_reduction"], track_train_metric=train["patience"] > 0)
+    initial_state = InitialState.of(spec.arch, spec.hidden_size) if train_setting(train, "learn_h0") else None
+    model = SequenceModel(rnn, task, optim, train["loss_reduction"], track_train_metric=train["patience"] > 0,
+                          initial_state=initial_state)
     initialise(model.rnn, model.readout, train["init_std"], train["lstm_forget_bias"], train["bias_init"])
+    initialise_family(train_setting(train, "init"), model.rnn, task)  # after: "default" changes nothing
     return model
 
 

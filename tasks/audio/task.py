@@ -133,6 +133,10 @@ class AudioGeneration(Task):
         y = torch.tensor(self.target_signal, dtype=torch.float32).view(1, self.length, 1)
         return {"x": torch.zeros(1, self.length, self.input_size), "y": y}
 
+    def horizon(self) -> int:
+        """The window's length: the one sequence is that long."""
+        return self.length
+
     def datamodule(self, batch_size: int, seed: int, train_steps: int) -> AudioDataModule:
         # batch_size is ignored: a run fits one target, so every batch is that one
         # sequence. seed is unused: the data are fixed; the model's init takes the seed.

@@ -49,6 +49,10 @@ class CopyTask(Task):
         return CopyData(batch_size, seed, train_steps, self.delay, self.min_delay, self.eval_batches,
                         self.eval_batch_size)
 
+    def horizon(self):
+        """delay + 20, the length of every sequence (padded to the longest delay when it varies)."""
+        return self.delay + 2 * N_RECALL
+
     @staticmethod
     def setting_label(params, keys, x=None):
         """Always the delay kind: "fixed delay 10", "variable delay 5–10" (uniform over

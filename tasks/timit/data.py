@@ -85,13 +85,13 @@ class WordsData(pl.LightningDataModule):
     """By steps: one stream of ``train_steps`` batches. By epoch: the trainer reloads the
     training loader every epoch and gets that epoch's batches of the same stream."""
 
-    def __init__(self, train: WordSequences, test: WordSequences, batch_size: int, seed: int,
+    def __init__(self, train: WordSequences, val: WordSequences, test: WordSequences, batch_size: int, seed: int,
                  train_steps: int, noise_std: float, by_epoch: bool = False):
         super().__init__()
         self.train_set, self.seed, self.noise_std = train, seed, noise_std
         self.by_epoch = by_epoch
         self.train = TrainBatches(train, train_steps, batch_size, seed, noise_std)
-        self.test, self.batch_size = test, batch_size
+        self.val, self.test, self.batch_size = val, test, batch_size
 
     def train_dataloader(self):
         if self.by_epoch:
@@ -102,7 +102,7 @@ class WordsData(pl.LightningDataModule):
         return DataLoader(self.train, batch_size=None)
 
     def val_dataloader(self):
-        return DataLoader(self.test, batch_size=self.batch_size, shuffle=False, collate_fn=collate)
+        return DataLoader(self.val, batch_size=self.batch_size, shuffle=False, collate_fn=collate)
 
     def test_dataloader(self):
-        return self.val_dataloader()
+        return DataLoader(self.test, batch_size=self.batch_size, shuffle=False, collate_fn=collate)

@@ -41,6 +41,7 @@ def normalisation_stats(train_features: list[np.ndarray]) -> tuple[np.ndarray, n
 class _Prepared:
     words: WordFeatures
     train: WordSequences
+    val: WordSequences
     test: WordSequences
     mean: np.ndarray
     std: np.ndarray
@@ -68,13 +69,20 @@ class TimitWords(Task):
 
     def __init__(self, timit_root: str | Path | None = None,
                  train_noise_std: float = TRAIN_NOISE_STD,
-                 cache_dir: str | Path | None = None, **features):
+                 cache_dir: str | Path | None = None, holdout: int = 0, **features):
         self.timit_root = timit_root
-        self._configure(train_noise_std, cache_dir, features)
+        self._configure(train_noise_std, cache_dir, features, holdout)
 
-    holdout = 0  # training examples per word held out as validation data (tuning only)
+    # holdout: training examples per word held out as validation data (0: the test set is also
+    # the validation data, which then only draws learning curves). A tuning variant
+    # (`for_tuning`) never loads the test set: its held-out examples are all it is scored on.
+    tuning = False
 
-    def _configure(self, train_noise_std, cache_dir, features: dict) -> None:
+    def _configure(self, train_noise_std, cache_dir, features: dict, holdout: int = 0) -> None:
+        if isinstance(holdout, bool) or not isinstance(holdout, int) or not 0 <= holdout < TRAIN_PER_WORD:
+            raise UserInputError(f"{self.name} task: bad holdout {holdout!r}: give the training examples per word "
+                                 f"held out as validation data, an integer from 0 to {TRAIN_PER_WORD - 1}")
+        self.holdout = holdout
         if isinstance(train_noise_std, bool) or not isinstance(train_noise_std, (int, float)) \
                 or not train_noise_std >= 0:
             raise UserInputError(
@@ -96,12 +104,12 @@ class TimitWords(Task):
         """Load (or extract and cache) the features and normalise them; done once."""
         if self._prepared is None:
             words = load_word_features(self._corpus_root(), self.features, self.cache_dir)
-            splits = {"train": ([], []), "test": ([], [])}
+            splits = {"train": ([], []), "val": ([], []), "test": ([], [])}
             for choice, feats in zip(words.choices, words.features, strict=True):
-                if choice.split == "test" and self.holdout:
+                if choice.split == "test" and self.tuning:
                     continue  # tuning never sees the test set
                 held_out = choice.split == "train" and choice.rank >= TRAIN_PER_WORD - self.holdout
-                split = "test" if held_out else choice.split
+                split = "val" if held_out else choice.split
                 splits[split][0].append(feats)
                 splits[split][1].append(choice.label)
             mean, std = normalisation_stats(splits["train"][0])  # training set only
@@ -116,7 +124,9 @@ class TimitWords(Task):
                     [torch.from_numpy(((f - mean) / std).astype(np.float32)) for f in feats],
                     labels)
 
-            self._prepared = _Prepared(words, normalised("train"), normalised("test"), mean, std)
+            val = "val" if self.holdout else "test"
+            test = "val" if self.tuning else "test"  # a tuning variant is scored on its held-out examples
+            self._prepared = _Prepared(words, normalised("train"), normalised(val), normalised(test), mean, std)
         return self._prepared
 
     @property
@@ -140,7 +150,7 @@ class TimitWords(Task):
     # -- the Task interface -------------------------------------------------------------
 
     def params(self) -> dict:
-        held_out = {"holdout": self.holdout} if self.holdout else {}  # only tuning runs hold out
+        held_out = {"holdout": self.holdout} if self.holdout else {}
         return {"corpus": self.prepare().words.fingerprint[:16],
                 "train_noise_std": self.train_noise_std, **held_out, **dataclasses.asdict(self.features)}
 
@@ -155,7 +165,14 @@ class TimitWords(Task):
         from tasks.timit.data import WordsData
 
         p = self.prepare()
-        return WordsData(p.train, p.test, batch_size, seed, train_steps, self.train_noise_std, by_epoch)
+        return WordsData(p.train, p.val, p.test, batch_size, seed, train_steps, self.train_noise_std, by_epoch)
+
+    def horizon(self) -> int:
+        """The frames of the longest word of the training split (the corpus's own, not of the
+        tuning variant's smaller one: a run and its tuning runs see the same T_max; never the
+        test words'). Reads the features training reads anyway."""
+        words = self.prepare().words
+        return max(len(f) for c, f in zip(words.choices, words.features, strict=True) if c.split == "train")
 
     def epoch_batches(self, batch_size: int) -> int:
         from tasks.timit.data import epoch_batches
@@ -166,7 +183,7 @@ class TimitWords(Task):
         """The same task with one of the 5 training speakers of each word held out: tuning
         trains on the other 4 and is scored on those 25 sequences, never on the test set."""
         tuned = copy.copy(self)
-        tuned.holdout, tuned._prepared = 1, None
+        tuned.holdout, tuned.tuning, tuned._prepared = max(self.holdout, 1), True, None
         return tuned
 
     @staticmethod
@@ -218,14 +235,14 @@ class SynthWords(TimitWords):
 
     def __init__(self, corpus_seed: int = 0, n_speakers: int = 8,
                  train_noise_std: float = TRAIN_NOISE_STD,
-                 cache_dir: str | Path | None = None, **features):
+                 cache_dir: str | Path | None = None, holdout: int = 0, **features):
         for key, value, low in (("corpus_seed", corpus_seed, 0), ("n_speakers", n_speakers, 7)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise UserInputError(
                     f"synthwords task: bad {key} {value!r}: give an integer >= {low}")
         self.corpus_seed, self.n_speakers = corpus_seed, n_speakers
         self.timit_root = None
-        self._configure(train_noise_std, cache_dir, features)
+        self._configure(train_noise_std, cache_dir, features, holdout)
 
     def _corpus_root(self):
         return ensure_synthetic_corpus(self.cache_dir, self.corpus_seed, self.n_speakers)
