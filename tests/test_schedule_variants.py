@@ -179,17 +179,19 @@ def case(rng: random.Random):
                 steps=rng.choice([1, 2, rng.randint(3, 30)]), input_size=rng.choice([0, 2]))
 
 
-def run(c, backend, wiring):
+def run(c, backend, wiring, device="cpu"):
+    """Outputs, final state and every gradient; every random number drawn on the CPU."""
     torch.manual_seed(0)
     model = ClockworkRNN(c["input_size"], c["module_sizes"], c["periods"], offset=c["offset"], order=c["order"],
-                         backend=backend, wiring=wiring).double()
-    x = torch.randn(c["batch"], c["steps"], c["input_size"], dtype=torch.float64, requires_grad=True)
-    h0 = torch.randn(1, c["batch"], model.hidden_size, dtype=torch.float64, requires_grad=True)
+                         backend=backend, wiring=wiring).double().to(device)
+    x = torch.randn(c["batch"], c["steps"], c["input_size"], dtype=torch.float64).to(device).requires_grad_()
+    h0 = torch.randn(1, c["batch"], model.hidden_size, dtype=torch.float64).to(device).requires_grad_()
     out, h_last = model(x, h0)
-    loss = (out * torch.randn(out.shape, dtype=torch.float64)).sum() + (
-        h_last * torch.randn(h_last.shape, dtype=torch.float64)).sum()
+    loss = (out * torch.randn(out.shape, dtype=torch.float64).to(device)).sum() + (
+        h_last * torch.randn(h_last.shape, dtype=torch.float64).to(device)).sum()
     loss.backward()
-    return [out, h_last, model.weight_ih.grad, model.weight_hh.grad, model.bias.grad, x.grad, h0.grad]
+    return [t.cpu() for t in (out, h_last, model.weight_ih.grad, model.weight_hh.grad, model.bias.grad, x.grad,
+                              h0.grad)]
 
 
 @pytest.mark.parametrize("backend", ["modular", "compiled"])
@@ -201,6 +203,15 @@ def test_every_backend_computes_every_wiring_exactly(backend, wiring, seed):
     names = ["outputs", "h_last", "grad weight_ih", "grad weight_hh", "grad bias", "grad x", "grad h0"]
     for name, a, b in zip(names, got, expected):
         torch.testing.assert_close(a, b, atol=1e-10, rtol=0, msg=lambda m, n=name: f"{c} {n}: {m}")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("wiring", WIRINGS)
+@pytest.mark.parametrize("seed", range(8))
+def test_modular_on_cuda_computes_every_wiring_exactly(wiring, seed):
+    c = case(random.Random(seed))
+    for a, b in zip(run(c, "modular", wiring, "cuda"), run(c, "reference", wiring)):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=0)
 
 
 @pytest.mark.parametrize("wiring", WIRINGS)
