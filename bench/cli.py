@@ -39,6 +39,10 @@ def cmd_list(args) -> None:
         print(f"  {name:<13} {periods_for(name, 6)}")
     print(f"  {'exponential:B':<13} base B, e.g. exponential:3 -> {periods_for('exponential:3', 6)}")
     print(f"  {'1,4,16,64':<13} an explicit list of periods (fixes g)")
+    print(f"  {'random:SEED':<13} 1 and distinct log-uniform draws up to 2^(g-1), e.g. random:0 -> "
+          f"{periods_for('random:0', 6)}")
+    print("  options, e.g. cwrnn/exponential@wiring=full: @wiring=paper|full|reversed (who reads whom), "
+          "@start=1 (the clock's t counted from 1), @g=G (G modules)")
     print("tasks and profiles:")
     for task in suite_names():
         suite = load_suite(task)

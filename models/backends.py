@@ -12,9 +12,11 @@ fast backends read the schedule from `module`; `fires` is the same schedule as a
 
 Two facts make them fast (docs/cwrnn.md, "The recurrence" and "Who reads whom"):
 - a silent module's state is a copy, so nothing needs computing at silent steps;
-- modules never read modules below them in the connection order (by default: faster
-  ones), so the modules of one clock period can be computed as one RNN over that
-  period's firing steps only, once the modules they read have been computed.
+- under the paper's wiring modules never read modules below them in the connection order
+  (by default: faster ones), so the modules of one clock period can be computed as one RNN
+  over that period's firing steps only, once the modules they read have been computed.
+  The reversed wiring (faster ones only) has such an order too, fastest first; the full
+  wiring has none (every period reads every other), and "modular" computes it step by step.
 
 Backends:
 - "modular": one library RNN call per clock period (cuDNN on GPU), slowest first, each
@@ -84,7 +86,7 @@ def index_tensor(rows: tuple[int, ...], device) -> torch.Tensor:
 
 def module_key(module):
     return (tuple(module.module_sizes), tuple(module.periods), tuple(getattr(module, "order", module.periods)),
-            module.offset)
+            module.offset, getattr(module, "wiring", "paper"))
 
 
 # ---------------------------------------------------------------------------------------
@@ -144,10 +146,10 @@ def make_read(source, q_period, q_first, q_steps, r_period, r_first) -> Read:
 
 
 @functools.lru_cache(maxsize=256)
-def modular_plan(module_sizes, periods, order, offset, steps) -> ModularPlan:
+def modular_plan(module_sizes, periods, order, offset, wiring, steps) -> ModularPlan:
     g = len(periods)
     by_period = sorted(range(g), key=lambda i: periods[i])  # stable: ties keep module order
-    reads = module_reads(order)
+    reads = module_reads(order, wiring)
 
     members = {}  # period -> modules
     for i in by_period:
@@ -287,22 +289,35 @@ def library_rnn_tanh(rnn_input, h0, weight_hh):
 
 
 @functools.lru_cache(maxsize=256)
-def compiled_plan(module_sizes, periods, order, offset):
-    """Units in ascending connection order; per module its units and the first unit it reads.
+def compiled_plan(module_sizes, periods, order, offset, wiring="paper"):
+    """Units in ascending (or descending) connection order; per module its units and the first
+    unit it reads.
 
-    In that layout everything a module reads lies in [reads[m], n) (entries in between
-    that it does not read are structural zeros of the masked weight: harmless).
+    A module reads the units [reads[m], n); entries in that range it does not read are
+    structural zeros of the masked weight (a multiply-add that changes nothing), so any wiring
+    is computed exactly. The layout is the one of the two where those ranges are shortest:
+    ascending for the paper's wiring (a module reads slower ones, laid out after it),
+    descending for the reversed one (it reads faster ones); under the full wiring every
+    module reads [0, n) in either. The loops compute every firing module from the states of
+    the step before, so the layout changes no result, only the work.
     """
     g = len(periods)
-    by_order = sorted(range(g), key=lambda i: order[i])
-    reads = module_reads(order)
-    starts, stops, at = [], [], 0
-    for i in by_order:
-        starts.append(at)
-        at += module_sizes[i]
-        stops.append(at)
-    first_read = [min(starts[p] for p, j in enumerate(by_order) if reads[i][j]) for i in by_order]
-    arrays = tuple(np.asarray(v, dtype=np.int64) for v in (starts, stops, first_read, [periods[i] for i in by_order]))
+    reads = module_reads(order, wiring)
+
+    def layout(by_order):
+        starts, stops, at = [], [], 0
+        for i in by_order:
+            starts.append(at)
+            at += module_sizes[i]
+            stops.append(at)
+        first_read = [min(starts[p] for p, j in enumerate(by_order) if reads[i][j]) for i in by_order]
+        work = sum(module_sizes[i] * (at - r) for i, r in zip(by_order, first_read))
+        return work, by_order, (starts, stops, first_read, [periods[i] for i in by_order])
+
+    ascending = sorted(range(g), key=lambda i: order[i])
+    # the first of a tie: ascending, the layout of every schedule before wirings existed
+    _, by_order, columns = min(layout(ascending), layout(ascending[::-1]), key=lambda found: found[0])
+    arrays = tuple(np.asarray(v, dtype=np.int64) for v in columns)
     return unit_permutation(module_sizes, by_order), arrays
 
 

@@ -10,6 +10,8 @@ Module i reads module j iff j == i or T_j > T_i: slow modules feed fast ones, ne
 the reverse. `order` can decouple this connection pattern from the clock (module i
 reads j iff j == i or order_j > order_i); it defaults to the periods, as in the paper,
 and exists for the "dense" control: every module clocked at 1, connected like a CW-RNN.
+`wiring` replaces the paper's pattern for the schedule study: "full" (every module reads
+every module) or "reversed" (itself and faster ones: order_j < order_i); the clock is kept.
 
 The weights are stored dense, in the order of `module_sizes`, and the
 structurally absent blocks of W_H are held at zero by a fixed mask; they are not
@@ -30,7 +32,7 @@ import torch
 from torch import nn
 
 from models.backends import BACKENDS, pick_backend
-from models.clockwork_rules import connectivity, firing_schedule, module_reads
+from models.clockwork_rules import WIRINGS, connectivity, firing_schedule, module_reads
 from models.errors import UserInputError
 from models.schedules import validate_periods
 
@@ -38,7 +40,8 @@ from models.schedules import validate_periods
 class ClockworkRNN(nn.Module):
     """A CW-RNN with the torch.nn.RNN calling convention (batch_first)."""
 
-    def __init__(self, input_size: int, module_sizes, periods, offset: int = 0, order=None, backend: str = "auto"):
+    def __init__(self, input_size: int, module_sizes, periods, offset: int = 0, order=None, backend: str = "auto",
+                 wiring: str = "paper"):
         super().__init__()
         periods = validate_periods(periods)
         order = list(periods) if order is None else list(order)
@@ -54,6 +57,8 @@ class ClockworkRNN(nn.Module):
                 raise UserInputError(f"bad module size {k!r} in {module_sizes}: sizes must be integers >= 1")
         if isinstance(offset, bool) or not isinstance(offset, int):
             raise UserInputError(f"bad clock offset {offset!r}: the offset must be an integer")
+        if wiring not in WIRINGS:
+            raise UserInputError(f"unknown CW-RNN wiring '{wiring}': choose one of {', '.join(WIRINGS)}")
         if backend != "auto" and backend not in BACKENDS:
             raise UserInputError(f"unknown CW-RNN backend '{backend}': choose auto or one of {', '.join(BACKENDS)}")
 
@@ -62,13 +67,14 @@ class ClockworkRNN(nn.Module):
         self.periods = periods
         self.order = order
         self.offset = offset
+        self.wiring = wiring
         self.backend = backend
         self.hidden_size = n = sum(module_sizes)
 
         self.weight_ih = nn.Parameter(torch.empty(n, input_size))
         self.weight_hh = nn.Parameter(torch.empty(n, n))
         self.bias = nn.Parameter(torch.empty(n))
-        self.register_buffer("mask", connectivity(module_sizes, order), persistent=False)
+        self.register_buffer("mask", connectivity(module_sizes, order, wiring), persistent=False)
         # from Python lists, not repeat_interleave: the layer also builds on torch's meta device (counting)
         unit_periods = torch.tensor([p for p, k in zip(periods, module_sizes) for _ in range(k)])
         self.register_buffer("unit_periods", unit_periods, persistent=False)
@@ -85,7 +91,7 @@ class ClockworkRNN(nn.Module):
 
     def structural_zeros(self) -> int:
         # from the rules, not the mask's values: on torch's meta device (counting) a buffer has none
-        reads = module_reads(self.order)
+        reads = module_reads(self.order, self.wiring)
         sizes = self.module_sizes
         return self.hidden_size ** 2 - sum(sizes[i] * sizes[j] for i in range(len(sizes)) for j in range(len(sizes))
                                            if reads[i][j])
@@ -125,10 +131,11 @@ class ClockworkRNN(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"input_size={self.input_size}, module_sizes={self.module_sizes}, "
-                f"periods={self.periods}, offset={self.offset}, order={self.order}, backend={self.backend}")
+                f"periods={self.periods}, offset={self.offset}, order={self.order}, wiring={self.wiring}, "
+                f"backend={self.backend}")
 
 
 def cwrnn_layer(spec, input_size: int, backend: str = "auto") -> ClockworkRNN:
     """The builder of the architecture table's "cwrnn" (models/architectures.py)."""
     return ClockworkRNN(input_size, list(spec.module_sizes), list(spec.periods), offset=spec.offset,
-                        order=list(spec.connection_order), backend=backend)
+                        order=list(spec.connection_order), backend=backend, wiring=spec.wiring)

@@ -17,6 +17,7 @@ import operator
 from typing import TYPE_CHECKING
 
 from models.architectures import ARCHITECTURES, IGNORED, load
+from models.clockwork_rules import reads
 from models.spec import ModelSpec
 
 if TYPE_CHECKING:  # this module is imported without torch (budget matching counts in closed form)
@@ -71,18 +72,19 @@ def library_rnn_count(arch: str, input_size: int, hidden_size: int) -> int:
     return recurrent_count(ModelSpec(arch, hidden_size), input_size)
 
 
-def clockwork_count(input_size: int, module_sizes, order) -> int:
-    """sum_i k_i (I + 1 + sum_{j readable by i} k_j); j readable iff j == i or order_j > order_i
-    (the order is the periods unless a schedule decouples connectivity from the clock)."""
+def clockwork_count(input_size: int, module_sizes, order, wiring: str = "paper") -> int:
+    """sum_i k_i (I + 1 + sum_{j readable by i} k_j), j readable as models/clockwork_rules.py `reads`
+    says for the wiring (the paper's: j == i or order_j > order_i; the order is the periods unless a
+    schedule decouples connectivity from the clock)."""
     total = 0
     for i, k_i in enumerate(module_sizes):
-        readable = sum(k_j for j, k_j in enumerate(module_sizes) if j == i or order[j] > order[i])
+        readable = sum(k_j for j, k_j in enumerate(module_sizes) if reads(order, i, j, wiring))
         total += k_i * (input_size + 1 + readable)
     return total
 
 
 def clockwork_spec_count(spec: ModelSpec, input_size: int) -> int:
-    return clockwork_count(input_size, spec.module_sizes, spec.connection_order)
+    return clockwork_count(input_size, spec.module_sizes, spec.connection_order, spec.wiring)
 
 
 def initial_state_count(spec: ModelSpec) -> int:

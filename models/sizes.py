@@ -11,7 +11,7 @@ period lists fix g.
 from __future__ import annotations
 
 from models.errors import UserInputError
-from models.schedules import connection_order_for, is_explicit, periods_for
+from models.schedules import connection_order_for, is_explicit, parse_schedule, periods_for
 from models.spec import ModelSpec
 
 MAX_SIZE = 4096  # search bound for hidden sizes, module sizes and module counts
@@ -31,6 +31,15 @@ def _order(schedule: str, periods: list[int]) -> tuple[int, ...]:
 def clockwork_sizes(arch: str, schedule: str, *, cw_match: str, cw_modules: int, cw_module_size: int, offset: int):
     if cw_match not in ("module_size", "modules"):
         raise UserInputError(f"bad cw_match '{cw_match}': use 'module_size' (fixed g) or 'modules' (fixed k)")
+    parsed = parse_schedule(schedule)
+    if parsed.offset is not None:  # the row's own @start
+        if offset not in (0, parsed.offset):
+            raise UserInputError(f"schedule '{schedule}' says @start={parsed.start} (offset {parsed.offset}) but the "
+                                 f"profile's match.offset is {offset}: give the start in one place")
+        offset = parsed.offset
+    if parsed.modules is not None and cw_match == "modules":
+        raise UserInputError(f"schedule '{schedule}' fixes g with @g, but cw_match 'modules' varies g: use "
+                             "cw_match 'module_size' or leave @g out")
     if cw_match == "modules" and not is_explicit(schedule):
         for g in range(1, MAX_MODULES + 1):
             periods = periods_for(schedule, g)

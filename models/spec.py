@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 class ModelSpec:
     arch: str  # a key of models.architectures.ARCHITECTURES
     hidden_size: int  # total hidden units n
-    schedule: str = ""  # CW-RNN only: the schedule spec the periods came from
+    schedule: str = ""  # CW-RNN only: the schedule spec the periods came from, with its @options
     periods: tuple[int, ...] = field(default_factory=tuple)
     module_sizes: tuple[int, ...] = field(default_factory=tuple)
     offset: int = 0
@@ -21,6 +21,15 @@ class ModelSpec:
     @property
     def connection_order(self) -> tuple[int, ...]:
         return self.order or self.periods
+
+    @property
+    def wiring(self) -> str:
+        """CW-RNN only: who reads whom (models/clockwork_rules.py), from the schedule's @wiring
+        (the paper's without one). Not a field: the schedule string records it, so the config of
+        every run made before wirings existed is what it was."""
+        from models.schedules import wiring_of
+
+        return wiring_of(self.schedule)
 
     @property
     def label(self) -> str:

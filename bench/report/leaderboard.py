@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.report.schedules import findings as schedule_findings
 from bench.report.stats import bootstrap_ci, welch_p
 from bench.report.tuned import SearchReport, profile_order, protocol_line, protocol_table, reports_for
 from bench.store.files import atomic_write
@@ -337,6 +338,7 @@ def _findings(part: pd.DataFrame, runs: pd.DataFrame, primary: str, higher: bool
         verdict = "the same order" if ours == theirs else "a different order"
         lines.append(f"Against the paper at budget {budget}: ours {ours}; paper {theirs} ({verdict}; the paper's "
                      "values are to check, and its data are not ours).")
+    lines += schedule_findings(part, primary, higher)  # a `schedules` profile's study (bench/report/schedules.py)
     return ["### Findings", "", *[f"- {line}" for line in lines], ""] if lines else []
 
 

@@ -427,5 +427,9 @@ def make_plots(task, df, records, suite, out: Path) -> dict[str, list[Path]]:
         runs = df[mine]
         runs_records = [r for r, keep in zip(records, mine) if keep]  # same order as runs: plots zip them
         paths = [PLOTS[name](runs, runs_records, suite, out) for name in names]
+        if profile == "schedules":  # the schedule study's figure (bench/report/schedules.py)
+            from bench.report.schedules import schedule_figure
+
+            paths.append(schedule_figure(task, runs, out))
         written[profile] = [p for p in paths if p is not None]
     return written
