@@ -28,6 +28,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from bench.report.schedules import PAPER, STUDY, _short  # noqa: E402
+from bench.report.stats import bootstrap_ci  # noqa: E402
 from bench.store.files import write_figure  # noqa: E402
 
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*", "h", "<", ">"]
@@ -418,6 +420,57 @@ PLOTS = {
 }
 
 
+# ---------------------------------------------------------------------------------------
+# the schedule study's figure (its numbers: bench/report/schedules.py)
+
+
+def schedule_figure(task: str, runs: pd.DataFrame, out: Path) -> Path | None:
+    """`schedules_<task>.png`: the primary metric per variant (seeds as dots, the mean with its
+    95% bootstrap interval), variants sorted best first, the paper's exponential highlighted.
+    None where the profile has no finished run. A seed's value is its mean over the runs it
+    has in the profile: over the targets of audio; the suites' study has one budget and one
+    task setting, which the figure assumes (a profile of several would be pooled)."""
+    primary = runs["primary"].iloc[0]
+    higher = bool(runs["higher_is_better"].iloc[0])
+    ok = runs[(runs["status"] == "ok") & runs[f"metric.{primary}"].notna()]
+    if ok.empty:
+        return None
+    per_seed = ok.groupby(["arch", "seed"])[f"metric.{primary}"].mean().reset_index()
+    means = per_seed.groupby("arch")[f"metric.{primary}"].mean().sort_values(ascending=not higher)
+    archs = list(means.index)
+    fig, ax = plt.subplots(figsize=(7.5, 0.42 * len(archs) + 1.6), layout="constrained")
+    rng = np.random.default_rng(0)  # the dots' jitter: the same picture on every rebuild
+    for y, arch in enumerate(archs):
+        values = per_seed.loc[per_seed["arch"] == arch, f"metric.{primary}"].to_numpy(dtype=float)
+        colour = "tab:red" if arch == PAPER else "tab:blue"
+        ax.plot(values, y + rng.uniform(-0.15, 0.15, len(values)), ls="", marker="o", markersize=3.5,
+                color=colour, alpha=0.55, zorder=2)
+        ci = bootstrap_ci(values)
+        if ci is not None:
+            ax.plot(ci, [y, y], color=colour, lw=2.2, zorder=3)
+        ax.plot([values.mean()], [y], ls="", marker="D", markersize=7, color=colour, markeredgecolor="black",
+                zorder=4)
+    ax.set_yticks(range(len(archs)), [_short(a) for a in archs])
+    for label in ax.get_yticklabels():
+        if label.get_text() == _short(PAPER):
+            label.set_color("tab:red")
+            label.set_fontweight("bold")
+    ax.invert_yaxis()  # the best on top
+    values = per_seed[f"metric.{primary}"].to_numpy(dtype=float)
+    if (values > 0).all() and values.max() / values.min() > 50:
+        ax.set_xscale("log")
+    baseline = f"baseline.{primary}" in ok and ok[f"baseline.{primary}"].notna().any()
+    if baseline:
+        ax.axvline(float(ok[f"baseline.{primary}"].mean()), color="0.45", ls=(0, (2, 2)), lw=1.2, zorder=1)
+    ax.set_xlabel(f"{primary} ({'higher' if higher else 'lower'} is better)")
+    ax.grid(axis="x", alpha=0.3)
+    title = (f"{task} [{STUDY}]: {primary} per CW-RNN variant, best first. Dots: seeds; diamond: mean; bar: 95% "
+             "bootstrap interval; red: the paper's exponential schedule"
+             + ("; dashed: trivial baseline" if baseline else ""))
+    ax.set_title(_wrap(title, 7.2, TITLE_SIZE - 1), fontsize=TITLE_SIZE - 1)
+    return _save(fig, out / f"{STUDY}_{task}.png")
+
+
 def make_plots(task, df, records, suite, out: Path) -> dict[str, list[Path]]:
     """Every plot the suite lists, once per profile; returns {profile: written paths}."""
     names = suite.get("leaderboard", {}).get("plots", ["learning_curves"])
@@ -427,9 +480,7 @@ def make_plots(task, df, records, suite, out: Path) -> dict[str, list[Path]]:
         runs = df[mine]
         runs_records = [r for r, keep in zip(records, mine) if keep]  # same order as runs: plots zip them
         paths = [PLOTS[name](runs, runs_records, suite, out) for name in names]
-        if profile == "schedules":  # the schedule study's figure (bench/report/schedules.py)
-            from bench.report.schedules import schedule_figure
-
+        if profile == STUDY:  # the schedule study's figure
             paths.append(schedule_figure(task, runs, out))
         written[profile] = [p for p in paths if p is not None]
     return written

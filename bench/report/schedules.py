@@ -28,7 +28,6 @@ calls it for the profile named STUDY only.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -171,56 +170,3 @@ def _per_g(group: pd.DataFrame) -> list[tuple[int, np.ndarray]]:
         if arch == PAPER or (arch.startswith(G_ROW) and arch[len(G_ROW):].isdigit()):
             found[len(str(row["periods"]).split(","))] = np.asarray(row["_per_seed"], dtype=float)
     return sorted(found.items())
-
-
-# ---------------------------------------------------------------------------------------
-# the figure
-
-
-def schedule_figure(task: str, runs: pd.DataFrame, out: Path) -> Path | None:
-    """`schedules_<task>.png`: the primary metric per variant (seeds as dots, the mean with its
-    95% bootstrap interval), variants sorted best first, the paper's exponential highlighted.
-    None where the profile has no finished run. A seed's value is its mean over the runs it
-    has in the profile: over the targets of audio; the suites' study has one budget and one
-    task setting, which the figure assumes (a profile of several would be pooled)."""
-    from bench.report.plots import TITLE_SIZE, _save, _wrap, plt
-
-    primary = runs["primary"].iloc[0]
-    higher = bool(runs["higher_is_better"].iloc[0])
-    ok = runs[(runs["status"] == "ok") & runs[f"metric.{primary}"].notna()]
-    if ok.empty:
-        return None
-    per_seed = ok.groupby(["arch", "seed"])[f"metric.{primary}"].mean().reset_index()
-    means = per_seed.groupby("arch")[f"metric.{primary}"].mean().sort_values(ascending=not higher)
-    archs = list(means.index)
-    fig, ax = plt.subplots(figsize=(7.5, 0.42 * len(archs) + 1.6), layout="constrained")
-    rng = np.random.default_rng(0)  # the dots' jitter: the same picture on every rebuild
-    for y, arch in enumerate(archs):
-        values = per_seed.loc[per_seed["arch"] == arch, f"metric.{primary}"].to_numpy(dtype=float)
-        colour = "tab:red" if arch == PAPER else "tab:blue"
-        ax.plot(values, y + rng.uniform(-0.15, 0.15, len(values)), ls="", marker="o", markersize=3.5,
-                color=colour, alpha=0.55, zorder=2)
-        ci = bootstrap_ci(values)
-        if ci is not None:
-            ax.plot(ci, [y, y], color=colour, lw=2.2, zorder=3)
-        ax.plot([values.mean()], [y], ls="", marker="D", markersize=7, color=colour, markeredgecolor="black",
-                zorder=4)
-    ax.set_yticks(range(len(archs)), [_short(a) for a in archs])
-    for label in ax.get_yticklabels():
-        if label.get_text() == _short(PAPER):
-            label.set_color("tab:red")
-            label.set_fontweight("bold")
-    ax.invert_yaxis()  # the best on top
-    values = per_seed[f"metric.{primary}"].to_numpy(dtype=float)
-    if (values > 0).all() and values.max() / values.min() > 50:
-        ax.set_xscale("log")
-    baseline = f"baseline.{primary}" in ok and ok[f"baseline.{primary}"].notna().any()
-    if baseline:
-        ax.axvline(float(ok[f"baseline.{primary}"].mean()), color="0.45", ls=(0, (2, 2)), lw=1.2, zorder=1)
-    ax.set_xlabel(f"{primary} ({'higher' if higher else 'lower'} is better)")
-    ax.grid(axis="x", alpha=0.3)
-    title = (f"{task} [{STUDY}]: {primary} per CW-RNN variant, best first. Dots: seeds; diamond: mean; bar: 95% "
-             "bootstrap interval; red: the paper's exponential schedule"
-             + ("; dashed: trivial baseline" if baseline else ""))
-    ax.set_title(_wrap(title, 7.2, TITLE_SIZE - 1), fontsize=TITLE_SIZE - 1)
-    return _save(fig, out / f"{STUDY}_{task}.png")
