@@ -31,8 +31,16 @@ import numpy as np
 import pandas as pd
 
 from bench.report.stats import expected_best
-from bench.suite.search import Trial, _score, chosen_trials, tuning_profile
-from bench.suite.suites import LATER_TRAIN_SETTINGS, Profile, load_profile
+from bench.suite.search import (
+    Trial,
+    chosen_trials,
+    group_trials,
+    runs_per_trial,
+    search_records,
+    signature,
+    tuning_profile,
+)
+from bench.suite.suites import Profile, load_profile, train_setting
 from bench.suite.tuning import needs_tuning
 from models.errors import UserInputError
 
@@ -200,35 +208,26 @@ class SearchReport:
         }
 
 
-def _setting(train: dict, key: str):
-    """A run's setting, its default where the record leaves it out (LATER_TRAIN_SETTINGS)."""
-    return train[key] if key in train else LATER_TRAIN_SETTINGS.get(key)
-
-
-def _identity(record: dict, space: list[str]) -> str:
-    """What one search shares across its trials: the budget and every setting not searched."""
-    fixed = {k: v for k, v in record["train"].items() if k not in space}
-    return json.dumps([record["budget"], fixed], sort_keys=True, default=str)
-
-
 def search_report(task: str, profile_name: str, profile: Profile, tuning: list[dict],
                   runs: list[dict] | None = None) -> SearchReport | None:
     """The stored search of a profile with a `search` section (None without tuning records).
     `runs`: the profile's records in runs.jsonl, to check that they trained the choice."""
     space = list(profile.search.space)
-    mine = [r for r in tuning if r.get("profile") == profile_name and r.get("trial")
-            and r.get("status") in ("ok", "diverged")]
+    mine = search_records(profile_name, tuning)
     if not mine:
         return None
-    identities = Counter(_identity(r, space) for r in mine)
-    kept = identities.most_common(1)[0][0]
-    left_out = sum(n for key, n in identities.items() if key != kept)
-    mine = [r for r in mine if _identity(r, space) == kept]
+    # one search: the suite file's where the store has it, else the one with the most runs
+    searches = Counter(r["trial"].get("search") for r in mine)
+    declared = signature(profile.search)
+    kept = declared if declared in searches else searches.most_common(1)[0][0]
+    left_out = sum(n for key, n in searches.items() if key != kept)
+    mine = [r for r in mine if r["trial"].get("search") == kept]
     primary, higher = mine[0]["primary_metric"], bool(mine[0]["higher_is_better"])
-    groups: dict[tuple, list[dict]] = {}
-    for r in mine:
-        groups.setdefault((r["arch"], r["trial"]["study"], r["trial"]["number"]), []).append(r)
-    per_trial = max(len(g) for g in groups.values())  # a trial with fewer runs is still training
+    # a trial with fewer runs than the search gives each is still training
+    per_trial = runs_per_trial(profile) if kept == declared else max(Counter(
+        (r["arch"], r["trial"]["study"], r["trial"]["number"]) for r in mine).values())
+    found = group_trials(mine, space, per_trial)
+    groups = {(t.arch, t.study, t.number): t.runs for t in found}
     listed = [a for a in profile.archs if any(k[0] == a for k in groups)]
     archs = listed + sorted({k[0] for k in groups} - set(listed))
     studies = max(k[1] for k in groups) + 1
@@ -241,14 +240,10 @@ def search_report(task: str, profile_name: str, profile: Profile, tuning: list[d
         report.baseline = float(np.mean(baselines))
     report.tuning_data = sorted({json.dumps(r["task_params"], sort_keys=True) for r in mine})
     report.tuning_data = [json.loads(d) for d in report.tuning_data]
-    for (arch, study, number), records in sorted(groups.items(), key=lambda kv: kv[0][1:]):
-        complete = len(records) == per_trial
-        score = sum(_score(r) for r in records) / len(records) if complete else None
-        settings = {k: _setting(records[0]["train"], k) for k in space}
-        report.trials_list.append(Trial(arch, study, number, settings, records, score,
-                                        sum(r["status"] == "diverged" for r in records)))
-        flags = [r.get("learned") for r in records]
-        report.learned[(arch, study, number)] = None if any(f is None for f in flags) else any(flags)
+    for trial in sorted(found, key=lambda t: (t.study, t.number)):
+        report.trials_list.append(trial)
+        flags = [r.get("learned") for r in trial.runs]
+        report.learned[(trial.arch, trial.study, trial.number)] = None if any(f is None for f in flags) else any(flags)
     search = dataclasses.replace(profile.search, studies=studies, trials=trials_per_study)
     for arch in archs:
         view = dataclasses.replace(profile, archs=[arch], search=search)
@@ -259,7 +254,7 @@ def search_report(task: str, profile_name: str, profile: Profile, tuning: list[d
             report.incomplete[arch] = f"{done} of {studies} x {trials_per_study} trials complete"
     for r in runs or []:
         if r.get("profile") == profile_name:
-            report.trained.setdefault(r["arch"], {k: _setting(r["train"], k) for k in space})
+            report.trained.setdefault(r["arch"], {k: train_setting(r["train"], k) for k in space})
     return report
 
 

@@ -199,22 +199,36 @@ def stored_trials(profile_name: str, profile: Profile, records: list[dict]) -> l
     all of its runs are stored ok or diverged."""
     _, search = tuning_profile(profile)
     sig = signature(search)
-    expected = search.seeds * grid_size({**profile.task_params, **search.task_params})
+    mine = [r for r in search_records(profile_name, records)
+            if r["trial"].get("search") == sig and r["arch"] in profile.archs
+            and r["trial"]["study"] < search.studies and r["trial"]["number"] < search.trials]
+    trials = group_trials(mine, list(search.space), runs_per_trial(profile))
+    return sorted(trials, key=lambda t: (profile.archs.index(t.arch), t.study, t.number))
+
+
+def search_records(profile_name: str, records: list[dict]) -> list[dict]:
+    """The stored trial runs of a profile's searches that finished (ok or diverged)."""
+    return [r for r in records if r.get("profile") == profile_name and r.get("trial")
+            and r.get("status") in ("ok", "diverged")]
+
+
+def runs_per_trial(profile: Profile) -> int:
+    _, search = tuning_profile(profile)
+    return search.seeds * grid_size({**profile.task_params, **search.task_params})
+
+
+def group_trials(records: list[dict], space: list[str], expected: int) -> list[Trial]:
+    """The trials of one search's records (grouped by architecture, study and number), each
+    scored where it has `expected` runs: the mean validation metric (diverged: the baseline)."""
     groups: dict[tuple, list[dict]] = {}
     for r in records:
-        trial = r.get("trial") or {}
-        if (trial.get("search") != sig or r.get("profile") != profile_name or r.get("arch") not in profile.archs
-                or r.get("status") not in ("ok", "diverged") or trial.get("study", 0) >= search.studies
-                or trial.get("number", 0) >= search.trials):
-            continue
-        groups.setdefault((r["arch"], trial["study"], trial["number"]), []).append(r)
+        groups.setdefault((r["arch"], r["trial"]["study"], r["trial"]["number"]), []).append(r)
     trials = []
-    for (arch, study, number), stored in sorted(groups.items(), key=lambda kv: (profile.archs.index(kv[0][0]),
-                                                                               *kv[0][1:])):
-        settings = {key: train_setting(stored[0]["train"], key) for key in search.space}
+    for (arch, study, number), stored in groups.items():
+        settings = {key: train_setting(stored[0]["train"], key) for key in space}
         done = len({r["run_id"] for r in stored}) >= expected
         score = sum(_score(r) for r in stored) / len(stored) if done else None
-        trials.append(Trial(arch, study, number, settings, [], score,
+        trials.append(Trial(arch, study, number, settings, stored, score,
                             sum(r["status"] == "diverged" for r in stored)))
     return trials
 
