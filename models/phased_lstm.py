@@ -58,7 +58,7 @@ from models.backends import numba_kernels, numpy, resolve_kernel
 LEAK = 1e-3  # alpha while training
 PERIODS = (1.0, 1000.0)  # tau ~ exp(U(log min, log max))
 OPEN_RATIO = 0.05
-COMPILED_UP_TO = 16384  # auto: the compiled loops while batch x hidden is at most this (CPU measurements)
+COMPILED_UP_TO = 32768  # auto: compiled while batch x hidden is at most this (the largest measured: B=128 n=256)
 KERNELS = "models._numba_plstm"
 
 
