@@ -227,3 +227,26 @@ def test_committed_records_name_an_implementation_their_architecture_has():
         if (arch, "torch") in seen:
             module = build_rnn(ModelSpec(arch, 4), 2, "torch")
             assert implementation(module, torch.zeros(1, 3, 2)) == "torch"
+
+
+@pytest.mark.parametrize("arch", CELLS)
+def test_a_committed_torch_record_rebuilds_on_torch_through_the_training_code(arch):
+    """What a verify rerun does with a committed record: build its network with the recorded
+    implementation (SweepOptions.implementations -> Job.backend -> train_one's build_model) and
+    record what ran. Without the recorded name, auto would run the compiled kernel."""
+    from bench.store.records import RunConfig
+    from bench.suite.suites import make_task, task_parameters
+    from bench.sweep.training import build_model, recurrence_backend
+
+    records = [json.loads(line) for path in sorted(ROOT.glob("results/*/runs.jsonl"))
+               for line in path.read_text().splitlines()]
+    record = next((r for r in records if r["arch"] == arch and r.get("backend") == "torch"), None)
+    if record is None:
+        pytest.skip(f"no committed {arch} record made on torch")
+    config = RunConfig.from_dict({k: record[k] for k in ("task", "profile", "task_params", "arch", "budget", "model",
+                                                         "params", "train", "seed")})
+    known = task_parameters(record["task"])  # a record's task_params also hold values derived from them
+    task = make_task(record["task"], {k: v for k, v in record["task_params"].items() if k in known})
+    batch = record["train"]["batch_size"]
+    assert recurrence_backend(build_model(config, task, record["backend"]).rnn, task, "cpu", batch) == "torch"
+    assert recurrence_backend(build_model(config, task, "auto").rnn, task, "cpu", batch) == "compiled"
