@@ -47,7 +47,7 @@ ARCHITECTURES: dict[str, Architecture] = {
     "phased_lstm": Architecture("Phased LSTM (Neil et al. 2016): an LSTM updated while a learnable time gate is open",
                                 ("torch", "compiled"), "models.phased_lstm:build", "4 * h * i + 4 * h * h + 6 * h + 1"),
     "mingru": Architecture("minGRU (Feng et al. 2024): gates read x only; a log-space parallel scan",
-                           ("sequential", "scan"), "models.mingru:build", "2 * h * i + 2 * h"),
+                           ("sequential", "scan", "compiled"), "models.mingru:build", "2 * h * i + 2 * h"),
     "lru": Architecture("LRU (Orvieto et al. 2023): complex diagonal linear recurrence, y = Re(C x) + D u",
                         ("sequential", "scan"), "models.lru:build", "2 * h * h + 3 * h * i + 3 * h"),
 }

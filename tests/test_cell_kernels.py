@@ -1,5 +1,6 @@
-"""The IndRNN's and the Phased LSTM's "compiled" implementations (models/_numba_indrnn.py,
-models/_numba_plstm.py) against their torch implementations with the same weights: outputs,
+"""The IndRNN's, the Phased LSTM's and minGRU's "compiled" implementations (models/_numba_indrnn.py,
+_numba_plstm.py, _numba_mingru.py) against their first implementations (torch's loop; minGRU's
+sequential loop in torch) with the same weights: outputs,
 final states and the gradient of every parameter, of the input and of the initial state, on
 random shapes, with and without an initial state, in training and in evaluation (the Phased
 LSTM's leak); float64 to 1e-9 relative, float32 to 1e-5. Also: the IndRNN's recurrent-weight
@@ -26,14 +27,16 @@ from models.registry import ModelSpec, build_rnn, freeze_input_weights, implemen
 pytest.importorskip("numba")
 
 ROOT = Path(__file__).resolve().parent.parent
-CELLS = ("indrnn", "phased_lstm")
+CELLS = ("indrnn", "phased_lstm")  # committed records made on torch
+KERNEL_CELLS = (*CELLS, "mingru")  # those with a compiled implementation
 
 
 def pair(arch: str, input_size: int, hidden: int, dtype, seed: int = 0):
-    """The torch implementation and the compiled one, with the same weights. The Phased LSTM's
-    periods are drawn short, so that its gates open, close and leak within a few steps."""
+    """The first implementation (torch's loop) and the compiled one, with the same weights. The
+    Phased LSTM's periods are drawn short, so that its gates open, close and leak within a few steps."""
     torch.manual_seed(seed)
-    reference = build_rnn(ModelSpec(arch, hidden), input_size, "torch").to(dtype)
+    first = ARCHITECTURES[arch].implementations[0]
+    reference = build_rnn(ModelSpec(arch, hidden), input_size, first).to(dtype)
     if arch == "phased_lstm":
         with torch.no_grad():
             reference.period.uniform_(2.0, 12.0)
@@ -48,7 +51,8 @@ def pair(arch: str, input_size: int, hidden: int, dtype, seed: int = 0):
 def initial_state(arch: str, batch: int, hidden: int, dtype):
     if arch == "phased_lstm":
         return tuple(torch.randn(1, batch, hidden, dtype=dtype) for _ in range(2))
-    return torch.randn(1, batch, hidden, dtype=dtype).abs()  # an IndRNN's states are >= 0
+    state = torch.randn(1, batch, hidden, dtype=dtype)
+    return state.abs() if arch == "indrnn" else state  # an IndRNN's states are >= 0
 
 
 def outputs_and_gradients(module, x, h0) -> dict:
@@ -83,7 +87,7 @@ SHAPES = [random.Random(seed).choice([(b, t, i, n) for b in (1, 2, 5, 9) for t i
                                       for i in (1, 3) for n in (1, 4, 7)]) for seed in range(6)]
 
 
-@pytest.mark.parametrize("arch", CELLS)
+@pytest.mark.parametrize("arch", KERNEL_CELLS)
 @pytest.mark.parametrize("dtype, tolerance", [(torch.float64, 1e-9), (torch.float32, 1e-5)])
 @pytest.mark.parametrize("shape", SHAPES + [(1, 320, 1, 15), (6, 60, 4, 9)])  # + the audio shape, and B > ROWS
 @pytest.mark.parametrize("with_h0", [False, True])
@@ -96,11 +100,11 @@ def test_compiled_computes_the_torch_implementations_function(arch, dtype, toler
     torch.manual_seed(1)
     x = torch.randn(batch, steps, inputs, dtype=dtype)
     h0 = initial_state(arch, batch, hidden, dtype) if with_h0 else None
-    assert implementation(compiled, x) == "compiled" and implementation(reference, x) == "torch"
+    assert implementation(compiled, x) == "compiled" and implementation(reference, x) != "compiled"
     assert_agree(outputs_and_gradients(reference, x, h0), outputs_and_gradients(compiled, x, h0), tolerance)
 
 
-@pytest.mark.parametrize("arch", CELLS)
+@pytest.mark.parametrize("arch", KERNEL_CELLS)
 def test_compiled_agrees_with_frozen_input_weights_and_no_input(arch):
     """The audio task's network: a zero input channel, input weights frozen (no gradient)."""
     reference, compiled = pair(arch, 1, 6, torch.float64)
@@ -154,35 +158,42 @@ def test_indrnn_constraint_acts_alike_on_either_implementation(backend):
 def test_auto_runs_the_compiled_kernels_where_they_are_faster():
     x = torch.zeros(1, 320, 1)  # the audio shape
     indrnn, plstm = build_rnn(ModelSpec("indrnn", 333), 1), build_rnn(ModelSpec("phased_lstm", 15), 1)
-    assert implementation(indrnn, x) == implementation(plstm, x) == "compiled"
+    mingru = build_rnn(ModelSpec("mingru", 333), 1)
+    assert implementation(indrnn, x) == implementation(plstm, x) == implementation(mingru, x) == "compiled"
+    assert implementation(mingru, torch.zeros(64, 120, 1)) == "compiled"
     assert implementation(indrnn, torch.zeros(256, 10, 1)) == "compiled"
     assert implementation(plstm, torch.zeros(COMPILED_UP_TO // 15, 10, 1)) == "compiled"
     assert implementation(plstm, torch.zeros(COMPILED_UP_TO // 15 + 1, 10, 1)) == "torch"
-    for module in (indrnn, plstm):
-        half = module.to(torch.bfloat16)
-        assert implementation(half, torch.zeros(1, 3, 1, dtype=torch.bfloat16)) == "torch"
-        assert implementation(half, torch.zeros(1, 3, 1)) == "torch"  # the weights are not the input's dtype
+    for module in (indrnn, plstm, mingru):
+        half, fallback = module.to(torch.bfloat16), ARCHITECTURES[module_arch(module)].implementations[0]
+        assert implementation(half, torch.zeros(1, 3, 1, dtype=torch.bfloat16)) == fallback
+        assert implementation(half, torch.zeros(1, 3, 1)) == fallback  # the weights are not the input's dtype
 
 
-@pytest.mark.parametrize("arch", CELLS)
+def module_arch(module) -> str:
+    return {"IndRNN": "indrnn", "PhasedLSTM": "phased_lstm", "MinGRU": "mingru"}[type(module).__name__]
+
+
+@pytest.mark.parametrize("arch", KERNEL_CELLS)
 def test_compiled_refuses_what_it_cannot_run(arch):
     module = build_rnn(ModelSpec(arch, 4), 2, "compiled")
     for x, message in [(torch.zeros(1, 3, 2, dtype=torch.bfloat16), "runs on CPU in float32/float64"),
                        (torch.zeros(1, 0, 2), "B, T >= 1")]:
         with pytest.raises(UserInputError, match=f"'compiled' {arch} implementation cannot run this: .*{message}"):
             module.to(x.dtype)(x)
-    with pytest.raises(UserInputError, match=f"unknown {arch} implementation 'scan': choose auto or one of torch, "
-                                             "compiled"):
-        build_rnn(ModelSpec(arch, 4), 2, "scan")
+    names = ", ".join(ARCHITECTURES[arch].implementations)
+    with pytest.raises(UserInputError, match=f"unknown {arch} implementation 'modular': choose auto or one of {names}"):
+        build_rnn(ModelSpec(arch, 4), 2, "modular")
 
 
-@pytest.mark.parametrize("arch", CELLS)
+@pytest.mark.parametrize("arch", KERNEL_CELLS)
 def test_compiled_kernel_does_not_depend_on_the_thread_count(arch):
-    """Bit-identical recurrence with 1 and 2 threads (IndRNN: units split across threads,
-    each unit's sums in one order; Phased LSTM: gradient chunks follow blocks of rows and are
+    """Bit-identical recurrence with 1 and 2 threads (IndRNN, minGRU: units split across
+    threads, each unit's sums in one order; Phased LSTM: gradient chunks follow blocks of rows and are
     added in a fixed order). Only the kernel's own Function is compared: torch's matmuls
     around it may split their sums by thread count."""
     import models.indrnn
+    import models.mingru
     import models.phased_lstm
 
     batch, steps, n = 45, 30, 70  # more blocks of rows than gradient chunks; more units than a chunk
@@ -190,6 +201,9 @@ def test_compiled_kernel_does_not_depend_on_the_thread_count(arch):
     if arch == "indrnn":
         function = models.indrnn.CompiledIndRNN
         inputs = [torch.randn(batch, steps, n), torch.randn(batch, n).abs(), torch.rand(n) * 2 - 1]
+    elif arch == "mingru":
+        function = models.mingru.CompiledMinGRU
+        inputs = [torch.rand(batch, steps, n), torch.randn(batch, steps, n), torch.randn(batch, n)]
     else:
         function = models.phased_lstm.CompiledPhasedLSTM
         inputs = [torch.randn(batch, steps, 4 * n), torch.randn(batch, n), torch.randn(batch, n),
@@ -201,6 +215,7 @@ def test_compiled_kernel_does_not_depend_on_the_thread_count(arch):
             torch.set_num_threads(count)
             leaves = [t.clone().requires_grad_() for t in inputs]
             outputs = function.apply(*leaves)
+            outputs = outputs if isinstance(outputs, tuple) else (outputs,)
             generator = torch.Generator().manual_seed(1)
             sum((t * torch.randn(t.shape, generator=generator)).sum() for t in outputs).backward()
             results.append([*outputs, *(t.grad for t in leaves)])

@@ -2,7 +2,8 @@
 to the library RNN, LSTM and GRU kernels (oneDNN/ATen on CPU, cuDNN on GPU), how fast the
 rnn and gru run on torch's kernel and on the compiled one (models/library.py), how fast the
 newer recurrences (IndRNN, Phased LSTM, minGRU, LRU) run at the same budget, each on every
-implementation (minGRU's and the LRU's sequential loop and parallel scan), and which `auto` picks.
+implementation (torch's loop and the compiled kernel; the sequential loop and the parallel scan),
+and which `auto` picks.
 
 For every shape of a grid (the suite's tasks plus two large shapes) it times, in one
 process and interleaved round by round so that drifts in machine load hit every
@@ -354,7 +355,7 @@ def markdown(df, device: str, header: dict, notes: list[str]) -> str:
         lines.append(f"- peak training memory of auto <= reference: worst {worst['peak/reference']:.2f}x "
                      f"({worst['shape']}), {'met' if mem.max() <= 1.0 else 'MISSED'}")
     lines += ["", "## rnn and gru: torch's kernel or the compiled one", ""] + implementations(df)
-    lines += ["", "## Newer recurrences at the budget: sequential loop or parallel scan", ""] + newer(df)
+    lines += ["", "## Newer recurrences at the budget, on each implementation", ""] + newer(df)
     lines += ["", "## Every candidate", "", "Times in ms (median over rounds); peak memory in MiB of one fwd+bwd.",
               ""]
     cols = ["shape", "label", "hidden", "params", "fwd_ms", "fwdbwd_ms", "peak_mb", "fwd/rnn@hidden",
