@@ -464,3 +464,39 @@ def pick_backend(module, x) -> str:
     if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64) or not numba_available():
         return "modular"
     return "compiled"
+
+
+# ---------------------------------------------------------------------------------------
+# The newer cells' compiled kernels (IndRNN, Phased LSTM): what they run, and which `auto` runs
+
+
+def kernel_unsupported(x, *tensors) -> str:
+    """Why a compiled cell kernel (models/_numba_indrnn.py, _numba_plstm.py) cannot run on x,
+    with the weights and initial states `tensors` ("" if it can)."""
+    if not numba_available():
+        return "numba is not installed"
+    if not isinstance(x, torch.Tensor) or x.dim() != 3 or x.shape[0] == 0 or x.shape[1] == 0:
+        return f"it needs a batched input (B, T, I) with B, T >= 1, not {getattr(x, 'shape', type(x).__name__)}"
+    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
+        return f"it runs on CPU in float32/float64, not on {x.device.type} in {x.dtype}"
+    if any(t is not None and (t.dtype != x.dtype or t.device != x.device) for t in tensors):
+        return f"the input is {x.dtype} but the weights or initial state are not"
+    return ""
+
+
+def resolve_kernel(arch: str, backend: str, x, tensors, faster) -> str:
+    """"torch" or "compiled" for a cell whose implementations are those two: the backend asked
+    for, or for "auto" the compiled one where it can run and `faster(x)` (a rule from
+    measurements) says so. Asking for "compiled" where it cannot run is an error saying why."""
+    if backend == "torch":
+        return "torch"
+    why = kernel_unsupported(x, *tensors)
+    if backend == "compiled":
+        if why:
+            from models.errors import UserInputError
+
+            raise UserInputError(f"the 'compiled' {arch} implementation cannot run this: {why}; use backend "
+                                 "'auto' or 'torch'")
+        return "compiled"
+    return "torch" if why or not faster(x) else "compiled"
+

@@ -22,7 +22,11 @@ Two implementations of the same function:
 - "sequential": the recurrence above, one step at a time;
 - "scan": a parallel (Hillis-Steele) scan in ceil(log2 T) steps: after step k every x_t holds
   the sum over its last 2^k inputs, x_t += lambda^(2^k) x_{t-2^k}; stable, as |lambda| < 1.
-  The initial state enters as lambda^(t+1) x_0. "auto" runs the scan from SCAN_FROM steps on.
+  The initial state enters as lambda^(t+1) x_0. "auto" runs the scan from SCAN_FROM steps on,
+  on CPU only while batch x hidden <= SCAN_UP_TO: the scan does log2(T) times the sequential
+  loop's arithmetic in a few ops, the loop T small ops, so the scan wins while the per-op
+  overhead dominates (B = 1 at the audio shape) and loses above (3x slower at B = 64, T = 120,
+  n = 61: docs/performance.md).
 
 Honest property: the layer is linear in its input and its initial state. With zero input
 (the audio task, input weights frozen) and x_0 = 0 it outputs 0 at every step: only the
@@ -48,6 +52,7 @@ from torch import nn
 
 R_MIN, R_MAX, MAX_PHASE = 0.0, 1.0, 2 * math.pi
 SCAN_FROM = 16  # auto: the scan from this many steps on (CPU measurements)
+SCAN_UP_TO = 512  # on CPU, and while batch x hidden is at most this (faster at 61-336, slower at 976-3904)
 
 
 class LRU(nn.Module):
@@ -91,7 +96,8 @@ class LRU(nn.Module):
     def resolved_backend(self, x: torch.Tensor) -> str:
         if self.backend != "auto":
             return self.backend
-        return "scan" if x.shape[1] >= SCAN_FROM else "sequential"
+        small = x.device.type != "cpu" or x.shape[0] * self.hidden_size <= SCAN_UP_TO
+        return "scan" if x.shape[1] >= SCAN_FROM and small else "sequential"
 
     def log_lambda(self) -> torch.Tensor:
         return torch.complex(-torch.exp(self.nu_log), torch.exp(self.theta_log))
@@ -115,8 +121,8 @@ def sequential(log_lambda: torch.Tensor, b: torch.Tensor, x0: torch.Tensor | Non
     lam = torch.exp(log_lambda)
     state = torch.zeros_like(b[:, 0]) if x0 is None else x0
     states = []
-    for t in range(b.shape[1]):
-        state = lam * state + b[:, t]
+    for b_t in b.unbind(1):  # not b[:, t]: T selects' backward writes T tensors of b's whole size
+        state = lam * state + b_t
         states.append(state)
     return torch.stack(states, dim=1)
 

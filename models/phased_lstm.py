@@ -36,16 +36,30 @@ Choices, each the paper's or its authors' code's (dannyneil/pytorch_plstm, plstm
   (torch.nn.LSTM has two, which is the same function with 4n more parameters).
 
 Parameters: 4n(i + n + 1) for the LSTM, 2n for tau and s, 1 for r_on.
+
+Two implementations of the same function: "torch", the steps as a loop of torch ops
+(autograd through each), and "compiled", the loop and its hand-written BPTT compiled with
+numba (models/_numba_plstm.py; CPU, float32/float64). Both take the input projection
+x W^T + b of every step and the time gate k (T, n) from torch (k depends on t and the
+period, shift and open ratio only, so its gradient to them goes back through torch, and the
+leak alpha is the module's in both); the compiled loop does the rest. "auto" runs the
+compiled one on CPU up to batch x hidden = COMPILED_UP_TO, where torch's per-step op
+overhead is most of the time (docs/performance.md has the measurements), torch elsewhere.
 """
 
+import importlib
 import math
 
 import torch
 from torch import nn
 
+from models.backends import numba_kernels, numpy, resolve_kernel
+
 LEAK = 1e-3  # alpha while training
 PERIODS = (1.0, 1000.0)  # tau ~ exp(U(log min, log max))
 OPEN_RATIO = 0.05
+COMPILED_UP_TO = 32768  # auto: compiled while batch x hidden is at most this (the largest measured: B=128 n=256)
+KERNELS = "models._numba_plstm"
 
 
 def time_gate(t: torch.Tensor, period: torch.Tensor, shift: torch.Tensor, open_ratio: torch.Tensor,
@@ -65,9 +79,12 @@ class PhasedLSTM(nn.Module):
     # leaves them as the paper initialises them
     own_initialisation = ("period", "shift", "open_ratio")
 
-    def __init__(self, input_size: int, hidden_size: int):
+    implementations = ("torch", "compiled")
+
+    def __init__(self, input_size: int, hidden_size: int, backend: str = "auto"):
         super().__init__()
         self.hidden_size = hidden_size
+        self.backend = backend
         # named weight_ih so that freeze_input_weights finds it
         self.weight_ih = nn.Parameter(torch.empty(4 * hidden_size, input_size))
         self.weight_hh = nn.Parameter(torch.empty(4 * hidden_size, hidden_size))
@@ -87,6 +104,12 @@ class PhasedLSTM(nn.Module):
             self.shift.copy_(torch.rand_like(self.shift) * self.period)
             self.open_ratio.fill_(OPEN_RATIO)
 
+    def resolved_backend(self, x: torch.Tensor, h0: tuple[torch.Tensor, torch.Tensor] | None = None) -> str:
+        """The implementation that runs on x: the one asked for, or for "auto" the compiled one
+        on CPU while batch x hidden <= COMPILED_UP_TO."""
+        return resolve_kernel("phased_lstm", self.backend, x, (self.weight_ih, self.weight_hh, *(h0 or ())),
+                              lambda x: x.shape[0] * self.hidden_size <= COMPILED_UP_TO)
+
     def forward(self, x: torch.Tensor, h0: tuple[torch.Tensor, torch.Tensor] | None = None):
         """x (B, T, I), (h0, c0) each (1, B, n) or None -> outputs (B, T, n), (h_T, c_T)."""
         batch, steps, _ = x.shape
@@ -97,6 +120,9 @@ class PhasedLSTM(nn.Module):
         t = torch.arange(steps, dtype=x.dtype, device=x.device)
         k = time_gate(t, self.period, self.shift, self.open_ratio, LEAK if self.training else 0.0)
         xw = nn.functional.linear(x, self.weight_ih, self.bias)  # every step's input term at once
+        if self.resolved_backend(x, h0) == "compiled":
+            outputs, h_last, c_last = CompiledPhasedLSTM.apply(xw, h, c, k, self.weight_hh)
+            return outputs, (h_last.unsqueeze(0), c_last.unsqueeze(0))
         outputs = []
         for step in range(steps):
             i, f, g, o = (xw[:, step] + h @ self.weight_hh.T).chunk(4, dim=1)
@@ -109,5 +135,53 @@ class PhasedLSTM(nn.Module):
         return torch.stack(outputs, dim=1), (h.unsqueeze(0), c.unsqueeze(0))
 
 
+class CompiledPhasedLSTM(torch.autograd.Function):
+    """The steps on xw = x W^T + b and the time gate k (T, n): forward and BPTT by the loops of
+    models/_numba_plstm.py, batch rows on numba's threads."""
+
+    @staticmethod
+    def forward(ctx, xw, h0, c0, k, weight_hh):
+        batch, steps, _ = xw.shape
+        n = weight_hh.shape[1]
+        outputs, cells = xw.new_empty(batch, steps, n), xw.new_empty(batch, steps, n)
+        gates = xw.new_empty(batch, steps, 6 * n)  # i, f, g, o, c~, tanh(c~) of every step, for the backward
+        args = (numpy(xw), numpy(h0), numpy(c0), numpy(k), numpy(weight_hh.T), outputs.numpy(), cells.numpy(),
+                gates.numpy())
+        if batch == 1:  # one row: skip the thread pool
+            importlib.import_module(KERNELS).forward_serial(*args)
+        else:
+            with numba_kernels(KERNELS) as kernels:
+                kernels.forward(*args)
+        ctx.save_for_backward(outputs, cells, gates, h0, c0, k, weight_hh)
+        # clones: views would tie the outputs together
+        return outputs, outputs[:, -1].clone(), cells[:, -1].clone()
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_outputs, grad_h_last, grad_c_last):
+        from models._numba_kernels import CHUNKS, ROWS
+
+        outputs, cells, gates, h0, c0, k, weight_hh = ctx.saved_tensors
+        batch, steps, n = outputs.shape
+        grad_outputs = torch.zeros_like(outputs) if grad_outputs is None else grad_outputs
+        grad_h_last = torch.zeros_like(h0) if grad_h_last is None else grad_h_last
+        grad_c_last = torch.zeros_like(c0) if grad_c_last is None else grad_c_last
+        grad_xw, grad_h0, grad_c0 = outputs.new_empty(batch, steps, 4 * n), torch.empty_like(h0), torch.empty_like(c0)
+        chunks = min(-(-batch // ROWS), CHUNKS)  # blocks of ROWS rows, at most CHUNKS
+        grad_w, grad_k = outputs.new_zeros(chunks, 4 * n, n), outputs.new_zeros(chunks, steps, n)
+        args = (numpy(grad_outputs), numpy(grad_h_last), numpy(grad_c_last), outputs.numpy(), cells.numpy(),
+                gates.numpy(), numpy(h0), numpy(c0), numpy(k), numpy(weight_hh), grad_xw.numpy(), grad_h0.numpy(),
+                grad_c0.numpy(), grad_w.numpy(), grad_k.numpy())
+        if batch == 1:
+            importlib.import_module(KERNELS).backward_serial(*args)
+        else:
+            with numba_kernels(KERNELS) as kernels:
+                kernels.backward(*args)
+        for c in range(1, chunks):  # in a fixed order: the sums do not depend on the threads
+            grad_w[0] += grad_w[c]
+            grad_k[0] += grad_k[c]
+        return grad_xw, grad_h0, grad_c0, grad_k[0], grad_w[0]
+
+
 def build(spec, input_size: int, backend: str = "auto") -> PhasedLSTM:
-    return PhasedLSTM(input_size, spec.hidden_size)
+    return PhasedLSTM(input_size, spec.hidden_size, backend)

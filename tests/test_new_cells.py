@@ -200,11 +200,18 @@ def test_the_final_state_continues_the_sequence(arch):
     torch.testing.assert_close(torch.cat([first, second], 1), whole, atol=1e-10, rtol=0)
 
 
-@pytest.mark.parametrize("arch, steps, expected", [("mingru", 8, "sequential"), ("mingru", 512, "scan"),
-                                                  ("lru", 8, "sequential"), ("lru", 512, "scan")])
-def test_auto_runs_the_scan_on_long_sequences(arch, steps, expected):
+@pytest.mark.parametrize("arch, batch, steps, device, expected", [
+    ("mingru", 1, 8, "cpu", "compiled"), ("mingru", 1, 512, "cpu", "compiled"),  # on CPU the loop, compiled
+    ("mingru", 1, 8, "meta", "sequential"), ("mingru", 1, 512, "meta", "scan"),  # off the CPU (meta: not a CPU)
+    ("lru", 1, 8, "cpu", "sequential"), ("lru", 1, 512, "cpu", "scan"),
+    ("lru", 200, 512, "cpu", "sequential"), ("lru", 200, 512, "meta", "scan")])  # batch x hidden 800 > SCAN_UP_TO
+def test_auto_runs_the_scan_on_long_sequences(arch, batch, steps, device, expected):
+    from models.backends import numba_available
+
+    if expected == "compiled" and not numba_available():
+        expected = "sequential"  # minGRU's loop in torch
     m = build_rnn(ModelSpec(arch, 4), 2)
-    assert m.resolved_backend(torch.zeros(1, steps, 2)) == expected
+    assert m.resolved_backend(torch.zeros(batch, steps, 2, device=device)) == expected
 
 
 def test_mingru_with_no_input_relaxes_monotonically_to_a_constant():

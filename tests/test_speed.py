@@ -10,6 +10,7 @@ import pytest
 from bench.cli import main as cli
 from bench.perf import kernels
 from bench.perf.options import KernelsOptions
+from models.architectures import ARCHITECTURES
 
 COLUMNS = {
     "device", "shape", "arch", "kernel", "label", "match", "hidden", "params", "fwd_ms", "fwdbwd_ms", "peak_mb",
@@ -27,12 +28,12 @@ def test_quick_run_writes_table_csv_and_plot(tmp_path):
     assert set(df.arch) == {"cwrnn", "rnn", "lstm", "gru", "indrnn", "phased_lstm", "mingru", "lru"}
     assert {"reference", "modular"} <= set(df[df.arch == "cwrnn"].kernel)
     assert set(df[df.arch != "cwrnn"].match) == {"hidden", "budget"}
-    for arch in ("mingru", "lru"):  # the newer recurrences at the budget, on their loop and their scan
-        assert set(df[df.arch == arch].kernel) == {"sequential", "scan"}
+    for arch in ("indrnn", "phased_lstm", "mingru", "lru"):  # the newer recurrences at the budget, on each
+        assert set(df[df.arch == arch].kernel) == set(ARCHITECTURES[arch].implementations)  # implementation
     assert (df.fwd_ms > 0).all() and (df.fwdbwd_ms > 0).all()
     text = md.read_text()
     assert "## Targets (issue 6)" in text and "torch" in text
-    assert "## Newer recurrences at the budget: sequential loop or parallel scan" in text and "lru[scan]@budget" in text
+    assert "## Newer recurrences at the budget, on each implementation" in text and "lru[scan]@budget" in text
     assert f"- command: cwbench perf kernels --quick --device cpu --out {tmp_path} --repeats 1\n" in text
 
 
