@@ -63,6 +63,11 @@ class Task(abc.ABC):
         data are an endless stream (it trains by steps only)."""
         return None
 
+    def validates_on_test(self) -> bool:
+        """Whether the validation loader gives the test set (then validation only draws learning
+        curves, and nothing may be chosen on it: train.select best_val is refused)."""
+        return False
+
     def for_tuning(self) -> Task:
         """The task that learning-rate tuning trains and scores on its *validation* data:
         the validation loader must never give the test set. Here: the task itself (its

@@ -271,3 +271,13 @@ def test_every_profile_of_every_suite_file_validates():
             assert isinstance(profile.train, TrainConfig)
             if profile.train.lr == TUNED:
                 assert profile.tune is not None and profile.tune.grid == sorted(profile.tune.grid)
+
+
+def test_best_val_is_refused_where_the_validation_data_are_the_test_set(tmp_path):
+    profile = load_profile(load_suite("synthwords"), "quick")
+    profile.task_params["cache_dir"] = str(tmp_path / "c")
+    profile.train = dataclasses.replace(profile.train, select="best_val")
+    with pytest.raises(UserInputError, match="would pick .* weights on the test set.*holdout=1"):
+        resolve("synthwords", "quick", profile)
+    profile.task_params["holdout"] = 1
+    assert resolve("synthwords", "quick", profile)

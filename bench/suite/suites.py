@@ -310,6 +310,11 @@ def resolve(task_name: str, profile_name: str, profile: Profile, tuned: dict | N
                 match = match_budget(label, budget, counted_inputs(task), task.output_size, tolerance=m.tolerance,
                                      cw_match=m.cw_match, cw_modules=m.cw_modules,
                                      cw_module_size=m.cw_module_size, offset=m.offset, learn_h0=settings.learn_h0)
+                if settings.select == "best_val" and task.validates_on_test():
+                    raise UserInputError(
+                        f"train.select best_val would pick {label}'s weights on the test set of task {task_name} "
+                        "(its validation data are the test set): hold out validation data, e.g. --param holdout=1, "
+                        "or use --train select=last")
                 train = train_dict(settings)
                 for seed in range(profile.seeds):
                     config = RunConfig(task_name, profile_name, task.params(), match.spec.label,

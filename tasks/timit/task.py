@@ -179,6 +179,9 @@ class TimitWords(Task):
 
         return epoch_batches(len(self.prepare().train), batch_size)
 
+    def validates_on_test(self) -> bool:
+        return not self.holdout and not self.tuning
+
     def for_tuning(self) -> TimitWords:
         """The same task with one of the 5 training speakers of each word held out: tuning
         trains on the other 4 and is scored on those 25 sequences, never on the test set."""
