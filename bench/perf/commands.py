@@ -85,8 +85,7 @@ def overhead_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile-seeds", type=positive_int, default=OverheadOptions.profile_seeds,
                    help=f"seeds of the whole audio paper profile run (default {OverheadOptions.profile_seeds})")
     p.add_argument("--profile-steps", type=positive_int, default=None,
-                   help="training steps of that run (default: the profile's 2000, at its tuned rates; other steps "
-                   "train every architecture at lr 0.001, as the rates were tuned at 2000)")
+                   help="training steps of that run (default: the profile's 2000)")
     common_arguments(p, "two architectures, a few steps, a 5-run profile (seconds): checks the tool")
 
 
