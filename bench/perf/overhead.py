@@ -10,7 +10,8 @@ it times, in this one process and back to back (so that the ratio sees the same 
     readout, loss, backward, gradient clip and optimizer step, after warm-up steps;
 (b) the same run through `bench.sweep.training.train_one`, what a sweep's worker runs: model
     building, Lightning's loop, validation every val_every steps, the test, the record;
-and writes the time per step of each, and (b) / (a), to <out>/overhead_cpu.md and .csv. With
+and writes the time per step of each, and (b) / (a), in wall time and in the process's CPU
+time (less moved by other work on the machine), to <out>/overhead_cpu.md and .csv. With
 several repeats the two alternate and the medians are kept.
 
 Then the wall time of a whole profile through `cwbench run` in a subprocess (the audio paper
@@ -49,7 +50,7 @@ QUICK = dict(archs=["rnn", "cwrnn/exponential"], steps={"audio-1000": 20, "copy"
 WARMUP = 20  # bare-loop steps before its clock starts (caches, compiled kernels, allocator)
 BARE_BATCHES = 16  # distinct batches the bare loop cycles through (the copy task draws a fresh one per step)
 
-# the whole profile: `cwbench run audio --profile paper` (its tuned rates) at --seeds N, over the six
+# the whole profile: `cwbench run audio --profile paper` at --seeds N, over the six
 # architectures of issue 20's "600 runs" (4 budgets x 5 targets x 5 seeds each); the newer ones (indrnn,
 # phased_lstm, ...) loop over time in Python at batch 1: their bare loop alone is tens of ms a step
 PROFILE = dict(task="audio", profile="paper", workers=2, threads=1,
