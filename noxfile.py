@@ -146,12 +146,13 @@ def tune(session):
 
 @nox.session(venv_backend="none")
 def perf(session):
-    """Measure the tool itself into results/speed/: `nox -s perf -- kernels|store|interference [options]`.
+    """Measure the tool itself into results/speed/: `nox -s perf -- kernels|store|interference|overhead [options]`.
 
     kernels: CW-RNN backends vs library RNN/LSTM/GRU; store: the results store by size;
-    interference: an LSTM run fresh and after CW-RNN runs in one process."""
+    interference: an LSTM run fresh and after CW-RNN runs in one process; overhead: a suite run
+    against the bare training loop, and a whole profile's wall time."""
     if not session.posargs:
-        session.error("say which tool: nox -s perf -- kernels|store|interference [its options]")
+        session.error("say which tool: nox -s perf -- kernels|store|interference|overhead [its options]")
     cwbench(session, "perf", *session.posargs)
 
 

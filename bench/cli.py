@@ -328,7 +328,7 @@ def parser() -> argparse.ArgumentParser:
                        "(default results/)")
     bring.set_defaults(func=cmd_import)
 
-    add_perf_commands(sub)  # perf kernels|store|interference, and speed (bench/perf/commands.py)
+    add_perf_commands(sub)  # perf kernels, store, interference, overhead, and speed (bench/perf/commands.py)
     return top
 
 

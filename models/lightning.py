@@ -2,7 +2,10 @@
 
 The recurrent layer is any module with nn.RNN's calling convention; a linear readout
 is applied at every step and the task adapter decides which steps are scored. The
-Trainer (max steps, gradient clipping, loggers) is configured from the outside.
+Trainer (max steps, validation, loggers) is configured from the outside. The module steps
+its optimizer itself (Lightning's manual optimization): zero the gradients, backward, clip
+the gradient norm, step: the same operations in the same order as Lightning's automatic
+loop, without its closure and per-step hooks, which cost more than a small run's step.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ class OptimConfig:
     lr: float = 1e-3
     momentum: float = 0.95
     weight_decay: float = 0.0
+    clip: float = 0.0  # gradient-norm clipping before each step; 0: none
 
 
 OPTIMIZERS = {
@@ -52,6 +56,16 @@ class SequenceModel(pl.LightningModule):
         self.loss_reduction = loss_reduction
         self.track_train_metric = track_train_metric
         self.test_artifacts: dict[str, list] = {}
+        self.automatic_optimization = False
+        self.last_train_loss: torch.Tensor | None = None  # the last training step's, for a learning curve
+
+    def __setattr__(self, name, value):
+        # Lightning sets _current_fx_name around every hook call, dozens of times a step: a plain
+        # attribute, so it skips nn.Module's checks for parameters, buffers and submodules
+        if name == "_current_fx_name":
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.initial_state is None:
@@ -61,16 +75,24 @@ class SequenceModel(pl.LightningModule):
         return self.readout(outputs)
 
     def training_step(self, batch, batch_idx):
+        optimizer = self.optimizers()  # Lightning's wrapper: its step counts the global step
         y_hat = self(batch["x"])
         loss = self.task.loss(y_hat, batch, self.loss_reduction)
         if not torch.isfinite(loss):
             raise Diverged(f"training loss became {loss.item()} at step {self.global_step}")
-        self.log("train/loss", loss, batch_size=len(batch["x"]))
+        self.last_train_loss = loss.detach()
+        if self.logger is not None:  # Lightning's self.log is most of a small run's step time: only for a logger
+            self.log("train/loss", loss, batch_size=len(batch["x"]))
         if self.track_train_metric:
             with torch.no_grad():
                 value = self.task.metrics(y_hat, batch)[self.task.primary_metric]
             self.log(f"train/{self.task.primary_metric}", value, on_step=False, on_epoch=True,
                      batch_size=len(batch["x"]))
+        optimizer.zero_grad()
+        self.manual_backward(loss)
+        if self.optim.clip:
+            self.clip_gradients(optimizer, gradient_clip_val=self.optim.clip, gradient_clip_algorithm="norm")
+        optimizer.step()
         return loss
 
     def _evaluate(self, batch, stage: str):

@@ -88,3 +88,19 @@ def test_a_tool_takes_only_its_own_options(argv, capsys):
     with pytest.raises(SystemExit) as stop:
         cli(argv)
     assert stop.value.code == 2 and f"unrecognized arguments: {' '.join(argv[2:])}" in capsys.readouterr().err
+
+
+def test_overhead_quick_run_writes_its_tables(tmp_path):
+    assert cli(["perf", "overhead", "--quick", "--repeats", "1", "--out", str(tmp_path)]) == 0
+    df = pd.read_csv(tmp_path / "overhead_quick_cpu.csv")
+    steps = df[df["shape"] != "profile"]
+    assert set(steps["shape"]) == {"audio-1000", "copy"}
+    assert set(steps.arch) == {"rnn", "cwrnn/exponential"}
+    assert (steps.bare_ms > 0).all() and (steps.suite_ms > 0).all() and (steps.status == "ok").all()
+    assert (steps.ratio == steps.suite_ms / steps.bare_ms).all()
+    profile = df[df["shape"] == "profile"].iloc[0]
+    assert profile.runs == profile.ok == 5 and profile.wall_s > 0  # rnn at budget 100 on the 5 audio targets
+    text = (tmp_path / "overhead_quick_cpu.md").read_text()
+    assert "## Per step" in text and "## A whole profile" in text and "| copy | cwrnn/exponential |" in text
+    assert "`cwbench run audio --profile paper --seeds 1 --workers 2 --threads 1 --results <tmp>" in text
+    assert f"- command: cwbench perf overhead --quick --repeats 1 --out {tmp_path}\n" in text

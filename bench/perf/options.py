@@ -46,3 +46,18 @@ class InterferenceOptions:
     quick: bool = False  # one repeat of a one-epoch LSTM after one short CW-RNN run
     out: Path = OUT
     command: str = "cwbench perf interference"
+
+
+@dataclass(frozen=True)
+class OverheadOptions:
+    """`cwbench perf overhead`."""
+
+    quick: bool = False  # two architectures, a few steps, a one-run profile: checks the tool (overhead_quick_cpu.*)
+    out: Path = OUT
+    repeats: int = 2  # bare/suite pairs per architecture and shape (alternating which goes first)
+    archs: tuple[str, ...] = ()  # only these architectures; empty: overhead.ARCHS (quick: two)
+    shapes: tuple[str, ...] = ()  # only these shapes (audio-1000, copy); empty: both
+    profile: bool = True  # also time a whole profile through `cwbench run`
+    profile_seeds: int = 1  # seeds of that profile run
+    profile_steps: int = 0  # its training steps; 0: the profile's
+    command: str = "cwbench perf overhead"

@@ -12,6 +12,7 @@ import warnings
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import EarlyStopping
+from pytorch_lightning.trainer.states import TrainerFn
 
 from bench.store.records import RunConfig
 from bench.suite.suites import train_setting
@@ -28,14 +29,20 @@ warnings.filterwarnings("ignore", ".*treespec.*")  # pytorch-lightning internals
 
 
 class CurveRecorder(pl.Callback):
-    """Keeps the learning curve in the run record (the store, not wandb, is the record)."""
+    """Keeps the learning curve in the run record (the store, not wandb, is the record): at each
+    validation, its metrics and, while fitting, the last training step's loss, which the model
+    keeps (it goes through Lightning's self.log only for a logger: that costs more than a small
+    run's step)."""
 
     def __init__(self):
         self.points: list[dict] = []
 
     def on_validation_end(self, trainer, pl_module):
         point = {"step": trainer.global_step}
-        point.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("val/", "train/"))})
+        if trainer.state.fn == TrainerFn.FITTING and pl_module.last_train_loss is not None:
+            point["train/loss"] = float(pl_module.last_train_loss)
+        point.update({k: float(v) for k, v in trainer.callback_metrics.items()
+                      if k.startswith(("val/", "train/")) and k != "train/loss"})
         self.points.append(point)
 
 
@@ -73,7 +80,7 @@ def build_model(config: RunConfig, task, backend: str = "auto") -> SequenceModel
     rnn = build_rnn(spec, task.input_size, backend)
     if task.zero_input:
         freeze_input_weights(rnn)
-    optim = OptimConfig(train["optimizer"], train["lr"], train["momentum"])
+    optim = OptimConfig(train["optimizer"], train["lr"], train["momentum"], clip=train["clip"] or 0.0)
     initial_state = InitialState.of(spec.arch, spec.hidden_size) if train_setting(train, "learn_h0") else None
     model = SequenceModel(rnn, task, optim, train["loss_reduction"], track_train_metric=train["patience"] > 0,
                           initial_state=initial_state)
@@ -86,8 +93,9 @@ def make_trainer(train: dict, task, device: str, logger, progress: bool, callbac
     """By steps (an endless stream of batches, validated every val_every steps), or by epochs
     over the task's finite training set (validated once per epoch), with early stopping on
     the training metric when train.patience is set."""
-    common = dict(accelerator=device, devices=1, num_sanity_val_steps=0, gradient_clip_val=train["clip"] or None,
-                  deterministic=True, logger=logger if logger is not None else False, enable_checkpointing=False,
+    # gradient clipping: the model's own step (models/lightning.py), at train.clip
+    common = dict(accelerator=device, devices=1, num_sanity_val_steps=0, deterministic=True,
+                  logger=logger if logger is not None else False, enable_checkpointing=False,
                   enable_progress_bar=progress, enable_model_summary=False, callbacks=callbacks)
     if not train["epochs"]:
         return pl.Trainer(max_steps=train["steps"], val_check_interval=train["val_every"],
