@@ -220,10 +220,16 @@ def test_leaderboard_files_are_replaced_whole(store_with_two_runs, monkeypatch):
 # --- messages name flags that exist ----------------------------------------------------------
 
 def known_flags() -> set[str]:
-    """Every option of `cwbench` and its subcommands."""
-    commands = []
-    for action in parser()._subparsers._group_actions:
-        commands += action.choices.values()
+    """Every option of `cwbench` and its subcommands, theirs too (`cwbench perf overhead`)."""
+    import argparse
+
+    commands, todo = [], [parser()]
+    while todo:
+        command = todo.pop()
+        commands.append(command)
+        for action in command._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                todo += action.choices.values()
     return {s for command in commands for a in command._actions for s in a.option_strings}
 
 
