@@ -138,7 +138,7 @@ def lint(session):
 
 @nox.session(venv_backend="none")
 def tune(session):
-    """Tune each architecture's learning rate for a profile: `nox -s tune -- audio --profile paper`."""
+    """Tune a profile: its search (`-- audio --profile tuned`) or its learning-rate grid (`--profile paper`)."""
     args = session.posargs
     check_inputs(session, args[0] if args else "", args[1:])
     cwbench(session, "tune", *args)

@@ -274,8 +274,9 @@ def parser() -> argparse.ArgumentParser:
     listing.set_defaults(func=cmd_list)
 
     run = sub.add_parser("run", help="run a task's suite (skips runs already stored), then write its leaderboard")
-    tune = sub.add_parser("tune", help="tune each architecture's learning rate on the profile's grid "
-                          "(validation data, never the test set); stored in results/<task>/tuning.jsonl")
+    tune = sub.add_parser("tune", help="run a profile's search (the same trials for every architecture; `tuned`) or "
+                          "its learning-rate grid (`paper`), on validation data, never the test set; stored in "
+                          "results/<task>/tuning.jsonl")
     for command in (run, tune):
         suite_arguments(command)
     run.add_argument("--wandb", action="store_true", help="mirror each run to Weights & Biases (WANDB_MODE honoured)")

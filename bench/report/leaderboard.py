@@ -26,7 +26,7 @@ from bench.store.files import atomic_write
 from bench.store.records import ABSENT, RunRecord
 from bench.store.results import ResultsStore
 from bench.store.verified import is_external, reproduced_ids
-from bench.suite.suites import load_suite
+from bench.suite.suites import LATER_TRAIN_SETTINGS, load_suite
 from bench.suite.tuning import TUNING_STORE, tuning_table
 from models.errors import UserInputError
 
@@ -74,7 +74,8 @@ def runs_frame(records: list[RunRecord], reproduced: set[str] | frozenset = froz
         }
         row.update({f"task.{k}": (json.dumps(v) if isinstance(v, (list, dict)) else v)
                     for k, v in r.task_params.items()})
-        row.update({f"train.{k}": v for k, v in r.train.items()})
+        # a setting a record leaves out at its default (LATER_TRAIN_SETTINGS) is shown with that default
+        row.update({f"train.{k}": v for k, v in {**LATER_TRAIN_SETTINGS, **r.train}.items()})
         row.update({f"metric.{k}": v for k, v in r.metrics.items()})
         row.update({f"baseline.{k}": v for k, v in (r.baselines or {}).items()})
         rows.append(row)
