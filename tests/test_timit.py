@@ -548,3 +548,18 @@ def test_known_windows_are_scipy_windows():
 
     for name in KNOWN_WINDOWS:
         assert len(scipy.signal.get_window(name, 8)) == 8
+
+
+def test_a_pickled_task_leaves_its_prepared_data_behind(tmp_path):
+    """Jobs carry their task to worker processes: its tensors must not travel (each would hold a
+    shared-memory file handle in the driver; a search sends hundreds of tasks)."""
+    import pickle
+
+    from tasks.timit.task import SynthWords
+
+    task = SynthWords(cache_dir=str(tmp_path / "c"), n_mfcc=4)
+    params = task.params()  # prepares the data
+    assert task._prepared is not None
+    copy = pickle.loads(pickle.dumps(task))
+    assert copy._prepared is None and task._prepared is not None
+    assert copy.params() == params and len(copy.prepare().train) == len(task.prepare().train)

@@ -129,6 +129,12 @@ class TimitWords(Task):
             self._prepared = _Prepared(words, normalised("train"), normalised(val), normalised(test), mean, std)
         return self._prepared
 
+    def __getstate__(self) -> dict:
+        """Without the prepared data: a task sent to a worker process reads its features from the
+        cache there. Pickled with its tensors, every job would hold shared-memory file handles in
+        the driver, and a search's hundreds of task objects ran out of them."""
+        return {**self.__dict__, "_prepared": None}
+
     @property
     def cache_hit(self) -> bool:
         """Whether the features came from the cache (False: extracted in this process)."""
