@@ -149,3 +149,11 @@ def test_the_leaderboard_has_the_findings_and_the_figure(tmp_path):
     assert "(schedules_copy.png)" in md
     build_leaderboard("copy", tmp_path, log=lambda *a: None)
     assert figure.exists()  # a rebuild keeps it (the folder's stale figures are removed)
+
+
+def test_a_recipe_profile_says_where_its_recipe_comes_from():
+    from bench.report.tuned import protocol_line
+    from bench.suite.suites import load_suite
+
+    line = protocol_line(load_suite("audio"), "schedules")
+    assert "the search of profile tuned chose for cwrnn/exponential" in line and "fixed recipe" not in line

@@ -308,6 +308,11 @@ def protocol_line(suite: dict, name: str, report: SearchReport | None = None) ->
                 f"({profile.search.sampler} sampler; {', '.join(profile.search.space)}) chose for it by the "
                 "median of studies (the same search for every row); see the search table.")
     train = profile.train
+    if profile.recipe:
+        source = profile.recipe.get("profile"), profile.recipe.get("arch")
+        return (f"{name}: every row trained with the settings the search of profile {source[0]} chose for "
+                f"{source[1]} (one recipe, so rows differ in the architecture only; the settings are in 'Held "
+                "fixed' below), not tuned per row.")
     if needs_tuning(profile):
         grid = len(profile.tune.grid) if profile.tune else 0
         recipe = "the paper's recipe" if name == "paper" else "one recipe for every architecture"
