@@ -158,7 +158,7 @@ def test_implementations_agree(arch, name):
 def test_committed_records_rematch_to_their_model_count_and_run_id():
     """Every committed run's model and count are what matching its suite profile gives now,
     and its run id is the hash of its config with them: the registry changed no run."""
-    from bench.suite.suites import _grid, counted_inputs, load_profile, load_suite, make_task, run_id
+    from bench.suite.suites import _grid, counted_inputs, load_profile, load_suite, make_task, run_id, train_setting
 
     profiles, tasks, matched, checked = {}, {}, {}, 0
     for path in sorted(ROOT.glob("results/*/runs.jsonl")):
@@ -170,12 +170,13 @@ def test_committed_records_rematch_to_their_model_count_and_run_id():
                 made = (make_task(where[0], params) for params in _grid(profile.task_params))
                 tasks[where] = {json.dumps(task.params(), sort_keys=True): task for task in made}
             params = json.dumps(record["task_params"], sort_keys=True)
-            key = (*where, record["arch"], record["budget"], params)
+            learn_h0 = train_setting(record["train"], "learn_h0")  # a learnable initial state is counted
+            key = (*where, record["arch"], record["budget"], params, learn_h0)
             if key not in matched:
                 task, m = tasks[where][params], profiles[where].match
                 found = match_budget(record["arch"], record["budget"], counted_inputs(task), task.output_size,
                                      tolerance=m.tolerance, cw_match=m.cw_match, cw_modules=m.cw_modules,
-                                     cw_module_size=m.cw_module_size, offset=m.offset)
+                                     cw_module_size=m.cw_module_size, offset=m.offset, learn_h0=learn_h0)
                 matched[key] = found.spec.to_dict(), found.params
             model, count = matched[key]
             assert (model, count) == (record["model"], record["params"]), key

@@ -142,11 +142,11 @@ def test_the_leaderboard_has_the_findings_and_the_figure(tmp_path):
     out.mkdir()
     (out / "runs.jsonl").write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records()))
     written = build_leaderboard("copy", tmp_path, log=lambda *a: None)
-    figure = out / "schedules_copy.png"
+    figure = out / "recall_accuracy_by_variant_schedules.png"
     assert figure in written and figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     md = (out / "leaderboard.md").read_text()
     assert "- Start convention (exponential): mean(t from 1) − mean(t from 0) = +0.11 [0.0869, 0.133] (better)." in md
-    assert "(schedules_copy.png)" in md
+    assert "(recall_accuracy_by_variant_schedules.png)" in md
     build_leaderboard("copy", tmp_path, log=lambda *a: None)
     assert figure.exists()  # a rebuild keeps it (the folder's stale figures are removed)
 

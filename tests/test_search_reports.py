@@ -267,3 +267,18 @@ def test_through_the_commands_the_report_agrees_with_the_search(tmp_path, capsys
     md = (folder / "leaderboard.md").read_text()
     assert sections(md)[0] == "## Profile `tuned`" and "| rnn    | 2 of 1 x 2 " in md
     assert "not this search's choice" not in md
+
+
+def test_a_task_setting_one_profile_leaves_out_does_not_break_the_protocol_table(tmp_path):
+    """A profile's runs may lack a task parameter another profile sets (words: `holdout` in the tuned
+    profile only); holdout changes the training data, not the test data, so the rows still pair."""
+    results = tmp_path / "results"
+    folder = results / "copy"
+    folder.mkdir(parents=True)
+    runs, tuning = store_records()
+    runs = [dict(r, task_params={**r["task_params"], "holdout": 1}) if r["profile"] == "tuned" else r for r in runs]
+    (folder / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in runs))
+    (folder / "tuning.jsonl").write_text("".join(json.dumps(r) + "\n" for r in tuning))
+    build_leaderboard("copy", results, log=lambda *a: None)
+    protocol = pd.read_csv(folder / "protocol.csv")
+    assert sorted(protocol["arch"]) == ["lstm", "rnn"] and set(protocol["reference"]) == {"standard"}

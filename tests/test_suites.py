@@ -61,10 +61,13 @@ def test_every_profile_of_every_suite_resolves_to_the_committed_run_ids(word_dat
             profile.task_params.update(word_data.get(task, {}))
             tuned = tuned_rates(task, name, profile) if needs_tuning(profile) else None
             if profile.search is not None or profile.recipe:
-                try:  # the committed search's choice, where it is complete; else the profile's own settings
-                    tuned = tuned_settings(task, name, profile, RESULTS)
-                except UserInputError:
-                    tuned = {label: {} for label in profile.archs}
+                tuned = {}
+                for label in profile.archs:  # the committed search's choice where it is complete, else the profile's
+                    try:
+                        tuned[label] = tuned_settings(task, name, dataclasses.replace(profile, archs=[label]),
+                                                      RESULTS)[label]
+                    except UserInputError:
+                        tuned[label] = {}
             ids = {config.run_id for config, _ in resolve(task, name, profile, tuned)}
             settings = math.prod(len(v) for v in profile.task_params.values() if isinstance(v, list))
             assert len(ids) == len(profile.archs) * len(profile.budgets) * profile.seeds * settings  # all distinct

@@ -425,7 +425,7 @@ PLOTS = {
 
 
 def schedule_figure(task: str, runs: pd.DataFrame, out: Path) -> Path | None:
-    """`schedules_<task>.png`: the primary metric per variant (seeds as dots, the mean with its
+    """`<metric>_by_variant_schedules.png`: the primary metric per variant (seeds as dots, the mean with its
     95% bootstrap interval), variants sorted best first, the paper's exponential highlighted.
     None where the profile has no finished run. A seed's value is its mean over the runs it
     has in the profile: over the targets of audio; the suites' study has one budget and one
@@ -468,7 +468,7 @@ def schedule_figure(task: str, runs: pd.DataFrame, out: Path) -> Path | None:
              "bootstrap interval; red: the paper's exponential schedule"
              + ("; dashed: trivial baseline" if baseline else ""))
     ax.set_title(_wrap(title, 7.2, TITLE_SIZE - 1), fontsize=TITLE_SIZE - 1)
-    return _save(fig, out / f"{STUDY}_{task}.png")
+    return _save(fig, out / f"{primary}_by_variant_{STUDY}.png")  # <plot>_<profile>.png, as the site reads them
 
 
 def make_plots(task, df, records, suite, out: Path) -> dict[str, list[Path]]:

@@ -18,7 +18,7 @@ each difference with its 95% Welch interval (Student's t with the Welch-Satterth
 of freedom: the interval that goes with the leaderboard's Welch test), each mean with its 95%
 bootstrap interval (the leaderboard's ci95). The unit is the seed: a seed's value is its mean
 over the targets it ran on, as in the leaderboard. And it draws the figure
-`schedules_<task>.png`: the metric per variant, seeds as dots, variants sorted, the paper's
+`<metric>_by_variant_schedules.png`: the metric per variant, seeds as dots, variants sorted, the paper's
 exponential schedule highlighted.
 
 It reads the leaderboard's table and frame and writes nothing but the figure; the leaderboard

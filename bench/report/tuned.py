@@ -331,20 +331,22 @@ def protocol_table(table: pd.DataFrame, df: pd.DataFrame, suite: dict, searched:
     aggregate_over = board.get("aggregate_over", [])
     primary = df["primary"].iloc[0]
     higher = bool(df["higher_is_better"].iloc[0])
+    # holdout (words: training examples kept back as validation data) changes what a row trains on, not what
+    # it is tested on: a tuned row that holds one speaker in five out is paired with the paper's, which does not
     task_columns = sorted(c for c in df.columns if c.startswith("task.") and c.removeprefix("task.") not in
-                          aggregate_over)
+                          [*aggregate_over, "holdout"])
     aggregated = [f"task.{k}" for k in aggregate_over if f"task.{k}" in df]
     ident = ["arch", "offset", "periods", "budget"]
 
     def key_of(frame: pd.DataFrame) -> pd.Series:
-        return frame[[*task_columns, *ident]].astype(str).agg("|".join, axis=1)
+        return frame[[*task_columns, *ident]].agg(lambda row: "|".join(map(str, row)), axis=1)
 
     def targets_of(profile: str) -> dict:
         runs = df[df["profile"] == profile]
         if not aggregated:
             return {}
         keys = key_of(runs)
-        labels = runs[aggregated].astype(str).agg("|".join, axis=1)
+        labels = runs[aggregated].agg(lambda row: "|".join(map(str, row)), axis=1)
         return {k: frozenset(labels[keys == k]) for k in keys.unique()}
 
     rows = []
