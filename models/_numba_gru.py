@@ -47,7 +47,15 @@ import numpy as np
 from numba import types
 from numba.extending import overload
 
-from models._numba_kernels import _FLAGS, ROWS, activation, previous_states, rational_tanh
+from models._numba_kernels import (
+    _FLAGS,
+    ROWS,
+    activation,
+    over_gradient_chunks,
+    over_row_blocks,
+    previous_states,
+    rational_tanh,
+)
 
 # numba's default error model checks every float division for a zero divisor (to raise
 # ZeroDivisionError), and that branch keeps LLVM from vectorising the gate loops (the
@@ -241,42 +249,24 @@ def backward_block(grad_out, grad_last, out, gates, h0, w, grad_xw, grad_h0, gra
 @numba.njit(parallel=True, **_GRU_FLAGS)
 def forward(xw, h0, w_t, b_hn, out, gates):
     """All rows, blocks of ROWS on numba's threads."""
-    batch = out.shape[0]
-    for block in numba.prange((batch + ROWS - 1) // ROWS):
-        rows = np.arange(block * ROWS, min(batch, (block + 1) * ROWS))
-        forward_block(xw, h0, w_t, b_hn, out, gates, rows)
+    over_row_blocks(forward_block, out.shape[0], (xw, h0, w_t, b_hn, out, gates))
 
 
 @numba.njit(parallel=True, **_GRU_FLAGS)
 def backward(grad_out, grad_last, out, gates, h0, w, grad_xw, grad_h0, grad_w_chunks, grad_b_hn_chunks):
     """All rows; block k adds its weight gradients to chunk k % chunks (zeroed on entry)."""
-    batch = out.shape[0]
-    blocks = (batch + ROWS - 1) // ROWS
-    chunks = grad_w_chunks.shape[0]
-    for c in numba.prange(chunks):
-        for block in range(c, blocks, chunks):
-            rows = np.arange(block * ROWS, min(batch, (block + 1) * ROWS))
-            backward_block(grad_out, grad_last, out, gates, h0, w, grad_xw, grad_h0, grad_w_chunks[c],
-                           grad_b_hn_chunks[c], rows)
+    over_gradient_chunks(backward_block, out.shape[0], (grad_out, grad_last, out, gates, h0, w, grad_xw, grad_h0),
+                         (grad_w_chunks, grad_b_hn_chunks))
 
 
 @numba.njit(**_GRU_FLAGS)
 def forward_serial(xw, h0, w_t, b_hn, out, gates):
     """`forward` on the calling thread alone (no numba thread pool): the same bits."""
-    batch = out.shape[0]
-    for block in range((batch + ROWS - 1) // ROWS):
-        rows = np.arange(block * ROWS, min(batch, (block + 1) * ROWS))
-        forward_block(xw, h0, w_t, b_hn, out, gates, rows)
+    over_row_blocks(forward_block, out.shape[0], (xw, h0, w_t, b_hn, out, gates))
 
 
 @numba.njit(**_GRU_FLAGS)
 def backward_serial(grad_out, grad_last, out, gates, h0, w, grad_xw, grad_h0, grad_w_chunks, grad_b_hn_chunks):
     """`backward` on the calling thread alone: the same chunks in the same order, the same bits."""
-    batch = out.shape[0]
-    blocks = (batch + ROWS - 1) // ROWS
-    chunks = grad_w_chunks.shape[0]
-    for c in range(chunks):
-        for block in range(c, blocks, chunks):
-            rows = np.arange(block * ROWS, min(batch, (block + 1) * ROWS))
-            backward_block(grad_out, grad_last, out, gates, h0, w, grad_xw, grad_h0, grad_w_chunks[c],
-                           grad_b_hn_chunks[c], rows)
+    over_gradient_chunks(backward_block, out.shape[0], (grad_out, grad_last, out, gates, h0, w, grad_xw, grad_h0),
+                         (grad_w_chunks, grad_b_hn_chunks))

@@ -67,21 +67,28 @@ def backward_units(grad_out, grad_last, out, h0, u, grad_xw, grad_h0, grad_u, lo
         grad_h0[b, lo:hi] = carry
 
 
+@numba.njit(inline="always", **_INDRNN_FLAGS)
+def over_unit_chunks(units, n, args):
+    """units(*args, lo, hi) for each chunk [lo, hi) of UNITS of the n units: the threaded
+    drivers' loop (here and in models/_numba_mingru.py). Inlined into the driver before numba
+    compiles it, so that the prange becomes the driver's own parallel loop and `units` (a
+    module's global) a direct call; taken as a closure or a first-class function, `units`
+    would make numba's on-disk cache miss in every new process (its key pickles the
+    dispatcher, with a uuid of the process)."""
+    for chunk in numba.prange((n + UNITS - 1) // UNITS):
+        units(*args, chunk * UNITS, min(n, (chunk + 1) * UNITS))
+
+
 @numba.njit(parallel=True, **_INDRNN_FLAGS)
 def forward(xw, h0, u, out):
     """All units, chunks of UNITS on numba's threads."""
-    n = out.shape[2]
-    for chunk in numba.prange((n + UNITS - 1) // UNITS):
-        forward_units(xw, h0, u, out, chunk * UNITS, min(n, (chunk + 1) * UNITS))
+    over_unit_chunks(forward_units, out.shape[2], (xw, h0, u, out))
 
 
 @numba.njit(parallel=True, **_INDRNN_FLAGS)
 def backward(grad_out, grad_last, out, h0, u, grad_xw, grad_h0, grad_u):
     """All units, chunks of UNITS on numba's threads (each unit's sums in the serial order)."""
-    n = out.shape[2]
-    for chunk in numba.prange((n + UNITS - 1) // UNITS):
-        backward_units(grad_out, grad_last, out, h0, u, grad_xw, grad_h0, grad_u, chunk * UNITS,
-                       min(n, (chunk + 1) * UNITS))
+    over_unit_chunks(backward_units, out.shape[2], (grad_out, grad_last, out, h0, u, grad_xw, grad_h0, grad_u))
 
 
 @numba.njit(**_INDRNN_FLAGS)

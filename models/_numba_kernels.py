@@ -241,48 +241,70 @@ def backward_block(grad_out, grad_last, out, h0, w, starts, stops, reads, period
         grad_h0[rows[i]] = carry[i]
 
 
+def chunk_of(arrays, c):
+    """(arrays[0][c], arrays[1][c], ...): chunk c of each array (compiled for tuples of one or two)."""
+    return tuple(a[c] for a in arrays)
+
+
+@overload(chunk_of, inline="always")
+def _chunk_of(arrays, c):
+    if len(arrays) == 1:
+        return lambda arrays, c: (arrays[0][c],)
+    if len(arrays) == 2:
+        return lambda arrays, c: (arrays[0][c], arrays[1][c])
+
+
+# The drivers' loops over blocks of ROWS batch rows (here and in models/_numba_gru.py and
+# _numba_plstm.py). Inlined into each driver before numba compiles it: in a parallel driver
+# the prange becomes the driver's own parallel loop, in a serial one it is a range; and
+# `block` (a module's global) becomes a direct call. Taken as a closure or a first-class
+# function instead, `block` would make numba's on-disk cache miss in every new process (its
+# key pickles the dispatcher, with a uuid of the process).
+
+
+@numba.njit(inline="always", **_FLAGS)
+def over_row_blocks(block, batch, args):
+    """block(*args, rows) for the rows of each block of ROWS of the batch's rows."""
+    for k in numba.prange((batch + ROWS - 1) // ROWS):
+        block(*args, np.arange(k * ROWS, min(batch, (k + 1) * ROWS)))
+
+
+@numba.njit(inline="always", **_FLAGS)
+def over_gradient_chunks(block, batch, args, chunked):
+    """block(*args, *chunk c of each array in `chunked`, rows) for c in range(chunks), the
+    blocks c, c + chunks, ... of ROWS rows in order: each chunk's gradient sums in a fixed
+    order, whatever the threads."""
+    blocks = (batch + ROWS - 1) // ROWS
+    chunks = chunked[0].shape[0]
+    for c in numba.prange(chunks):
+        for k in range(c, blocks, chunks):
+            block(*args, *chunk_of(chunked, c), np.arange(k * ROWS, min(batch, (k + 1) * ROWS)))
+
+
 @numba.njit(parallel=True, **_FLAGS)
 def forward(xw, h0, w, starts, stops, reads, periods, offset, out):
     """All rows, blocks of ROWS on numba's threads. xw (B, T, n), h0 (B, n), out (B, T, n) written."""
-    batch = xw.shape[0]
-    for block in numba.prange((batch + ROWS - 1) // ROWS):
-        rows = np.arange(block * ROWS, min(batch, (block + 1) * ROWS))
-        forward_block(xw, h0, w, starts, stops, reads, periods, offset, out, rows)
+    over_row_blocks(forward_block, xw.shape[0], (xw, h0, w, starts, stops, reads, periods, offset, out))
 
 
 @numba.njit(parallel=True, **_FLAGS)
 def backward(grad_out, grad_last, out, h0, w, starts, stops, reads, periods, offset, grad_xw, grad_h0,
              grad_w_chunks):
     """All rows; block k adds its weight gradient to grad_w_chunks[k % chunks] (zeroed on entry)."""
-    batch = out.shape[0]
-    blocks = (batch + ROWS - 1) // ROWS
-    chunks = grad_w_chunks.shape[0]
-    for c in numba.prange(chunks):
-        for block in range(c, blocks, chunks):
-            rows = np.arange(block * ROWS, min(batch, (block + 1) * ROWS))
-            backward_block(grad_out, grad_last, out, h0, w, starts, stops, reads, periods, offset, grad_xw,
-                           grad_h0, grad_w_chunks[c], rows)
+    over_gradient_chunks(backward_block, out.shape[0], (grad_out, grad_last, out, h0, w, starts, stops, reads,
+                                                        periods, offset, grad_xw, grad_h0), (grad_w_chunks,))
 
 
 @numba.njit(**_FLAGS)
 def forward_serial(xw, h0, w, starts, stops, reads, periods, offset, out):
     """`forward` on the calling thread alone, without numba's thread pool (whose idle
     OpenMP workers spin against torch's own threads). Blocks are independent: the same bits."""
-    batch = xw.shape[0]
-    for block in range((batch + ROWS - 1) // ROWS):
-        rows = np.arange(block * ROWS, min(batch, (block + 1) * ROWS))
-        forward_block(xw, h0, w, starts, stops, reads, periods, offset, out, rows)
+    over_row_blocks(forward_block, xw.shape[0], (xw, h0, w, starts, stops, reads, periods, offset, out))
 
 
 @numba.njit(**_FLAGS)
 def backward_serial(grad_out, grad_last, out, h0, w, starts, stops, reads, periods, offset, grad_xw, grad_h0,
                     grad_w_chunks):
     """`backward` on the calling thread alone: the same chunks in the same order, the same bits."""
-    batch = out.shape[0]
-    blocks = (batch + ROWS - 1) // ROWS
-    chunks = grad_w_chunks.shape[0]
-    for c in range(chunks):
-        for block in range(c, blocks, chunks):
-            rows = np.arange(block * ROWS, min(batch, (block + 1) * ROWS))
-            backward_block(grad_out, grad_last, out, h0, w, starts, stops, reads, periods, offset, grad_xw,
-                           grad_h0, grad_w_chunks[c], rows)
+    over_gradient_chunks(backward_block, out.shape[0], (grad_out, grad_last, out, h0, w, starts, stops, reads,
+                                                        periods, offset, grad_xw, grad_h0), (grad_w_chunks,))

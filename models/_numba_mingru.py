@@ -12,13 +12,18 @@ and backwards, with g = dL/dh_t (from the output and from the future),
 
     dL/db_t = g,    dL/da_t = g ⊙ h_{t-1},    dL/dh_{t-1} = g ⊙ a_t.
 
-Units are independent: the threaded drivers split the units into chunks, and nothing is
-summed across rows or steps, so results do not depend on the thread count.
+Units are independent: the threaded drivers split the units into chunks (the IndRNN's
+over_unit_chunks), and nothing is summed across rows or steps, so results do not depend on
+the thread count.
+
+numba's on-disk cache keys on this file alone: after editing over_unit_chunks in
+models/_numba_indrnn.py, which these drivers inline, delete models/__pycache__/_numba_mingru*
+so that they are compiled again.
 """
 
 import numba
 
-from models._numba_indrnn import _INDRNN_FLAGS, UNITS
+from models._numba_indrnn import _INDRNN_FLAGS, over_unit_chunks
 
 
 @numba.njit(**_INDRNN_FLAGS)
@@ -53,18 +58,13 @@ def backward_units(grad_out, grad_last, out, h0, a, grad_a, grad_b, grad_h0, lo,
 @numba.njit(parallel=True, **_INDRNN_FLAGS)
 def forward(a, b, h0, out):
     """All units, chunks of UNITS on numba's threads."""
-    n = out.shape[2]
-    for chunk in numba.prange((n + UNITS - 1) // UNITS):
-        forward_units(a, b, h0, out, chunk * UNITS, min(n, (chunk + 1) * UNITS))
+    over_unit_chunks(forward_units, out.shape[2], (a, b, h0, out))
 
 
 @numba.njit(parallel=True, **_INDRNN_FLAGS)
 def backward(grad_out, grad_last, out, h0, a, grad_a, grad_b, grad_h0):
     """All units, chunks of UNITS on numba's threads."""
-    n = out.shape[2]
-    for chunk in numba.prange((n + UNITS - 1) // UNITS):
-        backward_units(grad_out, grad_last, out, h0, a, grad_a, grad_b, grad_h0, chunk * UNITS,
-                       min(n, (chunk + 1) * UNITS))
+    over_unit_chunks(backward_units, out.shape[2], (grad_out, grad_last, out, h0, a, grad_a, grad_b, grad_h0))
 
 
 @numba.njit(**_INDRNN_FLAGS)

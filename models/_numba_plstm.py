@@ -35,7 +35,7 @@ import numba
 import numpy as np
 
 from models._numba_gru import _GRU_FLAGS, recurrent_products, sigmoid, transposed_products
-from models._numba_kernels import ROWS, activation, previous_states
+from models._numba_kernels import ROWS, activation, over_gradient_chunks, over_row_blocks, previous_states
 
 
 @numba.njit(**_GRU_FLAGS)
@@ -137,44 +137,26 @@ def backward_block(grad_out, grad_h_last, grad_c_last, out, cells, gates, h0, c0
 @numba.njit(parallel=True, **_GRU_FLAGS)
 def forward(xw, h0, c0, k, w_t, out, cells, gates):
     """All rows, blocks of ROWS on numba's threads."""
-    batch = out.shape[0]
-    for block in numba.prange((batch + ROWS - 1) // ROWS):
-        rows = np.arange(block * ROWS, min(batch, (block + 1) * ROWS))
-        forward_block(xw, h0, c0, k, w_t, out, cells, gates, rows)
+    over_row_blocks(forward_block, out.shape[0], (xw, h0, c0, k, w_t, out, cells, gates))
 
 
 @numba.njit(parallel=True, **_GRU_FLAGS)
 def backward(grad_out, grad_h_last, grad_c_last, out, cells, gates, h0, c0, k, w, grad_xw, grad_h0, grad_c0,
              grad_w_chunks, grad_k_chunks):
     """All rows; block b adds its weight and time-gate gradients to chunk b % chunks (zeroed on entry)."""
-    batch = out.shape[0]
-    blocks = (batch + ROWS - 1) // ROWS
-    chunks = grad_w_chunks.shape[0]
-    for c in numba.prange(chunks):
-        for block in range(c, blocks, chunks):
-            rows = np.arange(block * ROWS, min(batch, (block + 1) * ROWS))
-            backward_block(grad_out, grad_h_last, grad_c_last, out, cells, gates, h0, c0, k, w, grad_xw, grad_h0,
-                           grad_c0, grad_w_chunks[c], grad_k_chunks[c], rows)
+    args = grad_out, grad_h_last, grad_c_last, out, cells, gates, h0, c0, k, w, grad_xw, grad_h0, grad_c0
+    over_gradient_chunks(backward_block, out.shape[0], args, (grad_w_chunks, grad_k_chunks))
 
 
 @numba.njit(**_GRU_FLAGS)
 def forward_serial(xw, h0, c0, k, w_t, out, cells, gates):
     """`forward` on the calling thread alone (no numba thread pool): the same bits."""
-    batch = out.shape[0]
-    for block in range((batch + ROWS - 1) // ROWS):
-        rows = np.arange(block * ROWS, min(batch, (block + 1) * ROWS))
-        forward_block(xw, h0, c0, k, w_t, out, cells, gates, rows)
+    over_row_blocks(forward_block, out.shape[0], (xw, h0, c0, k, w_t, out, cells, gates))
 
 
 @numba.njit(**_GRU_FLAGS)
 def backward_serial(grad_out, grad_h_last, grad_c_last, out, cells, gates, h0, c0, k, w, grad_xw, grad_h0,
                     grad_c0, grad_w_chunks, grad_k_chunks):
     """`backward` on the calling thread alone: the same chunks in the same order, the same bits."""
-    batch = out.shape[0]
-    blocks = (batch + ROWS - 1) // ROWS
-    chunks = grad_w_chunks.shape[0]
-    for c in range(chunks):
-        for block in range(c, blocks, chunks):
-            rows = np.arange(block * ROWS, min(batch, (block + 1) * ROWS))
-            backward_block(grad_out, grad_h_last, grad_c_last, out, cells, gates, h0, c0, k, w, grad_xw, grad_h0,
-                           grad_c0, grad_w_chunks[c], grad_k_chunks[c], rows)
+    args = grad_out, grad_h_last, grad_c_last, out, cells, gates, h0, c0, k, w, grad_xw, grad_h0, grad_c0
+    over_gradient_chunks(backward_block, out.shape[0], args, (grad_w_chunks, grad_k_chunks))

@@ -430,6 +430,18 @@ def numba_kernels(source: str = "models._numba_kernels"):
             torch.set_num_threads(threads)
 
 
+def run_kernels(source: str, driver: str, batch: int, *args) -> None:
+    """The driver `driver` ("forward" or "backward") of the compiled loops in `source` on
+    `args`: for one batch row its serial form (`driver`_serial) on the calling thread, so that
+    numba's thread pool is never touched; otherwise under `numba_kernels`. For the cells whose
+    drivers take the same arguments in both forms (IndRNN, minGRU, Phased LSTM)."""
+    if batch == 1:  # one row: skip the thread pool
+        getattr(importlib.import_module(source), f"{driver}_serial")(*args)
+        return
+    with numba_kernels(source) as kernels:
+        getattr(kernels, driver)(*args)
+
+
 @functools.cache
 def numba_available() -> bool:
     try:

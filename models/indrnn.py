@@ -21,13 +21,12 @@ float32/float64), torch elsewhere; either way the constraint above is applied fi
 parameter itself.
 """
 
-import importlib
 import math
 
 import torch
 from torch import nn
 
-from models.backends import numba_kernels, numpy, resolve_kernel
+from models.backends import numpy, resolve_kernel, run_kernels
 
 MAGNITUDE = 2.0  # the largest factor a gradient may grow by over the sequence
 
@@ -85,11 +84,7 @@ class CompiledIndRNN(torch.autograd.Function):
     def forward(ctx, xw, h0, u):
         outputs = xw.new_empty(xw.shape[0], xw.shape[1], u.shape[0])
         args = numpy(xw), numpy(h0), numpy(u), outputs.numpy()
-        if xw.shape[0] == 1:  # one row: skip the thread pool
-            importlib.import_module(KERNELS).forward_serial(*args)
-        else:
-            with numba_kernels(KERNELS) as kernels:
-                kernels.forward(*args)
+        run_kernels(KERNELS, "forward", xw.shape[0], *args)
         ctx.save_for_backward(outputs, h0, u)
         return outputs, outputs[:, -1].clone()  # a view would tie the two outputs together
 
@@ -102,11 +97,7 @@ class CompiledIndRNN(torch.autograd.Function):
         grad_xw, grad_h0, grad_u = torch.empty_like(outputs), torch.empty_like(h0), torch.zeros_like(u)
         args = (numpy(grad_outputs), numpy(grad_h_last), outputs.numpy(), numpy(h0), numpy(u), grad_xw.numpy(),
                 grad_h0.numpy(), grad_u.numpy())
-        if outputs.shape[0] == 1:
-            importlib.import_module(KERNELS).backward_serial(*args)
-        else:
-            with numba_kernels(KERNELS) as kernels:
-                kernels.backward(*args)
+        run_kernels(KERNELS, "backward", outputs.shape[0], *args)
         return grad_xw, grad_h0, grad_u
 
 

@@ -37,14 +37,13 @@ an expansion factor with an output projection when that factor is not 1.
 Parameters: weight_ih (2n, i) = [W_h; W_z] and bias (2n): 2n i + 2n.
 """
 
-import importlib
 import math
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from models.backends import kernel_unsupported, numba_kernels, numpy, resolve_kernel
+from models.backends import kernel_unsupported, numpy, resolve_kernel, run_kernels
 
 SCAN_FROM = 256  # auto off the CPU: the scan from this many steps on, the sequential loop below it
 # The scan runs over chunks of this many steps, carrying h between them: the float32 rounding of
@@ -136,11 +135,7 @@ class CompiledMinGRU(torch.autograd.Function):
     def forward(ctx, a, b, h0):
         outputs = torch.empty_like(a, memory_format=torch.contiguous_format)
         args = numpy(a), numpy(b), numpy(h0), outputs.numpy()
-        if a.shape[0] == 1:  # one row: skip the thread pool
-            importlib.import_module(KERNELS).forward_serial(*args)
-        else:
-            with numba_kernels(KERNELS) as kernels:
-                kernels.forward(*args)
+        run_kernels(KERNELS, "forward", a.shape[0], *args)
         ctx.save_for_backward(outputs, h0, a)
         return outputs
 
@@ -151,11 +146,7 @@ class CompiledMinGRU(torch.autograd.Function):
         grad_a, grad_b, grad_h0 = torch.empty_like(outputs), torch.empty_like(outputs), torch.empty_like(h0)
         args = (numpy(grad_outputs), numpy(torch.zeros_like(h0)), outputs.numpy(), numpy(h0), numpy(a),
                 grad_a.numpy(), grad_b.numpy(), grad_h0.numpy())
-        if outputs.shape[0] == 1:
-            importlib.import_module(KERNELS).backward_serial(*args)
-        else:
-            with numba_kernels(KERNELS) as kernels:
-                kernels.backward(*args)
+        run_kernels(KERNELS, "backward", outputs.shape[0], *args)
         return grad_a, grad_b, grad_h0
 
 

@@ -47,13 +47,12 @@ compiled one on CPU up to batch x hidden = COMPILED_UP_TO, where torch's per-ste
 overhead is most of the time (docs/performance.md has the measurements), torch elsewhere.
 """
 
-import importlib
 import math
 
 import torch
 from torch import nn
 
-from models.backends import numba_kernels, numpy, resolve_kernel
+from models.backends import numpy, resolve_kernel, run_kernels
 
 LEAK = 1e-3  # alpha while training
 PERIODS = (1.0, 1000.0)  # tau ~ exp(U(log min, log max))
@@ -147,11 +146,7 @@ class CompiledPhasedLSTM(torch.autograd.Function):
         gates = xw.new_empty(batch, steps, 6 * n)  # i, f, g, o, c~, tanh(c~) of every step, for the backward
         args = (numpy(xw), numpy(h0), numpy(c0), numpy(k), numpy(weight_hh.T), outputs.numpy(), cells.numpy(),
                 gates.numpy())
-        if batch == 1:  # one row: skip the thread pool
-            importlib.import_module(KERNELS).forward_serial(*args)
-        else:
-            with numba_kernels(KERNELS) as kernels:
-                kernels.forward(*args)
+        run_kernels(KERNELS, "forward", batch, *args)
         ctx.save_for_backward(outputs, cells, gates, h0, c0, k, weight_hh)
         # clones: views would tie the outputs together
         return outputs, outputs[:, -1].clone(), cells[:, -1].clone()
@@ -172,11 +167,7 @@ class CompiledPhasedLSTM(torch.autograd.Function):
         args = (numpy(grad_outputs), numpy(grad_h_last), numpy(grad_c_last), outputs.numpy(), cells.numpy(),
                 gates.numpy(), numpy(h0), numpy(c0), numpy(k), numpy(weight_hh), grad_xw.numpy(), grad_h0.numpy(),
                 grad_c0.numpy(), grad_w.numpy(), grad_k.numpy())
-        if batch == 1:
-            importlib.import_module(KERNELS).backward_serial(*args)
-        else:
-            with numba_kernels(KERNELS) as kernels:
-                kernels.backward(*args)
+        run_kernels(KERNELS, "backward", batch, *args)
         for c in range(1, chunks):  # in a fixed order: the sums do not depend on the threads
             grad_w[0] += grad_w[c]
             grad_k[0] += grad_k[c]

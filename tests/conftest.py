@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))  # test helpers (wandb_offline) import by name
+sys.path.insert(0, str(Path(__file__).parent))  # test helpers (wandb_offline, recurrence_checks) import by name
 
 
 @pytest.fixture(autouse=True)

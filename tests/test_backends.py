@@ -8,6 +8,7 @@ import random
 import numpy as np
 import pytest
 import torch
+from recurrence_checks import on_one_and_two_threads
 
 from models.backends import pick_backend
 from models.clockwork import BACKENDS, ClockworkRNN
@@ -203,17 +204,13 @@ def test_compiled_kernel_does_not_depend_on_the_thread_count():
     n, shape = module.hidden_size, (case["batch"], case["steps"], module.hidden_size)
     inputs = [torch.randn(shape), torch.randn(case["batch"], n), torch.randn(n, n) * module.mask]
     out_weight, last_weight = torch.randn(shape), torch.randn(case["batch"], n)
-    threads = torch.get_num_threads()
-    try:
-        results = []
-        for count in (1, 2):
-            torch.set_num_threads(count)
-            xw, h0, w = (t.clone().requires_grad_() for t in inputs)
-            out, h_last = BACKENDS["compiled"](xw, h0, w, module.firing_schedule(case["steps"]), module)
-            ((out * out_weight).sum() + (h_last * last_weight).sum()).backward()
-            results.append([out, h_last, xw.grad, h0.grad, w.grad])
-            assert torch.get_num_threads() == count  # numba's OpenMP pool does not change torch's
-    finally:
-        torch.set_num_threads(threads)
+
+    def run():
+        xw, h0, w = (t.clone().requires_grad_() for t in inputs)
+        out, h_last = BACKENDS["compiled"](xw, h0, w, module.firing_schedule(case["steps"]), module)
+        ((out * out_weight).sum() + (h_last * last_weight).sum()).backward()
+        return [out, h_last, xw.grad, h0.grad, w.grad]
+
+    results = on_one_and_two_threads(run)
     for name, a, b in zip(["outputs", "h_last", "grad xw", "grad h0", "grad weight_hh"], *results):
         assert torch.equal(a, b), name

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from recurrence_checks import assert_clamped_under_inference_mode, indrnn_past_its_bound, on_one_and_two_threads
 
 from models.architectures import ARCHITECTURES
 from models.errors import UserInputError
@@ -134,11 +135,7 @@ def test_indrnn_constraint_acts_alike_on_either_implementation(backend):
     reference, _ = pair("indrnn", 3, 4, torch.float64)
     module = build_rnn(ModelSpec("indrnn", 4), 3, backend).double()
     module.load_state_dict(reference.state_dict())
-    with torch.no_grad():
-        module.weight_hh.copy_(torch.tensor([1.5, -1.2, 0.5, 1.0]))
-    x = torch.randn(2, 10, 3, dtype=torch.float64)
-    out, _ = module(x)
-    bound = 2 ** (1 / 10)
+    x, out, bound = indrnn_past_its_bound(module, torch.float64)
     assert module.weight_hh.detach().tolist() == [bound, -bound, 0.5, 1.0]
     out.sum().backward()  # the clamp happened before the graph: it stays valid
     assert module.weight_hh.grad is not None
@@ -148,11 +145,7 @@ def test_indrnn_constraint_acts_alike_on_either_implementation(backend):
     version = module.weight_hh._version
     module(torch.randn(2, 50, 3, dtype=torch.float64))
     assert module.weight_hh._version == version  # within the bound: never written
-    with torch.inference_mode():  # as under Lightning's validation loop
-        with torch.no_grad():
-            module.weight_hh[0] = 3.0
-        module(x)
-    assert float(module.weight_hh.detach()[0]) == pytest.approx(bound)
+    assert_clamped_under_inference_mode(module, x, bound)
 
 
 def test_auto_runs_the_compiled_kernels_where_they_are_faster():
@@ -208,20 +201,16 @@ def test_compiled_kernel_does_not_depend_on_the_thread_count(arch):
         function = models.phased_lstm.CompiledPhasedLSTM
         inputs = [torch.randn(batch, steps, 4 * n), torch.randn(batch, n), torch.randn(batch, n),
                   torch.rand(steps, n), torch.randn(4 * n, n) / 8]
-    threads = torch.get_num_threads()
-    try:
-        results = []
-        for count in (1, 2):
-            torch.set_num_threads(count)
-            leaves = [t.clone().requires_grad_() for t in inputs]
-            outputs = function.apply(*leaves)
-            outputs = outputs if isinstance(outputs, tuple) else (outputs,)
-            generator = torch.Generator().manual_seed(1)
-            sum((t * torch.randn(t.shape, generator=generator)).sum() for t in outputs).backward()
-            results.append([*outputs, *(t.grad for t in leaves)])
-            assert torch.get_num_threads() == count
-    finally:
-        torch.set_num_threads(threads)
+
+    def run():
+        leaves = [t.clone().requires_grad_() for t in inputs]
+        outputs = function.apply(*leaves)
+        outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+        generator = torch.Generator().manual_seed(1)
+        sum((t * torch.randn(t.shape, generator=generator)).sum() for t in outputs).backward()
+        return [*outputs, *(t.grad for t in leaves)]
+
+    results = on_one_and_two_threads(run)
     for index, (a, b) in enumerate(zip(*results)):
         assert torch.equal(a, b), index
 

@@ -42,3 +42,21 @@ def test_summary_and_table():
     text = interference.markdown(summary, rows, {"date": "today", "command": "cwbench perf interference"}, runs)
     assert "| 0 | 2 | 1 | 10.0 | 12.0 | 1.20 |" in text and "| 1 | 2 | 1 | 30.0 | 15.0 | 0.50 |" in text
     assert "synthwords paper lstm budget 10000" in text and "- command: cwbench perf interference" in text
+
+
+def test_the_csv_rows_carry_the_header_but_the_machine_leaves_the_thread_count_to_them(tmp_path):
+    import json
+
+    import pandas as pd
+
+    from bench.perf.tables import cpu_header, write_tables
+
+    header = cpu_header("cwbench perf interference --quick", 12.3, without=("torch_threads",))
+    assert "torch_threads" not in json.loads(header["machine"]) and "cpu_model" in json.loads(header["machine"])
+    assert header["wall time"] == "12 s" and header["command"] == "cwbench perf interference --quick"
+    rows = [fake(1, 0, 6.0), fake(2, 3, 12.0)]
+    write_tables(tmp_path / "interference_cpu", rows, header, "# the table\n")
+    df = pd.read_csv(tmp_path / "interference_cpu.csv")
+    assert list(df["torch_threads"]) == [1, 2] and list(df["lstm_s"]) == [6.0, 12.0]
+    assert set(df["machine"]) == {header["machine"]} and set(df["cpu cores"]) == {header["cpu cores"]}
+    assert (tmp_path / "interference_cpu.md").read_text() == "# the table\n"

@@ -8,6 +8,7 @@ ulp). Tiny shapes, no timing.
 import numpy as np
 import pytest
 import torch
+from recurrence_checks import on_one_and_two_threads
 from torch import nn
 
 from models import library
@@ -131,18 +132,14 @@ def test_compiled_kernel_does_not_depend_on_the_thread_count(arch):
         inputs.append(torch.randn(n))  # b_hn
     out_weight, last_weight = torch.randn(batch, steps, n), torch.randn(batch, n)
     module = RNN(1, n)
-    threads = torch.get_num_threads()
-    try:
-        results = []
-        for count in (1, 2):
-            torch.set_num_threads(count)
-            leaves = [t.clone().requires_grad_() for t in inputs]
-            out, h_last = recurrence(arch, module, leaves)
-            ((out * out_weight).sum() + (h_last * last_weight).sum()).backward()
-            results.append([out, h_last] + [t.grad for t in leaves])
-            assert torch.get_num_threads() == count  # numba's OpenMP pool does not change torch's
-    finally:
-        torch.set_num_threads(threads)
+
+    def run():
+        leaves = [t.clone().requires_grad_() for t in inputs]
+        out, h_last = recurrence(arch, module, leaves)
+        ((out * out_weight).sum() + (h_last * last_weight).sum()).backward()
+        return [out, h_last] + [t.grad for t in leaves]
+
+    results = on_one_and_two_threads(run)
     for name, a, b in zip(["outputs", "h_last", "grad xw", "grad h0", "grad weight_hh", "grad b_hn"], *results):
         assert torch.equal(a, b), name
 

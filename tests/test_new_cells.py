@@ -13,6 +13,7 @@ import math
 
 import pytest
 import torch
+from recurrence_checks import assert_clamped_under_inference_mode, indrnn_past_its_bound
 
 from bench.suite.budget import match_budget
 from bench.suite.suites import _grid, counted_inputs, load_profile, load_suite, make_task, suite_names
@@ -145,22 +146,14 @@ def test_phased_lstm_agrees_with_the_authors_pytorch_code():
 def test_indrnn_clamps_its_recurrent_weights_to_the_papers_bound():
     torch.manual_seed(0)
     m = build_rnn(ModelSpec("indrnn", 4), 3)
-    with torch.no_grad():
-        m.weight_hh.copy_(torch.tensor([1.5, -1.2, 0.5, 1.0]))
-    x = torch.randn(2, 10, 3)
-    out, _ = m(x)
-    bound = 2 ** (1 / 10)
+    x, out, bound = indrnn_past_its_bound(m)
     torch.testing.assert_close(m.weight_hh.detach(), torch.tensor([bound, -bound, 0.5, 1.0]))
     h, expected = torch.zeros(2, 4), []
     for t in range(10):  # the recurrence with the clamped weights
         h = torch.relu(x[:, t] @ m.weight_ih.T + m.bias + m.weight_hh * h)
         expected.append(h)
     torch.testing.assert_close(out, torch.stack(expected, 1))
-    with torch.inference_mode():  # as under Lightning's validation loop
-        with torch.no_grad():
-            m.weight_hh[0] = 3.0
-        m(x)
-    assert float(m.weight_hh.detach()[0]) == pytest.approx(bound)
+    assert_clamped_under_inference_mode(m, x, bound)
 
 
 def test_indrnn_leaves_weights_within_the_bound_untouched():

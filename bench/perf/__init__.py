@@ -8,6 +8,7 @@
 - overhead.py: what a suite run costs beyond its training loop, and a whole profile's wall
   time (results/speed/overhead_cpu.*);
 - options.py: each tool's typed options and their command-line arguments (torch-free).
+- tables.py: the provenance header and the .csv/.md pair that interference and overhead write.
 
 perf sits on top of the rest of bench (it times the store, trains with the sweep's code);
 nothing in bench imports it but the command line.

@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 
 from bench.perf.options import InterferenceOptions
+from bench.perf.tables import cpu_header, header_lines, write_tables
 from models._threads import WAIT_SETTINGS
 
 # The LSTM run: the synthwords paper profile (batch 1, SGD with momentum, by epochs), the
@@ -174,8 +175,7 @@ def summarise(rows: list[dict]) -> list[dict]:
 
 
 def markdown(summary: list[dict], rows: list[dict], header: dict, runs: dict) -> str:
-    lines = ["# Interference: an LSTM run after CW-RNN runs in the same process (cpu)", ""]
-    lines += [f"- {key}: {value}" for key, value in header.items()]
+    lines = header_lines("Interference: an LSTM run after CW-RNN runs in the same process (cpu)", header)
     lines += ["", "## Medians", "",
               "LSTM wall time in a fresh process (`fresh`) and after the CW-RNN runs in the same process "
               "(`after`); `other CPU`: CPU seconds used during the LSTM run by the process's threads other than "
@@ -219,11 +219,6 @@ def describe(spec: dict) -> str:
 
 def run(options: InterferenceOptions) -> int:
     """Measure every setting `options.repeats` times and write the tables."""
-    import pandas as pd
-
-    from bench.store.files import atomic_write
-    from bench.sweep import provenance
-
     lstm, cwrnn = (QUICK["LSTM"], QUICK["CWRNN"]) if options.quick else (LSTM, CWRNN)
     cw_runs = 1 if options.quick else 3
     repeats = 1 if options.quick else options.repeats
@@ -243,22 +238,10 @@ def run(options: InterferenceOptions) -> int:
                               f"{row['lstm_other_cpu_s']:.1f} s CPU", flush=True)
     elapsed = time.perf_counter() - started
     summary = summarise(rows)
-    header = {
-        "machine": json.dumps({k: v for k, v in provenance.machine("cpu").items() if k != "torch_threads"},
-                              sort_keys=True),  # each row says its own thread count
-        "cpu cores": os.cpu_count(),
-        "versions": ", ".join(f"{k} {v}" for k, v in provenance.versions().items()),
-        "date": provenance.now(),
-        "commit": provenance.git_commit(),
-        "command": options.command,
-        "wall time": f"{elapsed:.0f} s",
-        "load average at the end": " ".join(f"{x:.2f}" for x in os.getloadavg()),
-    }
+    header = cpu_header(options.command, elapsed, without=("torch_threads",))  # each row says its thread count
     stem = options.out / ("interference_quick_cpu" if options.quick else "interference_cpu")
-    df = pd.DataFrame([dict(r, **{k: str(v) for k, v in header.items()}) for r in rows])
-    atomic_write(stem.with_suffix(".csv"), df.to_csv(index=False))
     runs = dict(lstm=lstm, cwrnn=cwrnn, cw_runs=cw_runs)
-    atomic_write(stem.with_suffix(".md"), markdown(summary, rows, header, runs))
+    write_tables(stem, rows, header, markdown(summary, rows, header, runs))
     for s in summary:
         print(f"{s['beside']} busy process(es) beside, {s['threads']} thread(s): fresh {s['fresh_s']:.1f} s, "
               f"after {s['after_s']:.1f} s, after/fresh {s['ratio']:.2f}")

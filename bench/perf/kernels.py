@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from bench.perf.options import KernelsOptions
+from bench.perf.tables import header_lines
 from bench.store.files import atomic_write, write_figure
 from bench.sweep import provenance
 from models.architectures import ARCHITECTURES
@@ -328,8 +329,8 @@ def fmt(value, digits=2):
 
 
 def markdown(df, device: str, header: dict, notes: list[str]) -> str:
-    lines = [f"# Speed: CW-RNN backends vs library RNN kernels, and rnn/gru on torch or compiled ({device})", ""]
-    lines += [f"- {key}: {value}" for key, value in header.items()]
+    lines = header_lines(f"Speed: CW-RNN backends vs library RNN kernels, and rnn/gru on torch or compiled ({device})",
+                         header)
     lines += ["", "## What auto runs, against the library kernels", "",
               "Ratios are CW-RNN time / the time of torch's library kernel (the `[torch]` rows), measured in the "
               "same process (below 1: the CW-RNN is faster). `@hidden`: the library RNN with the CW-RNN's hidden "

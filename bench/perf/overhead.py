@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 
 from bench.perf.options import OverheadOptions
+from bench.perf.tables import cpu_header, header_lines, write_tables
 
 ARCHS = ["rnn", "lstm", "gru", "cwrnn/exponential", "indrnn", "phased_lstm", "mingru", "lru"]
 # (task, profile, budget, task params, train overrides, timed steps); phased_lstm is slow: fewer steps
@@ -190,8 +191,7 @@ def whole_profile(options: OverheadOptions) -> dict:
 
 
 def markdown(rows: list[dict], profile: dict | None, header: dict) -> str:
-    lines = ["# Run overhead: a suite run against the bare training loop (cpu, 1 thread)", ""]
-    lines += [f"- {key}: {value}" for key, value in header.items()]
+    lines = header_lines("Run overhead: a suite run against the bare training loop (cpu, 1 thread)", header)
     lines += ["", "## Per step", "",
               "`bare`: forward, readout, loss, backward, clip, optimizer step on the run's own model and batches, "
               "after warm-up; `suite`: the whole run through `train_one` (build, Lightning's loop, validation every "
@@ -229,11 +229,6 @@ def run(options: OverheadOptions) -> int:
     from bench.sweep.threads import pin_threads
 
     pin_threads(1)  # before torch loads: as a sweep's worker does
-    import pandas as pd
-
-    from bench.store.files import atomic_write
-    from bench.sweep import provenance
-
     options.out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     rows = measure_shapes(options)
@@ -241,20 +236,9 @@ def run(options: OverheadOptions) -> int:
     if profile is not None:
         print(f"  {profile['command']}: {profile['runs']} runs in {profile['wall_s']:.0f} s", flush=True)
     elapsed = time.perf_counter() - started
-    header = {
-        "machine": json.dumps(provenance.machine("cpu"), sort_keys=True),
-        "cpu cores": os.cpu_count(),
-        "versions": ", ".join(f"{k} {v}" for k, v in provenance.versions().items()),
-        "date": provenance.now(),
-        "commit": provenance.git_commit(),
-        "command": options.command,
-        "wall time": f"{elapsed:.0f} s",
-        "load average at the end": " ".join(f"{x:.2f}" for x in os.getloadavg()),
-    }
+    header = cpu_header(options.command, elapsed)
     stem = options.out / ("overhead_quick_cpu" if options.quick else "overhead_cpu")
     table = rows + ([dict(shape="profile", **profile)] if profile is not None else [])
-    df = pd.DataFrame([dict(r, **{k: str(v) for k, v in header.items()}) for r in table])
-    atomic_write(stem.with_suffix(".csv"), df.to_csv(index=False))
-    atomic_write(stem.with_suffix(".md"), markdown(rows, profile, header))
+    write_tables(stem, table, header, markdown(rows, profile, header))
     print(f"wrote {stem}.md, .csv ({elapsed:.0f} s)", flush=True)
     return 0

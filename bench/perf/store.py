@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from bench.perf.options import StoreOptions
+from bench.perf.tables import header_lines
 from bench.store.files import atomic_write
 from bench.store.results import ResultsStore
 
@@ -98,8 +99,7 @@ def markdown(rows: list[dict], header: dict, notes: list[str]) -> str:
     titles = {"records": "records", "store_mb": "store MB", "append_ms": f"append ms (median of {APPENDS})",
               "append_max_ms": "append ms (max)", "finished_ids_ms": "finished_ids ms (cold, index valid)",
               "rebuild_s": "index rebuild s (full read)", "old_put_rewrite_s": "old put: rewrite s"}
-    lines = ["# Results store: cost by store size (cpu)", ""]
-    lines += [f"- {key}: {value}" for key, value in header.items()]
+    lines = header_lines("Results store: cost by store size (cpu)", header)
     lines += ["", "| " + " | ".join(titles.values()) + " |", "|" + "---|" * len(titles)]
     lines += ["| " + " | ".join(str(row[key]) for key in titles) + " |" for row in rows]
     return "\n".join([*lines, "", *[f"- {note}" for note in notes], ""])
