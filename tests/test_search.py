@@ -212,6 +212,46 @@ def test_a_recipe_profile_trains_every_variant_with_what_the_search_chose_for_on
         search.tuned_settings("copy", "schedules", family, tmp_path / "empty")
 
 
+def test_a_recipe_profile_without_arch_trains_each_row_with_its_own_architectures_choice(tmp_path):
+    """The copy `long` profile's form: each row the recipe its own architecture's search chose;
+    a row the search did not tune is mapped to one it did, or refused with the mapping to write."""
+    from bench.suite.suites import Profile
+
+    profile = tuned("copy", ["lstm", "gru"])
+    trials = search.replay("copy", "tuned", profile, [])
+    records = fake_records(trials, lambda t: 0.5 + (0.01 if t.arch == "lstm" else -0.01) * t.number)  # opposite picks
+    (tmp_path / "copy").mkdir()
+    (tmp_path / "copy" / "tuning.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    best = search.chosen_trials(search.replay("copy", "tuned", profile, records), profile, higher_is_better=True)
+    assert best["lstm"].settings != best["gru"].settings  # else the test could not tell the rows apart
+    rows = Profile(archs=["lstm", "gru", "cwrnn/exponential:3"], budgets=[10000], seeds=1,
+                   task_params={"delay": 200}, match=profile.match, train=profile.train,
+                   recipe={"profile": "tuned", "arch": {"cwrnn/exponential:3": "lstm"}})
+    settings = search.tuned_settings("copy", "long", rows, tmp_path)
+    assert settings == {"lstm": best["lstm"].settings, "gru": best["gru"].settings,
+                        "cwrnn/exponential:3": best["lstm"].settings}
+    runs = resolve("copy", "long", rows, settings)
+    assert {c.arch: c.train["lr"] for c, _ in runs} == {"lstm": best["lstm"].settings["lr"],
+                                                       "gru": best["gru"].settings["lr"],
+                                                       "cwrnn/exponential:3": best["lstm"].settings["lr"]}
+    rows.recipe = {"profile": "tuned"}
+    with pytest.raises(UserInputError, match=r"tunes no cwrnn/exponential:3: map such a row .* arch: \{ROW: "):
+        search.tuned_settings("copy", "long", rows, tmp_path)
+    rows.recipe = {"profile": "tuned", "archs": "lstm"}
+    with pytest.raises(UserInputError, match=r"bad bench/suites/copy.yaml profile long recipe .* write \{profile: "):
+        search.tuned_settings("copy", "long", rows, tmp_path)
+
+
+def test_the_protocol_line_of_a_per_row_recipe_says_whose_choice_each_row_takes():
+    from bench.report.tuned import protocol_line
+    from bench.suite.suites import load_suite
+
+    suite = load_suite("copy")
+    suite["profiles"]["long"]["recipe"] = {"profile": "tuned", "arch": {"cwrnn/exponential:3": "cwrnn/exponential"}}
+    line = protocol_line(suite, "long")
+    assert "chose for its own architecture; cwrnn/exponential:3 takes cwrnn/exponential's" in line
+
+
 def test_the_choice_reads_from_the_store_alone_and_a_changed_sampler_is_said():
     profile = tuned("copy", ["lstm"], trials=3, studies=1)
     trials = search.replay("copy", "tuned", profile, [])

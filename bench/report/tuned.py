@@ -309,10 +309,14 @@ def protocol_line(suite: dict, name: str, report: SearchReport | None = None) ->
                 "median of studies (the same search for every row); see the search table.")
     train = profile.train
     if profile.recipe:
-        source = profile.recipe.get("profile"), profile.recipe.get("arch")
-        return (f"{name}: every row trained with the settings the search of profile {source[0]} chose for "
-                f"{source[1]} (one recipe, so rows differ in the architecture only; the settings are in 'Held "
-                "fixed' below), not tuned per row.")
+        source, arch = profile.recipe.get("profile"), profile.recipe.get("arch")
+        if isinstance(arch, str):
+            return (f"{name}: every row trained with the settings the search of profile {source} chose for "
+                    f"{arch} (one recipe, so rows differ in the architecture only; the settings are in 'Held "
+                    "fixed' below), not tuned per row.")
+        mapped = "".join(f"; {row} takes {own}'s" for row, own in (arch or {}).items())
+        return (f"{name}: each row trained with the settings the search of profile {source} chose for its own "
+                f"architecture{mapped} (the settings are the row's columns); see that profile's search table.")
     if needs_tuning(profile):
         grid = len(profile.tune.grid) if profile.tune else 0
         recipe = "the paper's recipe" if name == "paper" else "one recipe for every architecture"

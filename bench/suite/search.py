@@ -283,25 +283,44 @@ def searched_settings(task_name: str, profile_name: str, profile: Profile, resul
         raise UserInputError(str(err).replace("TASK", task_name).replace("PROFILE", profile_name)) from None
 
 
-def recipe_settings(task_name: str, profile_name: str, profile: Profile, results_dir: Path) -> dict:
-    """The settings a profile's `recipe` names: what another profile's search chose for one
-    architecture, which every architecture of this profile then trains with."""
+def recipe_sources(profile: Profile, where: str) -> dict[str, str]:
+    """Whose choice each row of a recipe profile trains with: `arch: ARCH` gives every row one
+    architecture's recipe (a family of variants under one recipe); no `arch`, each row its own
+    architecture's; `arch: {ROW: ARCH}` maps the rows a search did not tune (e.g. one CW-RNN
+    variant) to one it did, the others keeping their own."""
+    recipe = profile.recipe
+    arch = recipe.get("arch")
+    if "profile" not in recipe or set(recipe) - {"profile", "arch"} or not isinstance(arch, (str, dict, type(None))):
+        raise UserInputError(f"bad {where} {recipe!r}: write {{profile: PROFILE}} (each row its own architecture's "
+                             "recipe), {profile: PROFILE, arch: ARCH} (every row one architecture's), or "
+                             "{profile: PROFILE, arch: {ROW: ARCH}}, e.g. {profile: tuned, arch: cwrnn/exponential}")
+    if isinstance(arch, str):
+        return {label: arch for label in profile.archs}
+    return {label: (arch or {}).get(label, label) for label in profile.archs}
+
+
+def recipe_settings(task_name: str, profile_name: str, profile: Profile, results_dir: Path) -> dict[str, dict]:
+    """Each row's settings of a profile's `recipe`: what another profile's search chose for the
+    architecture whose recipe the row takes (recipe_sources)."""
     from bench.suite.suites import load_profile, load_suite
 
     recipe = profile.recipe
     where = f"bench/suites/{task_name}.yaml profile {profile_name} recipe"
-    if set(recipe) != {"profile", "arch"}:
-        raise UserInputError(f"bad {where} {recipe!r}: write {{profile: PROFILE, arch: ARCH}}, e.g. "
-                             "{profile: tuned, arch: cwrnn/exponential}")
+    sources = recipe_sources(profile, where)
     source = load_profile(load_suite(task_name), recipe["profile"])
     if source.search is None:
         raise UserInputError(f"{where}: profile {recipe['profile']} has no search to take a recipe from")
-    source.archs = [recipe["arch"]]
+    untuned = sorted({arch for arch in sources.values() if arch not in source.archs})
+    if untuned:
+        raise UserInputError(f"{where}: the search of profile {recipe['profile']} tunes no {', '.join(untuned)}: "
+                             "map such a row to an architecture it tunes, e.g. arch: {ROW: cwrnn/exponential}")
+    source.archs = sorted(set(sources.values()))
     try:
-        return searched_settings(task_name, recipe["profile"], source, results_dir)[recipe["arch"]]
+        chosen = searched_settings(task_name, recipe["profile"], source, results_dir)
     except UserInputError as err:
         raise UserInputError(f"profile {profile_name} trains with the recipe the search of profile "
-                             f"{recipe['profile']} chose for {recipe['arch']}: {err}") from None
+                             f"{recipe['profile']} chose for {', '.join(source.archs)}: {err}") from None
+    return {label: chosen[arch] for label, arch in sources.items()}
 
 
 def tuned_settings(task_name: str, profile_name: str, profile: Profile, results_dir: Path) -> dict | None:
@@ -312,5 +331,5 @@ def tuned_settings(task_name: str, profile_name: str, profile: Profile, results_
     if profile.search is not None:
         return searched_settings(task_name, profile_name, profile, results_dir)
     if profile.recipe:
-        return {label: recipe_settings(task_name, profile_name, profile, results_dir) for label in profile.archs}
+        return recipe_settings(task_name, profile_name, profile, results_dir)
     return tuned_rates(task_name, profile_name, profile, results_dir) if needs_tuning(profile) else None
