@@ -12,8 +12,14 @@ in other orders).
 Covered: the layers built for rnn, lstm, gru (torch's nn.RNN/nn.LSTM/nn.GRU equations) and
 cwrnn (every schedule and wiring: the reference recurrence with the layer's own mask and
 firing schedule), with a learnable initial state or without. Other architectures
-(`STACKED_ARCHS` does not name them) train one run at a time. The compiled (numba) kernels
-cannot take per-member weights, so nothing here uses them.
+(`STACKED_ARCHS` does not name them) train one run at a time.
+
+Two implementations of the recurrences: "torch" (the loops below: per step a bmm and the
+gates, autograd's backward) and "compiled" (models/_numba_stacked.py: the same equations
+and a hand-written BPTT as numba loops, each member with its own weights; the single-run
+kernels of models/_numba_*.py share one weight matrix over the batch and cannot stack).
+"compiled" runs where numba is installed, on CPU in float32/float64; tests hold it to the
+torch loops to rounding.
 """
 
 from __future__ import annotations
@@ -43,7 +49,7 @@ class StackedModels:
     (N, *shape) for every named parameter of one model, a leaf tensor that requires grad
     where the models' parameter does (frozen input weights stay frozen)."""
 
-    def __init__(self, models: list[nn.Module]):
+    def __init__(self, models: list[nn.Module], implementation: str = "auto"):
         first = models[0]
         self.kind = layer_kind(first.rnn)
         if not self.kind:
@@ -51,6 +57,7 @@ class StackedModels:
         self.size = len(models)
         self.hidden = first.rnn.hidden_size
         self.state_parts = tuple(first.initial_state.state) if first.initial_state is not None else ()
+        self.implementation = implementation
         self.params: dict[str, torch.Tensor] = {}
         for name, p in first.named_parameters():
             stacked = torch.stack([dict(m.named_parameters())[name].detach() for m in models]).clone()
@@ -80,23 +87,34 @@ class StackedModels:
         """x (N, B, T, I) -> outputs (N, B, T, O) of every member's readout."""
         p = self.params
         size, batch, steps, _ = x.shape
-        h0 = self._h0(batch, p["readout.weight"].dtype)
+        dtype = p["readout.weight"].dtype
+        h0 = self._h0(batch, dtype)
+        compiled = resolve(self.implementation, x) == "compiled"
         if self.kind == "cwrnn":
             xw = project(x, p["rnn.weight_ih"], p["rnn.bias"])
-            outputs = cwrnn(xw, h0[0], (p["rnn.weight_hh"] * self.mask).transpose(1, 2),
-                            self.cw.firing_schedule(steps))
+            weight, fires = p["rnn.weight_hh"] * self.mask, self.cw.firing_schedule(steps)
         else:
             bias = p["rnn.bias_ih_l0"]
             if self.kind in ("rnn", "lstm"):
                 bias = bias + p["rnn.bias_hh_l0"]
             xw = project(x, p["rnn.weight_ih_l0"], bias)
-            weight = p["rnn.weight_hh_l0"].transpose(1, 2)
-            if self.kind == "rnn":
-                outputs = elman(xw, h0[0], weight)
+            weight = p["rnn.weight_hh_l0"]
+            fires = torch.ones(steps, self.hidden, dtype=torch.bool)  # an Elman RNN: every unit at every step
+        if compiled:
+            if self.kind in ("rnn", "cwrnn"):
+                outputs = CompiledElman.apply(xw, h0[0], weight, fires)
             elif self.kind == "lstm":
-                outputs = lstm(xw, h0[0], h0[1], weight)
+                outputs = CompiledLSTM.apply(xw, h0[0], h0[1], weight)
             else:
-                outputs = gru(xw, h0[0], weight, p["rnn.bias_hh_l0"].unsqueeze(1))
+                outputs = CompiledGRU.apply(xw, h0[0], weight, p["rnn.bias_hh_l0"])
+        elif self.kind == "cwrnn":
+            outputs = cwrnn(xw, h0[0], weight.transpose(1, 2), fires)
+        elif self.kind == "rnn":
+            outputs = elman(xw, h0[0], weight.transpose(1, 2))
+        elif self.kind == "lstm":
+            outputs = lstm(xw, h0[0], h0[1], weight.transpose(1, 2))
+        else:
+            outputs = gru(xw, h0[0], weight.transpose(1, 2), p["rnn.bias_hh_l0"].unsqueeze(1))
         flat = outputs.reshape(size, batch * steps, self.hidden)
         y = torch.baddbmm(p["readout.bias"].unsqueeze(1), flat, p["readout.weight"].transpose(1, 2))
         return y.view(size, batch, steps, -1)
@@ -154,3 +172,96 @@ def gru(xw, h, weight_t, bias_hh):
         h = torch.lerp(candidate, h, rz[..., n:])
         outputs.append(h)
     return torch.stack(outputs, 2)
+
+
+def resolve(implementation: str, x: torch.Tensor) -> str:
+    """"auto": compiled where it runs (numba installed; CPU; float32/float64), else torch."""
+    from models.backends import numba_available
+
+    runs = numba_available() and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+    if implementation == "compiled" and not runs:
+        raise ValueError("the compiled stacked recurrences need numba, the CPU and float32/float64")
+    if implementation == "auto":
+        return "compiled" if runs else "torch"
+    return implementation
+
+
+def _kernels():
+    import importlib
+
+    return importlib.import_module("models._numba_stacked")
+
+
+def _np(t: torch.Tensor):
+    return t.detach().contiguous().numpy()
+
+
+class CompiledElman(torch.autograd.Function):
+    """tanh RNN / CW-RNN: xw (M, B, T, n), h0 (M, B, n), weight (M, n, n) with the structural
+    zeros applied, fires (T, n) -> outputs (M, B, T, n)."""
+
+    @staticmethod
+    def forward(ctx, xw, h0, weight, fires):
+        out = xw.new_empty(xw.shape)
+        fires = fires.contiguous().numpy()
+        _kernels().elman_forward(_np(xw), _np(h0), _np(weight), fires, out.numpy())
+        ctx.save_for_backward(h0, weight, out)
+        ctx.fires = fires
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out):
+        h0, weight, out = ctx.saved_tensors
+        grad_xw, grad_h0, grad_w = torch.empty_like(out), torch.empty_like(h0), torch.zeros_like(weight)
+        _kernels().elman_backward(_np(grad_out), _np(h0), _np(weight), ctx.fires, _np(out), grad_xw.numpy(),
+                                  grad_h0.numpy(), grad_w.numpy())
+        return grad_xw, grad_h0, grad_w, None
+
+
+class CompiledLSTM(torch.autograd.Function):
+    """xw (M, B, T, 4n) with both biases, h0 and c0 (M, B, n), weight (M, 4n, n) -> outputs."""
+
+    @staticmethod
+    def forward(ctx, xw, h0, c0, weight):
+        members, batch, steps, _ = xw.shape
+        n = h0.shape[-1]
+        out, cells = xw.new_empty(members, batch, steps, n), xw.new_empty(members, batch, steps, n)
+        gates = xw.new_empty(xw.shape)
+        _kernels().lstm_forward(_np(xw), _np(h0), _np(c0), _np(weight), out.numpy(), cells.numpy(), gates.numpy())
+        ctx.save_for_backward(h0, c0, weight, out, cells, gates)
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out):
+        h0, c0, weight, out, cells, gates = ctx.saved_tensors
+        grad_xw, grad_w = torch.empty_like(gates), torch.zeros_like(weight)
+        grad_h0, grad_c0 = torch.empty_like(h0), torch.empty_like(c0)
+        _kernels().lstm_backward(_np(grad_out), _np(h0), _np(c0), _np(weight), _np(out), _np(cells), _np(gates),
+                                 grad_xw.numpy(), grad_h0.numpy(), grad_c0.numpy(), grad_w.numpy())
+        return grad_xw, grad_h0, grad_c0, grad_w
+
+
+class CompiledGRU(torch.autograd.Function):
+    """xw (M, B, T, 3n) with b_ih, h0 (M, B, n), weight (M, 3n, n), b_hh (M, 3n) -> outputs."""
+
+    @staticmethod
+    def forward(ctx, xw, h0, weight, b_hh):
+        members, batch, steps, _ = xw.shape
+        n = h0.shape[-1]
+        out, gates = xw.new_empty(members, batch, steps, n), xw.new_empty(members, batch, steps, 4 * n)
+        _kernels().gru_forward(_np(xw), _np(h0), _np(weight), _np(b_hh), out.numpy(), gates.numpy())
+        ctx.save_for_backward(h0, weight, b_hh, out, gates)
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out):
+        h0, weight, b_hh, out, gates = ctx.saved_tensors
+        members, batch, steps, n = out.shape
+        grad_xw = out.new_empty(members, batch, steps, 3 * n)
+        grad_h0, grad_w, grad_b = torch.empty_like(h0), torch.zeros_like(weight), torch.zeros_like(b_hh)
+        _kernels().gru_backward(_np(grad_out), _np(h0), _np(weight), _np(out), _np(gates), grad_xw.numpy(),
+                                grad_h0.numpy(), grad_w.numpy(), grad_b.numpy())
+        return grad_xw, grad_h0, grad_w, grad_b

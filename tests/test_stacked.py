@@ -173,3 +173,44 @@ def test_verify_retrains_a_stacked_records_group_bitwise(tmp_path, capsys):
 def test_stack_refuses_what_it_cannot_do(tmp_path, capsys):
     assert main(["run", "audio", *SWEEP, "--stack", "--backend", "lstm=torch", "--results", str(tmp_path)]) == 2
     assert "--stack runs its own stacked implementation" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", ["cwrnn", "lstm", "gru"])
+def test_the_compiled_stacked_recurrences_are_the_torch_loops(kind, float64):
+    """models/_numba_stacked.py against models/stacked.py's torch loops: outputs and every
+    gradient (float64, to rounding), on a random firing schedule for the CW-RNN."""
+    from models import stacked as forwards
+
+    torch.manual_seed(0)
+    members, batch, steps, n = 3, 2, 17, 5
+    gates = {"cwrnn": 1, "lstm": 4, "gru": 3}[kind]
+    fires = torch.rand(steps, n) > 0.4
+    inputs = [torch.randn(members, batch, steps, gates * n), 0.5 * torch.randn(members, batch, n),
+              0.4 * torch.randn(members, gates * n, n)]
+    if kind == "lstm":
+        inputs.insert(2, 0.5 * torch.randn(members, batch, n))
+    if kind == "gru":
+        inputs.append(torch.randn(members, 3 * n))
+    loops = {"cwrnn": lambda xw, h, w: forwards.cwrnn(xw, h, w.transpose(1, 2), fires),
+             "lstm": lambda xw, h, c, w: forwards.lstm(xw, h, c, w.transpose(1, 2)),
+             "gru": lambda xw, h, w, b: forwards.gru(xw, h, w.transpose(1, 2), b.unsqueeze(1))}[kind]
+    compiled = {"cwrnn": lambda xw, h, w: forwards.CompiledElman.apply(xw, h, w, fires),
+                "lstm": forwards.CompiledLSTM.apply, "gru": forwards.CompiledGRU.apply}[kind]
+    ours = [t.clone().requires_grad_() for t in inputs]
+    theirs = [t.clone().requires_grad_() for t in inputs]
+    out_loops, out_compiled = loops(*ours), compiled(*theirs)
+    weights = torch.randn_like(out_loops)
+    (out_loops * weights).sum().backward()
+    (out_compiled * weights).sum().backward()
+    torch.testing.assert_close(out_compiled, out_loops, rtol=1e-12, atol=1e-12)
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(b.grad, a.grad, rtol=1e-12, atol=1e-12)
+
+
+def test_float32_stacked_runs_are_close_to_their_runs_alone():
+    """float32 (what sweeps run): the compiled stacked loops use the single-run kernels' tanh;
+    a short run agrees with train_one to float32 noise."""
+    runs = audio_runs("lstm", steps=10)
+    members = train_stacked([c for c, _ in runs], [t for _, t in runs])
+    for (config, task), member in zip(runs, members):
+        assert_same_run(train_one(config, task, "cpu"), member, 1e-4, artifacts=1e-4)
