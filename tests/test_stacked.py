@@ -214,3 +214,40 @@ def test_float32_stacked_runs_are_close_to_their_runs_alone():
     members = train_stacked([c for c, _ in runs], [t for _, t in runs])
     for (config, task), member in zip(runs, members):
         assert_same_run(train_one(config, task, "cpu"), member, 1e-4, artifacts=1e-4)
+
+
+def test_a_sweep_stopped_mid_group_loses_only_that_group(tmp_path, monkeypatch, capsys):
+    """Stopped while its second group trains: the first group's records are stored, the second's
+    members are not (nor left claimed), and the rerun trains exactly them."""
+    original, calls = stacked.train_stacked, []
+
+    def stopped_on_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(stacked, "train_stacked", stopped_on_second)
+    results = tmp_path / "results"
+    assert main(["run", "audio", *SWEEP, "--stack", "--results", str(results)]) == 130
+    first = stored(results)
+    assert len(first) == 4 and len({r["arch"] for r in first.values()}) == 1
+    assert not list((results / "audio" / "runs.jsonl.claims").glob("*"))
+    monkeypatch.setattr(stacked, "train_stacked", original)
+    capsys.readouterr()
+    assert main(["run", "audio", *SWEEP, "--stack", "--results", str(results)]) == 0
+    assert "4 already in the store, 4 to run" in capsys.readouterr().out
+    lines = (results / "audio" / "runs.jsonl").read_text().splitlines()
+    assert len(lines) == 8 and len({json.loads(line)["run_id"] for line in lines}) == 8
+
+
+def test_a_group_that_crashes_records_each_member_failed(tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("no stack today")
+
+    monkeypatch.setattr(stacked, "train_stacked", broken)
+    assert main(["run", "audio", *SWEEP, "--archs", "gru", "--stack", "--results", str(tmp_path)]) == 1
+    records = list(stored(tmp_path).values())
+    assert len(records) == 4
+    assert {(r["status"], r["reason"]) for r in records} == {("failed", "RuntimeError: no stack today")}
+    assert all(r["stacked"]["members"][r["stacked"]["index"]] == r["run_id"] for r in records)
