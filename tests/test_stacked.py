@@ -251,3 +251,11 @@ def test_a_group_that_crashes_records_each_member_failed(tmp_path, monkeypatch):
     assert len(records) == 4
     assert {(r["status"], r["reason"]) for r in records} == {("failed", "RuntimeError: no stack today")}
     assert all(r["stacked"]["members"][r["stacked"]["index"]] == r["run_id"] for r in records)
+
+
+def test_other_tasks_keep_the_per_run_path(tmp_path, capsys):
+    assert main(["run", "copy", "--archs", "rnn", "--budgets", "400", "--seeds", "2", "--steps", "2", "--param",
+                 "delay=3", "--param", "variable_delay=false", "--stack", "--results", str(tmp_path),
+                 "--no-leaderboard", "--workers", "1"]) == 0
+    assert "--stack: 0 runs in 0 stacked groups; 2 train one at a time (2: task copy does not stack (stacked: " \
+           "audio))" in capsys.readouterr().out

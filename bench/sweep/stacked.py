@@ -7,7 +7,8 @@ its run alone would, to float rounding. The result of each member is what `train
 (bench/sweep/training.py) returns for that run; nothing here knows about stores.
 
 Which runs can stack (`why_not_stacked`): step-based training at batch 1 without a stopping
-rule, on an architecture with a stacked forward. Others train one run at a time.
+rule, on an architecture with a stacked forward, of a task in STACKED_TASKS (audio). Others
+train one run at a time.
 
 A member whose training loss becomes NaN or infinite is recorded diverged at that step and
 stops updating (its gradients and optimizer state are zeroed); the others go on. A stacked
@@ -31,11 +32,16 @@ from models.lightning import OPTIMIZERS
 from models.stacked import STACKED_ARCHS, StackedModels
 
 BACKEND = "stacked"  # the record's `backend`: the implementation that ran the recurrence
+# tasks whose runs stack: their loss and metrics run under torch.func.vmap and their data loaders
+# draw nothing from the global random state (tested); a task is added here with such a test
+STACKED_TASKS = ("audio",)
 
 
 def why_not_stacked(config: RunConfig) -> str:
     """Why this run cannot train in a stacked group ("" where it can)."""
     train = config.train
+    if config.task not in STACKED_TASKS:
+        return f"task {config.task} does not stack (stacked: {', '.join(STACKED_TASKS)})"
     if config.model["arch"] not in STACKED_ARCHS:
         return f"{config.model['arch']} has no stacked implementation (stacked: {', '.join(STACKED_ARCHS)})"
     if config.plugin:
