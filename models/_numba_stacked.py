@@ -12,6 +12,9 @@ recurrent weights (row r: the weights into gate-unit r); h0 (M, B, n). Serial lo
 fixed order, so a result does not depend on anything but its inputs (verify re-trains a
 stacked group bitwise). The equations are those of models/stacked.py's torch loops, which
 the tests hold these to (float64, to rounding).
+
+numba's on-disk cache keys on this file alone: after editing the tanh of
+models/_numba_kernels.py, which these loops inline, delete models/__pycache__/_numba_stacked*.
 """
 
 import numba

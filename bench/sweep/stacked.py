@@ -68,6 +68,17 @@ def group_id(run_ids: list[str]) -> str:
     return hashlib.sha256(" ".join(run_ids).encode()).hexdigest()[:16]
 
 
+def batches_of(loader):
+    """A loader's batches. A single-process map-style loader that does not batch (the audio
+    task's): its items through its collate_fn, what its iterator gives, without the iterator's
+    per-batch bookkeeping (a quarter of a small group's step, times the members)."""
+    from torch.utils.data import IterableDataset
+
+    if loader.batch_size is None and loader.num_workers == 0 and not isinstance(loader.dataset, IterableDataset):
+        return (loader.collate_fn(loader.dataset[i]) for i in loader.sampler)
+    return iter(loader)
+
+
 def stack_batches(batches: list[dict]) -> dict:
     return {key: torch.stack([b[key] for b in batches]) for key in batches[0]}
 
@@ -160,7 +171,7 @@ def train_stacked(configs: list[RunConfig], tasks: list, device: str = "cpu", ev
     deterministic = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True)  # as Lightning's Trainer(deterministic=True) in train_one
     try:
-        iterators = [iter(d.train_dataloader()) for d in datas]
+        iterators = [batches_of(d.train_dataloader()) for d in datas]
         step = 0
         while step < train["steps"] and bool(alive.any()):
             batches = [next(it) for it in iterators]
