@@ -155,7 +155,7 @@ def sweep_options(args, runs, **fixed):
                        if config.model["arch"] in args.backends}
     command = "cwbench " + shlex.join(args.argv) if args.command is None else args.command
     return SweepOptions(device=args.device, launch=args.launch, implementations=implementations, command=command,
-                        allow_dirty=args.allow_dirty, progress=args.progress, **fixed)
+                        allow_dirty=args.allow_dirty, progress=args.progress, stack=args.stack, **fixed)
 
 
 def failed_status(counts: dict) -> int:
@@ -362,6 +362,9 @@ def suite_arguments(run: argparse.ArgumentParser) -> None:
                      "recorded per run")
     run.add_argument("--cw-backend", choices=["auto", *names.BACKENDS], help="the same as --backend cwrnn=NAME")
     run.add_argument("--progress", action="store_true", help="show Lightning's progress bar (one run at a time)")
+    run.add_argument("--stack", action="store_true", help="train runs that differ only in seed and task data "
+                     "(batch-1, step-based: audio) as one stacked computation per group: each gets its own result "
+                     "to float rounding, many times faster on a CPU (README: Stacked runs)")
     where = run.add_argument_group("where runs train (README: Sweeps at scale)")
     where.add_argument("--launcher", default="local", choices=["local", "ray", "slurm"],
                        help="local: this machine (default); ray: tasks on a Ray cluster; slurm: a submitit job array")

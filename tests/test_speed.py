@@ -93,14 +93,18 @@ def test_a_tool_takes_only_its_own_options(argv, capsys):
 def test_overhead_quick_run_writes_its_tables(tmp_path):
     assert cli(["perf", "overhead", "--quick", "--repeats", "1", "--out", str(tmp_path)]) == 0
     df = pd.read_csv(tmp_path / "overhead_quick_cpu.csv")
-    steps = df[df["shape"] != "profile"]
+    steps = df[~df["shape"].isin(["profile", "profile stacked"])]
     assert set(steps["shape"]) == {"audio-1000", "copy"}
     assert set(steps.arch) == {"rnn", "cwrnn/exponential"}
     assert (steps.bare_ms > 0).all() and (steps.suite_ms > 0).all() and (steps.status == "ok").all()
     assert (steps.ratio == steps.suite_ms / steps.bare_ms).all()
     profile = df[df["shape"] == "profile"].iloc[0]
     assert profile.runs == profile.ok == 5 and profile.wall_s > 0  # rnn at budget 100 on the 5 audio targets
+    stacked = df[df["shape"] == "profile stacked"].iloc[0]
+    assert stacked.runs == stacked.ok == 10 and stacked.seeds == 2  # 1 group: rnn budget 100, 2 seeds x 5 targets
     text = (tmp_path / "overhead_quick_cpu.md").read_text()
     assert "## Per step" in text and "## A whole profile" in text and "| copy | cwrnn/exponential |" in text
     assert "`cwbench run audio --profile paper --seeds 1 --workers 2 --threads 1 --results <tmp>" in text
+    assert "`cwbench run audio --profile paper --seeds 2 --workers 2 --threads 1 --results <tmp> --no-leaderboard " \
+           "--allow-dirty --stack " in text and "with --stack, 10 runs at 2 seeds took" in text
     assert f"- command: cwbench perf overhead --quick --repeats 1 --out {tmp_path}\n" in text

@@ -86,6 +86,9 @@ def overhead_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"seeds of the whole audio paper profile run (default {OverheadOptions.profile_seeds})")
     p.add_argument("--profile-steps", type=positive_int, default=None,
                    help="training steps of that run (default: the profile's 2000)")
+    p.add_argument("--stack-seeds", type=positive_int, default=OverheadOptions.stack_seeds,
+                   help="seeds of the same profile run again with --stack, the stacked row (default "
+                   f"{OverheadOptions.stack_seeds}: the profile's 600 runs, not scaled)")
     common_arguments(p, "two architectures, a few steps, a 5-run profile (seconds): checks the tool")
 
 
@@ -110,7 +113,8 @@ def interference_options(args: argparse.Namespace, command: str) -> Interference
 def overhead_options(args: argparse.Namespace, command: str) -> OverheadOptions:
     return OverheadOptions(quick=args.quick, out=args.out, repeats=args.repeats, archs=tuple(args.archs or ()),
                            shapes=tuple(args.shapes or ()), profile=not args.no_profile,
-                           profile_seeds=args.profile_seeds, profile_steps=args.profile_steps or 0, command=command)
+                           profile_seeds=args.profile_seeds, profile_steps=args.profile_steps or 0,
+                           stack_seeds=args.stack_seeds, command=command)
 
 
 # ---------------------------------------------------------------------------------------

@@ -60,4 +60,5 @@ class OverheadOptions:
     profile: bool = True  # also time a whole profile through `cwbench run`
     profile_seeds: int = 1  # seeds of that profile run
     profile_steps: int = 0  # its training steps; 0: the profile's
+    stack_seeds: int = 5  # seeds of the same profile trained with --stack (5: its 600 runs; quick: 2)
     command: str = "cwbench perf overhead"

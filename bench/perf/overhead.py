@@ -17,7 +17,10 @@ several repeats the two alternate and the medians are kept.
 Then the wall time of a whole profile through `cwbench run` in a subprocess (the audio paper
 profile's rnn, lstm, gru and three CW-RNNs, at --seeds 1 by default, at one learning rate 1e-3
 for all, 2 workers x 1 thread, into a temporary results folder): the figure a sweep sees,
-start-up and workers included; the md also gives it scaled to 5 seeds.
+start-up and workers included; the md also gives it scaled to 5 seeds. And the same profile
+with `--stack` (bench/sweep/stacked.py: each architecture x budget's seeds x targets as one
+stacked computation), at --stack-seeds seeds (default 5: the 600 runs themselves, not scaled,
+since a group's size is seeds x targets and scaling would misstate it).
 
 Runs pin 1 torch thread (bench/sweep/threads.py), as each worker of a 2-worker sweep does.
 """
@@ -153,10 +156,10 @@ def measure_shapes(options: OverheadOptions) -> list[dict]:
     return rows
 
 
-def profile_command(spec: dict, seeds: int, steps: int, results: Path) -> list[str]:
+def profile_command(spec: dict, seeds: int, steps: int, results: Path, stack: bool = False) -> list[str]:
     argv = ["run", spec["task"], "--profile", spec["profile"], "--seeds", str(seeds), "--workers",
             str(spec["workers"]), "--threads", str(spec["threads"]), "--results", str(results), "--no-leaderboard",
-            "--allow-dirty"]
+            "--allow-dirty"] + (["--stack"] if stack else [])
     argv += ["--train", f"lr={FIXED_LR}"]
     if steps:
         argv += ["--steps", str(steps)]
@@ -167,14 +170,16 @@ def profile_command(spec: dict, seeds: int, steps: int, results: Path) -> list[s
     return argv
 
 
-def whole_profile(options: OverheadOptions) -> dict:
-    """Wall time of `cwbench run` over the profile into a temporary results folder."""
+def whole_profile(options: OverheadOptions, stack: bool = False) -> dict:
+    """Wall time of `cwbench run` over the profile into a temporary results folder (with `stack`:
+    `--stack`, at options.stack_seeds seeds, 2 for --quick)."""
     spec = QUICK_PROFILE if options.quick else PROFILE
     steps = spec.get("steps", options.profile_steps)
+    seeds = (2 if options.quick else options.stack_seeds) if stack else options.profile_seeds
     repo = Path(__file__).resolve().parents[2]
     with tempfile.TemporaryDirectory(prefix="cwbench-overhead-") as tmp:
         results = Path(tmp) / "results"
-        argv = profile_command(spec, options.profile_seeds, steps, results)
+        argv = profile_command(spec, seeds, steps, results, stack)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(repo), os.environ.get("PYTHONPATH")]))}
         started = time.perf_counter()
         done = subprocess.run([sys.executable, "-m", "bench", *argv], capture_output=True, text=True, env=env,
@@ -185,12 +190,12 @@ def whole_profile(options: OverheadOptions) -> dict:
         store = results / spec["task"] / "runs.jsonl"
         records = [json.loads(line) for line in store.read_text().splitlines() if line.strip()]
     shown = [a if not a.startswith(str(results)) else "<tmp>" for a in ["cwbench", *argv]]
-    return dict(command=" ".join(shown), seeds=options.profile_seeds, runs=len(records),
+    return dict(command=" ".join(shown), seeds=seeds, runs=len(records),
                 ok=sum(r.get("status") == "ok" for r in records),
                 steps=steps or "the profile's", wall_s=wall, per_run_s=wall / max(1, len(records)))
 
 
-def markdown(rows: list[dict], profile: dict | None, header: dict) -> str:
+def markdown(rows: list[dict], profile: dict | None, header: dict, stacked: dict | None = None) -> str:
     lines = header_lines("Run overhead: a suite run against the bare training loop (cpu, 1 thread)", header)
     lines += ["", "## Per step", "",
               "`bare`: forward, readout, loss, backward, clip, optimizer step on the run's own model and batches, "
@@ -210,9 +215,15 @@ def markdown(rows: list[dict], profile: dict | None, header: dict) -> str:
         lines += ["", "## A whole profile", "",
                   "| command | seeds | runs | ok | steps | wall s | wall s per run |", "|---|---|---|---|---|---|---|",
                   f"| `{profile['command']}` | {profile['seeds']} | {profile['runs']} | {profile['ok']} | "
-                  f"{profile['steps']} | {profile['wall_s']:.0f} | {profile['per_run_s']:.2f} |", "",
-                  f"At 5 seeds (the profile's 600 runs of these six architectures) that is about "
-                  f"{profile['wall_s'] * 5 / profile['seeds'] / 60:.1f} min (the wall time times 5 / seeds)."]
+                  f"{profile['steps']} | {profile['wall_s']:.0f} | {profile['per_run_s']:.2f} |"]
+        if stacked is not None:  # the same profile with --stack: measured at its own seeds, not scaled
+            lines.append(f"| `{stacked['command']}` | {stacked['seeds']} | {stacked['runs']} | {stacked['ok']} | "
+                         f"{stacked['steps']} | {stacked['wall_s']:.0f} | {stacked['per_run_s']:.2f} |")
+        lines += ["", f"At 5 seeds (the profile's 600 runs of these six architectures) that is about "
+                  f"{profile['wall_s'] * 5 / profile['seeds'] / 60:.1f} min (the wall time times 5 / seeds)"
+                  + (f"; with --stack, {stacked['runs']} runs at {stacked['seeds']} seeds took "
+                     f"{stacked['wall_s'] / 60:.1f} min (measured, not scaled: a stacked group is seeds x targets "
+                     "runs of one architecture and budget)." if stacked is not None else ".")]
     lines += ["", "## Notes", "",
               "- audio-1000: the audio paper profile's architectures at budget 1000 on synth:chord with Adam 3e-3 "
               "and clip 1.0; copy: the copy standard profile (delay 100, batch 64, Adam 1e-3, clip 1.0) at budget "
@@ -233,12 +244,15 @@ def run(options: OverheadOptions) -> int:
     started = time.perf_counter()
     rows = measure_shapes(options)
     profile = whole_profile(options) if options.profile else None
-    if profile is not None:
-        print(f"  {profile['command']}: {profile['runs']} runs in {profile['wall_s']:.0f} s", flush=True)
+    stacked = whole_profile(options, stack=True) if options.profile else None
+    for done in (profile, stacked):
+        if done is not None:
+            print(f"  {done['command']}: {done['runs']} runs in {done['wall_s']:.0f} s", flush=True)
     elapsed = time.perf_counter() - started
     header = cpu_header(options.command, elapsed)
     stem = options.out / ("overhead_quick_cpu" if options.quick else "overhead_cpu")
-    table = rows + ([dict(shape="profile", **profile)] if profile is not None else [])
-    write_tables(stem, table, header, markdown(rows, profile, header))
+    table = rows + ([dict(shape="profile", **profile)] if profile is not None else []) + (
+        [dict(shape="profile stacked", **stacked)] if stacked is not None else [])
+    write_tables(stem, table, header, markdown(rows, profile, header, stacked))
     print(f"wrote {stem}.md, .csv ({elapsed:.0f} s)", flush=True)
     return 0

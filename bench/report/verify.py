@@ -24,6 +24,11 @@ recorded with it (the one the leaderboard prints), so what is checked is what a 
 would run; its run id must come out the same, or the row is reported as not rebuilt.
 Reruns beyond a row's committed seeds (--sample above n) train new seeds: they count in the
 test but have nothing to be bitwise-equal to.
+
+A record trained in a stacked group (`cwbench run --stack`, its `stacked` field) is rerun
+with its whole group, stacked, its members in their recorded order: a stacked computation is
+deterministic given its group, so bitwise identity is expected where it is expected for any
+run. (A stacked run and the same run trained alone agree to float rounding, not bitwise.)
 """
 
 from __future__ import annotations
@@ -251,6 +256,7 @@ def verify(task: str, results_dir: Path, scratch: Path, read_run_command, sample
     plan = rebuild(records, task, Path(results_dir), read_run_command)
     taken = {(json.dumps(row.key), r.seed) for row in rows for r in row.records}
     checks, runs_of = [], {}  # runs_of: thread count -> (config, task) to rerun
+    groups_of: dict = {}  # thread count -> {stacked group: its members' run ids} to rerun stacked
     for row in rows:
         check = Check(row, row.records[:sample], [])
         if any(r.run_id not in plan for r in check.paired):
@@ -262,25 +268,37 @@ def verify(task: str, results_dir: Path, scratch: Path, read_run_command, sample
             extra = new_seed_configs(row, plan, max(0, sample - len(row.records)), seeds)
             check.extra = [config.run_id for config, _ in extra]
             for r in check.paired:
-                runs_of.setdefault(run_threads(r), []).append(plan[r.run_id])
+                if r.stacked:  # trained in a stacked group: the group trains again, stacked, in its order
+                    group = r.stacked["members"]
+                    if any(rid not in plan for rid in group):
+                        check.verdict = "NOT REBUILT (its command no longer declares every run of its stacked group)"
+                        break
+                    groups_of.setdefault(run_threads(r), {})[r.stacked["group"]] = group
+                    runs_of.setdefault(run_threads(r), []).extend(plan[rid] for rid in group)
+                else:
+                    runs_of.setdefault(run_threads(r), []).append(plan[r.run_id])
             runs_of.setdefault(run_threads(row.records[0]), []).extend(extra)
         checks.append(check)
     from bench.sweep import provenance
 
     expected, machine_line = machine_comparison(records, provenance.machine("cpu"), provenance.versions())
+    for count, group in runs_of.items():  # a run in two checks' groups trains once
+        runs_of[count] = list({config.run_id: (config, task) for config, task in group}.values())
     total = sum(len(group) for group in runs_of.values())
     log(f"verify {task}: {len(rows)} rows, rerunning {total} runs ({sample} per row) into {scratch}, each on the "
         "thread count it was recorded with" + (f" ({threads})" if threads else ""))
     log(machine_line)
     # each rerun on the implementation its record names (auto may choose otherwise today)
-    recorded = {r.run_id: r.backend for c in checks for r in c.paired if r.backend}
+    recorded = {r.run_id: r.backend for c in checks for r in c.paired if r.backend and not r.stacked}
     for count, group in runs_of.items():
         if count:
             import torch
 
             torch.set_num_threads(count)
+        stacked = list(groups_of.get(count, {}).values())
         options = SweepOptions(launch=LaunchOptions(workers=workers, threads=count), implementations=recorded,
-                               command=f"cwbench verify {task} --sample {sample}")
+                               command=f"cwbench verify {task} --sample {sample}", stack=bool(stacked),
+                               stack_groups=stacked or None)
         run_suite(group, scratch, options, log=log)
     fresh = {r.run_id: r for r in map(RunRecord.from_dict, ResultsStore(Path(scratch) / task / "runs.jsonl").load())}
 

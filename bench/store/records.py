@@ -143,6 +143,8 @@ class RunRecord:
     command: str = ABSENT  # the command that made it, as the leaderboard prints it
     evaluated_on: str = ABSENT  # test, or val for tuning runs
     external: dict = ABSENT  # made by code or on a machine this repository has not verified
+    stacked: dict = ABSENT  # trained in a stacked group (--stack): {"group", "members" (run ids, in order), "index",
+    # "wall_time_s" (the group's)}
     extra: dict = dataclasses.field(default_factory=dict)
 
     @classmethod

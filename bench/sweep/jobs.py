@@ -35,6 +35,28 @@ class Job:
     plugins: tuple = field(default_factory=loaded_plugins)
 
 
+@dataclass(frozen=True)
+class GroupJob:
+    """Runs that train as one stacked computation (bench/sweep/stacked.py: they differ only
+    in seed and task data), sent anywhere as one unit; `execute` returns one record per
+    member, in the members' order."""
+
+    members: tuple[Job, ...]
+    threads: int | None = None
+    plugins: tuple = field(default_factory=loaded_plugins)
+
+    @property
+    def run_id(self) -> str:
+        """The group's name (what a launcher keys its attempts by)."""
+        from bench.sweep.stacked import group_id
+
+        return group_id([job.run_id for job in self.members])
+
+    @property
+    def config(self) -> RunConfig:
+        return self.members[0].config
+
+
 def worker_identity(launcher: str) -> dict:
     """Which process ran a run: the launcher, host and pid, and the scheduler's ids."""
     identity = {"launcher": launcher, "host": socket.gethostname(), "pid": os.getpid()}
@@ -58,19 +80,25 @@ def base_record(job: Job) -> dict:
             **plugins.provenance(job.config.model["arch"])}  # `external`: a plugin's code and its hash
 
 
-def failed_record(job: Job, reason: str, worker: dict | None = None, wall: float = 0.0) -> dict:
+def failed_record(job: Job | GroupJob, reason: str, worker: dict | None = None, wall: float = 0.0) -> dict | list:
     """The record of a run that did not finish: kept, so the sweep can say why, and retried
-    by the next invocation (failed runs are not finished)."""
+    by the next invocation (failed runs are not finished). A group: one per member."""
+    if isinstance(job, GroupJob):
+        return [failed_record(member, reason, worker, wall) for member in job.members]
     return {**base_record(job), "status": "failed", "reason": reason, "metrics": {}, "artifacts": {}, "curve": [],
             "effective_params": None, "backend": job.backend, "learned": None, "wall_time_s": round(wall, 3),
             "worker": worker or {}}
 
 
-def execute(job: Job, launcher: str = "local") -> dict:
+def execute(job: Job | GroupJob, launcher: str = "local") -> dict | list:
     """Train one run here and return its record, without the sweep's provenance (commit,
     versions, command), which the driver adds. Never raises for a run that crashed: that
-    is a failed record; an interrupt (bench.sweep.interrupt.Interrupted) does propagate."""
+    is a failed record; an interrupt (bench.sweep.interrupt.Interrupted) does propagate.
+    A group trains as one stacked computation and returns its members' records."""
     from bench.sweep import provenance
+
+    if isinstance(job, GroupJob):
+        return execute_group(job, launcher)
     from bench.sweep.training import train_one
 
     if job.threads:
@@ -102,3 +130,34 @@ def execute(job: Job, launcher: str = "local") -> dict:
 
         finish(loggers[-1], record)
     return record
+
+
+def execute_group(group: GroupJob, launcher: str) -> list:
+    """The members of a group trained as one stacked computation, one record each; each
+    record says so (`stacked`: the group's name, its members in order and this one's index:
+    what `cwbench verify` needs to train the same group again). A crash fails every member."""
+    from bench.sweep import provenance
+    from bench.sweep.stacked import train_stacked
+
+    if group.threads:
+        pin_threads(group.threads)
+    plugins.ensure(group.plugins)
+    worker = worker_identity(launcher)
+    members = group.members
+    started = time.perf_counter()
+    try:
+        results = train_stacked([job.config for job in members], [job.task for job in members], members[0].device,
+                                members[0].evaluate)
+    except Exception as err:  # a crashed group is recorded, and the sweep goes on
+        records = failed_record(group, f"{type(err).__name__}: {err}", worker, time.perf_counter() - started)
+    else:
+        wall = time.perf_counter() - started
+        records = [{**base_record(job), "status": result.pop("status"), "reason": result.pop("reason"), **result,
+                    "wall_time_s": round(wall / len(members), 3), "worker": worker}
+                   for job, result in zip(members, results)]
+    ids = [job.run_id for job in members]
+    for index, record in enumerate(records):
+        record.update(device=provenance.device_name(members[0].device), machine=provenance.machine(members[0].device),
+                      date=provenance.now(), stacked={"group": group.run_id, "members": ids, "index": index,
+                                                      "wall_time_s": round(time.perf_counter() - started, 3)})
+    return records

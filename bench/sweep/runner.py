@@ -13,7 +13,7 @@ import signal
 import sys
 import tempfile
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bench.store.claims import HEARTBEAT_S
@@ -23,7 +23,7 @@ from bench.store.results import ResultsStore
 from bench.suite.suites import varying_params
 from bench.sweep import launchers, provenance
 from bench.sweep.interrupt import Interrupted
-from bench.sweep.jobs import Job, pick_device
+from bench.sweep.jobs import GroupJob, Job, pick_device
 from bench.sweep.launchers import LaunchOptions, cores, launcher
 from bench.sweep.progress import SweepProgress
 from models.errors import UserInputError
@@ -63,6 +63,8 @@ class SweepOptions:
     allow_dirty: bool = False  # store runs of uncommitted code into results/, each marked dirty
     wandb: bool = False  # mirror each run to W&B
     progress: bool = False  # Lightning's progress bar
+    stack: bool = False  # train runs that differ only in seed and task data as stacked groups (bench/sweep/stacked.py)
+    stack_groups: list | None = None  # with stack: exactly these groups (lists of run ids, in order; verify)
 
 
 def run_suite(runs, results_dir: Path, options: SweepOptions | None = None, log=print) -> dict:
@@ -93,6 +95,8 @@ def run_suite(runs, results_dir: Path, options: SweepOptions | None = None, log=
     jobs = [Job(rid, config, task, device, options.implementations.get(rid, "auto"), evaluate,
                 progress=options.progress, wandb={"varying": setting_keys, "sweep": sweep} if options.wandb else None)
             for rid, config, task, store in todo]
+    if options.stack:
+        jobs = stacked_jobs(jobs, options, launch, device, log)
     where = place(launch, jobs, device)
     log(f"{len(runs)} runs in the suite, {counts['skipped']} already in the store, {len(todo)} to run on {device}"
         + (f" ({where})" if todo else ""))
@@ -101,17 +105,20 @@ def run_suite(runs, results_dir: Path, options: SweepOptions | None = None, log=
     elsewhere: dict[str, str] = {}
 
     def claimed(jobs):
-        """Each run claimed just before it is handed out: another sweep may have taken it."""
+        """Each run claimed just before it is handed out: another sweep may have taken it. A
+        group's members are all claimed before it trains; it trains with those it got."""
         for job in jobs:
-            store = store_of[job.run_id]
-            if store.claim([job.run_id]):
-                yield job
-                continue
-            owner = store.claimed_elsewhere([job.run_id])
-            if owner:
+            members = job.members if isinstance(job, GroupJob) else (job,)
+            store = store_of[members[0].run_id]
+            owned = set(store.claim([member.run_id for member in members]))
+            lost = [member.run_id for member in members if member.run_id not in owned]
+            if owned:
+                yield (job if not lost else
+                       replace(job, members=tuple(m for m in members if m.run_id in owned)))
+            if lost:
+                owner = store.claimed_elsewhere(lost)
                 elsewhere.update(owner)
-            else:  # finished by another sweep since this one read the store
-                counts["skipped"] += 1
+                counts["skipped"] += len(lost) - len(owner)  # the others: finished by another sweep since
 
     bar = SweepProgress(len(todo), log)  # a live bar only for a terminal (SweepProgress decides)
     alive = threading.Event()
@@ -119,15 +126,17 @@ def run_suite(runs, results_dir: Path, options: SweepOptions | None = None, log=
     beating.start()
     try:
         with contextlib.closing(launcher(launch.launcher)(claimed(jobs), launch)) as results:
-            for job, record in results:
-                record.update(sweep)
-                store = store_of[job.run_id]
-                if store_record(store, record, described[job.run_id], log):
-                    counts[record["status"]] += 1
-                else:
-                    counts["not stored"] = counts.get("not stored", 0) + 1
-                store.release([job.run_id])
-                bar.finished(described[job.run_id], record)
+            for unit, returned in results:
+                finished = (zip(unit.members, returned) if isinstance(unit, GroupJob) else [(unit, returned)])
+                for job, record in finished:  # a group's members, each written as it comes
+                    record.update(sweep)
+                    store = store_of[job.run_id]
+                    if store_record(store, record, described[job.run_id], log):
+                        counts[record["status"]] += 1
+                    else:
+                        counts["not stored"] = counts.get("not stored", 0) + 1
+                    store.release([job.run_id])
+                    bar.finished(described[job.run_id], record)
     except KeyboardInterrupt:  # outside Lightning (which turns its own into SystemExit): the same stop
         raise Interrupted(signal.SIGINT, sum(counts[s] for s in STORED)) from None
     except Interrupted as stop:
@@ -145,6 +154,50 @@ def run_suite(runs, results_dir: Path, options: SweepOptions | None = None, log=
     if elsewhere:
         counts["elsewhere"] = len(elsewhere)
     return counts
+
+
+def stacked_jobs(jobs: list[Job], options: SweepOptions, launch: LaunchOptions, device: str, log) -> list:
+    """--stack: the jobs as groups of runs that differ only in seed and task data (or the
+    groups `options.stack_groups` names), each a GroupJob; a run that cannot stack, or is
+    alone in its group, stays a Job. Says in one line which runs train one at a time, and why."""
+    from bench.sweep.stacked import group_key, why_not_stacked
+
+    if launch.launcher != "local":
+        raise UserInputError(f"--stack trains on the local launcher, not {launch.launcher}: drop --stack or use "
+                             "--launcher local")
+    if device != "cpu":
+        raise UserInputError(f"--stack trains on the CPU, not {device}: drop --stack or pass --device cpu")
+    if options.wandb:
+        raise UserInputError("--stack does not mirror runs to W&B: drop --wandb or --stack")
+    if options.implementations and any(v != "auto" for v in options.implementations.values()) \
+            and options.stack_groups is None:
+        raise UserInputError("--stack runs its own stacked implementation: drop --backend/--cw-backend or --stack")
+    by_id = {job.run_id: job for job in jobs}
+    if options.stack_groups is not None:
+        named = [[by_id[rid] for rid in group if rid in by_id] for group in options.stack_groups]
+        grouped = {job.run_id for group in named for job in group}
+        groups = [group for group in named if group]
+        singles = [job for job in jobs if job.run_id not in grouped]
+        why = {}
+    else:
+        keyed: dict[str, list[Job]] = {}
+        singles, why = [], {}
+        for job in jobs:
+            reason = why_not_stacked(job.config)
+            if reason:
+                singles.append(job)
+                why.setdefault(reason, 0)
+                why[reason] += 1
+            else:
+                keyed.setdefault(group_key(job.config), []).append(job)
+        groups = list(keyed.values())
+    explicit = options.stack_groups is not None  # verify: a recorded group trains stacked even if alone
+    units = [GroupJob(tuple(group)) if len(group) > 1 or explicit else group[0] for group in groups]
+    stacked = sum(len(unit.members) for unit in units if isinstance(unit, GroupJob))
+    log(f"--stack: {stacked} runs in {sum(isinstance(u, GroupJob) for u in units)} stacked groups"
+        + (f"; {len(jobs) - stacked} train one at a time" if len(jobs) > stacked else "")
+        + (" (" + "; ".join(f"{n}: {reason}" for reason, n in why.items()) + ")" if why else ""))
+    return units + singles
 
 
 def store_record(store: ResultsStore, record: dict, description: str, log=print) -> bool:

@@ -1,0 +1,267 @@
+"""Many independent networks of one shape as one computation: each parameter of N built
+`SequenceModel`s (models/lightning.py) stacked along a leading member dimension, and the
+forward of all N at once with batched matrix products (bmm), in plain torch.
+
+Why: at batch 1 on a CPU a small recurrent run spends its time on per-op dispatch, not on
+arithmetic (results/speed/overhead_cpu.md); N runs that differ only in their seed and data
+can share every op. Member k's numbers depend only on member k's weights and data: every
+op below is either elementwise or a per-member matrix product, so member k gets the same
+function as its own model to float rounding (not bitwise: bmm and the library kernels sum
+in other orders).
+
+Covered: the layers built for rnn, lstm, gru (torch's nn.RNN/nn.LSTM/nn.GRU equations) and
+cwrnn (every schedule and wiring: the reference recurrence with the layer's own mask and
+firing schedule), with a learnable initial state or without. Other architectures
+(`STACKED_ARCHS` does not name them) train one run at a time.
+
+Two implementations of the recurrences: "torch" (the loops below: per step a bmm and the
+gates, autograd's backward) and "compiled" (models/_numba_stacked.py: the same equations
+and a hand-written BPTT as numba loops, each member with its own weights; the single-run
+kernels of models/_numba_*.py share one weight matrix over the batch and cannot stack).
+"compiled" runs where numba is installed, on CPU in float32/float64; tests hold it to the
+torch loops to rounding.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from models.clockwork import ClockworkRNN
+
+STACKED_ARCHS = ("rnn", "lstm", "gru", "cwrnn")
+
+
+def layer_kind(rnn: nn.Module) -> str:
+    """Which stacked forward runs this layer; "" for one it has none for."""
+    if isinstance(rnn, ClockworkRNN):
+        return "cwrnn"
+    if isinstance(rnn, (nn.RNN, nn.LSTM, nn.GRU)):
+        plain = (rnn.num_layers == 1 and not rnn.bidirectional and rnn.batch_first and rnn.bias
+                 and getattr(rnn, "proj_size", 0) == 0 and getattr(rnn, "nonlinearity", "tanh") == "tanh")
+        if plain:
+            return "lstm" if isinstance(rnn, nn.LSTM) else "gru" if isinstance(rnn, nn.GRU) else "rnn"
+    return ""
+
+
+class StackedModels:
+    """The parameters of `models` (same architecture and shape) stacked: `params[name]` is
+    (N, *shape) for every named parameter of one model, a leaf tensor that requires grad
+    where the models' parameter does (frozen input weights stay frozen)."""
+
+    def __init__(self, models: list[nn.Module], implementation: str = "auto"):
+        first = models[0]
+        self.kind = layer_kind(first.rnn)
+        if not self.kind:
+            raise ValueError(f"no stacked forward for {type(first.rnn).__name__}")
+        self.size = len(models)
+        self.hidden = first.rnn.hidden_size
+        self.state_parts = tuple(first.initial_state.state) if first.initial_state is not None else ()
+        self.implementation = implementation
+        self.params: dict[str, torch.Tensor] = {}
+        for name, p in first.named_parameters():
+            stacked = torch.stack([dict(m.named_parameters())[name].detach() for m in models]).clone()
+            self.params[name] = stacked.requires_grad_(p.requires_grad)
+        if self.kind == "cwrnn":
+            self.mask = first.rnn.mask
+            self.cw = first.rnn
+
+    def trainable(self) -> list[torch.Tensor]:
+        """In the order of the model's parameters(), as its optimizer takes them."""
+        return [p for p in self.params.values()]
+
+    def member_state(self, k: int) -> dict[str, torch.Tensor]:
+        """Member k's parameters, by the model's names (a copy)."""
+        return {name: p[k].detach().clone() for name, p in self.params.items()}
+
+    def _h0(self, batch: int, dtype) -> tuple[torch.Tensor, ...]:
+        """(N, B, n) initial state of each part: the learned one, or zeros."""
+        n, parts = self.hidden, ("h", "c") if self.kind == "lstm" else ("h",)
+        if not self.state_parts:
+            zeros = torch.zeros(self.size, batch, n, dtype=dtype)
+            return tuple(zeros for _ in parts)
+        return tuple(self.params[f"initial_state.{part}0"].unsqueeze(1).expand(self.size, batch, n).contiguous()
+                     for part in parts)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """x (N, B, T, I) -> outputs (N, B, T, O) of every member's readout."""
+        p = self.params
+        size, batch, steps, _ = x.shape
+        dtype = p["readout.weight"].dtype
+        h0 = self._h0(batch, dtype)
+        compiled = resolve(self.implementation, x) == "compiled"
+        if self.kind == "cwrnn":
+            xw = project(x, p["rnn.weight_ih"], p["rnn.bias"])
+            weight, fires = p["rnn.weight_hh"] * self.mask, self.cw.firing_schedule(steps)
+        else:
+            bias = p["rnn.bias_ih_l0"]
+            if self.kind in ("rnn", "lstm"):
+                bias = bias + p["rnn.bias_hh_l0"]
+            xw = project(x, p["rnn.weight_ih_l0"], bias)
+            weight = p["rnn.weight_hh_l0"]
+            fires = torch.ones(steps, self.hidden, dtype=torch.bool)  # an Elman RNN: every unit at every step
+        if compiled:
+            if self.kind in ("rnn", "cwrnn"):
+                outputs = CompiledElman.apply(xw, h0[0], weight, fires)
+            elif self.kind == "lstm":
+                outputs = CompiledLSTM.apply(xw, h0[0], h0[1], weight)
+            else:
+                outputs = CompiledGRU.apply(xw, h0[0], weight, p["rnn.bias_hh_l0"])
+        elif self.kind == "cwrnn":
+            outputs = cwrnn(xw, h0[0], weight.transpose(1, 2), fires)
+        elif self.kind == "rnn":
+            outputs = elman(xw, h0[0], weight.transpose(1, 2))
+        elif self.kind == "lstm":
+            outputs = lstm(xw, h0[0], h0[1], weight.transpose(1, 2))
+        else:
+            outputs = gru(xw, h0[0], weight.transpose(1, 2), p["rnn.bias_hh_l0"].unsqueeze(1))
+        flat = outputs.reshape(size, batch * steps, self.hidden)
+        y = torch.baddbmm(p["readout.bias"].unsqueeze(1), flat, p["readout.weight"].transpose(1, 2))
+        return y.view(size, batch, steps, -1)
+
+
+def project(x, weight, bias):
+    """x (N, B, T, I) @ W^T + b for every member: (N, B, T, n)."""
+    size, batch, steps, inputs = x.shape
+    out = torch.baddbmm(bias.unsqueeze(1), x.reshape(size, batch * steps, inputs), weight.transpose(1, 2))
+    return out.view(size, batch, steps, -1)
+
+
+# The recurrences: xw (N, B, T, n·gates), h (N, B, n), weights transposed (N, n, n·gates);
+# unbind, not xw[:, :, t]: the backward of T selects writes T full-size tensors; stack's is one.
+
+def elman(xw, h, weight_t):
+    outputs = []
+    for xw_t in xw.unbind(2):
+        h = torch.tanh(torch.baddbmm(xw_t, h, weight_t))
+        outputs.append(h)
+    return torch.stack(outputs, 2)
+
+
+def cwrnn(xw, h, weight_t, fires):
+    """models/clockwork_rules.py reference_recurrence: every module computed, silent ones keep h."""
+    outputs = []
+    for xw_t, fires_t in zip(xw.unbind(2), fires.unbind(0)):
+        h = torch.where(fires_t, torch.tanh(torch.baddbmm(xw_t, h, weight_t)), h)
+        outputs.append(h)
+    return torch.stack(outputs, 2)
+
+
+def lstm(xw, h, c, weight_t):
+    """nn.LSTM: gates i, f, g, o = xw + h W_hh^T (xw holds both biases)."""
+    n = h.shape[-1]
+    outputs = []
+    for xw_t in xw.unbind(2):
+        gates = torch.baddbmm(xw_t, h, weight_t)
+        s = torch.sigmoid(gates)
+        c = torch.addcmul(s[..., n:2 * n] * c, s[..., :n], torch.tanh(gates[..., 2 * n:3 * n]))
+        h = s[..., 3 * n:] * torch.tanh(c)
+        outputs.append(h)
+    return torch.stack(outputs, 2)
+
+
+def gru(xw, h, weight_t, bias_hh):
+    """nn.GRU: r, z = sigmoid(xw + h W_hh^T + b_hh) (first 2n), n = tanh(xw_n + r * (h W_hn^T + b_hn)),
+    h' = (1 - z) * n + z * h (xw holds b_ih only)."""
+    n = h.shape[-1]
+    outputs = []
+    for xw_t in xw.unbind(2):
+        gh = torch.baddbmm(bias_hh, h, weight_t)
+        rz = torch.sigmoid(xw_t[..., :2 * n] + gh[..., :2 * n])
+        candidate = torch.tanh(torch.addcmul(xw_t[..., 2 * n:], rz[..., :n], gh[..., 2 * n:]))
+        h = torch.lerp(candidate, h, rz[..., n:])
+        outputs.append(h)
+    return torch.stack(outputs, 2)
+
+
+def resolve(implementation: str, x: torch.Tensor) -> str:
+    """"auto": compiled where it runs (numba installed; CPU; float32/float64), else torch."""
+    from models.backends import numba_available
+
+    runs = numba_available() and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+    if implementation == "compiled" and not runs:
+        raise ValueError("the compiled stacked recurrences need numba, the CPU and float32/float64")
+    if implementation == "auto":
+        return "compiled" if runs else "torch"
+    return implementation
+
+
+def _kernels():
+    import importlib
+
+    return importlib.import_module("models._numba_stacked")
+
+
+def _np(t: torch.Tensor):
+    return t.detach().contiguous().numpy()
+
+
+class CompiledElman(torch.autograd.Function):
+    """tanh RNN / CW-RNN: xw (M, B, T, n), h0 (M, B, n), weight (M, n, n) with the structural
+    zeros applied, fires (T, n) -> outputs (M, B, T, n)."""
+
+    @staticmethod
+    def forward(ctx, xw, h0, weight, fires):
+        out = xw.new_empty(xw.shape)
+        fires = fires.contiguous().numpy()
+        _kernels().elman_forward(_np(xw), _np(h0), _np(weight), fires, out.numpy())
+        ctx.save_for_backward(h0, weight, out)
+        ctx.fires = fires
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out):
+        h0, weight, out = ctx.saved_tensors
+        grad_xw, grad_h0, grad_w = torch.empty_like(out), torch.empty_like(h0), torch.zeros_like(weight)
+        _kernels().elman_backward(_np(grad_out), _np(h0), _np(weight), ctx.fires, _np(out), grad_xw.numpy(),
+                                  grad_h0.numpy(), grad_w.numpy())
+        return grad_xw, grad_h0, grad_w, None
+
+
+class CompiledLSTM(torch.autograd.Function):
+    """xw (M, B, T, 4n) with both biases, h0 and c0 (M, B, n), weight (M, 4n, n) -> outputs."""
+
+    @staticmethod
+    def forward(ctx, xw, h0, c0, weight):
+        members, batch, steps, _ = xw.shape
+        n = h0.shape[-1]
+        out, cells = xw.new_empty(members, batch, steps, n), xw.new_empty(members, batch, steps, n)
+        gates = xw.new_empty(xw.shape)
+        _kernels().lstm_forward(_np(xw), _np(h0), _np(c0), _np(weight), out.numpy(), cells.numpy(), gates.numpy())
+        ctx.save_for_backward(h0, c0, weight, out, cells, gates)
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out):
+        h0, c0, weight, out, cells, gates = ctx.saved_tensors
+        grad_xw, grad_w = torch.empty_like(gates), torch.zeros_like(weight)
+        grad_h0, grad_c0 = torch.empty_like(h0), torch.empty_like(c0)
+        _kernels().lstm_backward(_np(grad_out), _np(h0), _np(c0), _np(weight), _np(out), _np(cells), _np(gates),
+                                 grad_xw.numpy(), grad_h0.numpy(), grad_c0.numpy(), grad_w.numpy())
+        return grad_xw, grad_h0, grad_c0, grad_w
+
+
+class CompiledGRU(torch.autograd.Function):
+    """xw (M, B, T, 3n) with b_ih, h0 (M, B, n), weight (M, 3n, n), b_hh (M, 3n) -> outputs."""
+
+    @staticmethod
+    def forward(ctx, xw, h0, weight, b_hh):
+        members, batch, steps, _ = xw.shape
+        n = h0.shape[-1]
+        out, gates = xw.new_empty(members, batch, steps, n), xw.new_empty(members, batch, steps, 4 * n)
+        _kernels().gru_forward(_np(xw), _np(h0), _np(weight), _np(b_hh), out.numpy(), gates.numpy())
+        ctx.save_for_backward(h0, weight, b_hh, out, gates)
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out):
+        h0, weight, b_hh, out, gates = ctx.saved_tensors
+        members, batch, steps, n = out.shape
+        grad_xw = out.new_empty(members, batch, steps, 3 * n)
+        grad_h0, grad_w, grad_b = torch.empty_like(h0), torch.zeros_like(weight), torch.zeros_like(b_hh)
+        _kernels().gru_backward(_np(grad_out), _np(h0), _np(weight), _np(out), _np(gates), grad_xw.numpy(),
+                                grad_h0.numpy(), grad_w.numpy(), grad_b.numpy())
+        return grad_xw, grad_h0, grad_w, grad_b
