@@ -98,12 +98,16 @@ def test_overhead_quick_run_writes_its_tables(tmp_path):
     assert set(steps.arch) == {"rnn", "cwrnn/exponential"}
     assert (steps.bare_ms > 0).all() and (steps.suite_ms > 0).all() and (steps.status == "ok").all()
     assert (steps.ratio == steps.suite_ms / steps.bare_ms).all()
+    audio, copy = steps[steps["shape"] == "audio-1000"], steps[steps["shape"] == "copy"]
+    assert (audio.stacked_runs == 5).all() and (audio.stacked_ms > 0).all()  # 1 seed x the 5 targets, stacked
+    assert (audio.stacked_ratio == audio.stacked_ms / audio.bare_ms).all() and copy.stacked_ms.isna().all()
     profile = df[df["shape"] == "profile"].iloc[0]
     assert profile.runs == profile.ok == 5 and profile.wall_s > 0  # rnn at budget 100 on the 5 audio targets
     stacked = df[df["shape"] == "profile stacked"].iloc[0]
     assert stacked.runs == stacked.ok == 10 and stacked.seeds == 2  # 1 group: rnn budget 100, 2 seeds x 5 targets
     text = (tmp_path / "overhead_quick_cpu.md").read_text()
     assert "## Per step" in text and "## A whole profile" in text and "| copy | cwrnn/exponential |" in text
+    assert "| group | stacked ms/run-step | stacked / bare | status |" in text and "| — | — | — | ok |" in text
     assert "`cwbench run audio --profile paper --seeds 1 --workers 2 --threads 1 --results <tmp>" in text
     assert "`cwbench run audio --profile paper --seeds 2 --workers 2 --threads 1 --results <tmp> --no-leaderboard " \
            "--allow-dirty --stack " in text and "with --stack, 10 runs at 2 seeds took" in text

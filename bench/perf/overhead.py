@@ -12,7 +12,10 @@ it times, in this one process and back to back (so that the ratio sees the same 
     building, Lightning's loop, validation every val_every steps, the test, the record;
 and writes the time per step of each, and (b) / (a), in wall time and in the process's CPU
 time (less moved by other work on the machine), to <out>/overhead_cpu.md and .csv. With
-several repeats the two alternate and the medians are kept.
+several repeats the two alternate and the medians are kept. Where the run stacks (audio: rnn,
+lstm, gru, CW-RNN), also (c) its group of 5 seeds x the profile's 5 targets trained stacked
+(bench.sweep.stacked.train_stacked, what a `--stack` sweep's worker runs), per run and step,
+and (c) / (a).
 
 Then the wall time of a whole profile through `cwbench run` in a subprocess (the audio paper
 profile's rnn, lstm, gru and three CW-RNNs, at --seeds 1 by default, at one learning rate 1e-3
@@ -39,6 +42,7 @@ from pathlib import Path
 
 from bench.perf.options import OverheadOptions
 from bench.perf.tables import cpu_header, header_lines, write_tables
+from bench.sweep.stacked import STACKED_TASKS, why_not_stacked
 
 ARCHS = ["rnn", "lstm", "gru", "cwrnn/exponential", "indrnn", "phased_lstm", "mingru", "lru"]
 # (task, profile, budget, task params, train overrides, timed steps); phased_lstm is slow: fewer steps
@@ -52,6 +56,7 @@ SLOW = {"phased_lstm": 0.25}  # fraction of the steps for a slow architecture (t
 QUICK = dict(archs=["rnn", "cwrnn/exponential"], steps={"audio-1000": 20, "copy": 5},
              params={"copy": {"eval_batches": 1, "eval_batch_size": 16}})
 WARMUP = 20  # bare-loop steps before its clock starts (caches, compiled kernels, allocator)
+STACK_GROUP_SEEDS = 5  # a stacked group of the per-step table: 5 seeds x the profile's 5 targets, as in the profile
 BARE_BATCHES = 16  # distinct batches the bare loop cycles through (the copy task draws a fresh one per step)
 
 # the whole profile: `cwbench run audio --profile paper` at --seeds N, over the six
@@ -121,6 +126,32 @@ def suite_run(config, task) -> tuple[float, float, dict]:
     return (time.perf_counter() - started) / steps, (time.process_time() - cpu) / steps, result
 
 
+def group_runs(shape: dict, arch: str, steps: int, seeds: int, extra_params: dict | None = None) -> list:
+    """(config, task) of the shape's run at `seeds` seeds on every target of its profile: one
+    stacked group (seeds x targets runs of one architecture and budget), as `--stack` forms it."""
+    from bench.suite.suites import load_profile, load_suite
+
+    profile = load_profile(load_suite(shape["task"]), shape["profile"])
+    params = {k: v for k, v in shape["params"].items() if k != "target"}
+    runs = []
+    for target in profile.task_params["target"]:
+        config, task = one_run(dict(shape, params={**params, "target": target}), arch, steps, extra_params)
+        runs += [(dataclasses.replace(config, seed=seed), task) for seed in range(seeds)]
+    return runs
+
+
+def stacked_run(runs: list) -> tuple[float, float]:
+    """Wall and CPU seconds per run and training step of the group trained stacked (what one
+    run of a `--stack` sweep costs), its build, validation and test included."""
+    from bench.sweep.stacked import train_stacked
+
+    configs, tasks = zip(*runs)
+    started, cpu = time.perf_counter(), time.process_time()
+    results = train_stacked(list(configs), list(tasks), "cpu")
+    steps = len(results) * configs[0].train["steps"]
+    return (time.perf_counter() - started) / steps, (time.process_time() - cpu) / steps
+
+
 def measure_shapes(options: OverheadOptions) -> list[dict]:
     archs = list(options.archs) or (QUICK["archs"] if options.quick else ARCHS)
     rows = []
@@ -150,6 +181,13 @@ def measure_shapes(options: OverheadOptions) -> list[dict]:
                        suite_cpu_ms=1e3 * statistics.median(suite_cpu), status=result["status"])
             row["ratio"] = row["suite_ms"] / row["bare_ms"]
             row["cpu_ratio"] = row["suite_cpu_ms"] / row["bare_cpu_ms"]
+            if shape["task"] in STACKED_TASKS and not why_not_stacked(config):
+                group = group_runs(shape, arch, steps, 1 if options.quick else STACK_GROUP_SEEDS, extra)
+                timed = [stacked_run(group) for _ in range(options.repeats)]
+                row["stacked_runs"] = len(group)
+                row["stacked_ms"] = 1e3 * statistics.median(t[0] for t in timed)
+                row["stacked_cpu_ms"] = 1e3 * statistics.median(t[1] for t in timed)
+                row["stacked_ratio"] = row["stacked_ms"] / row["bare_ms"]
             rows.append(row)
             print(f"  {name} {arch}: bare {row['bare_ms']:.2f} ms/step, suite {row['suite_ms']:.2f} ms/step, "
                   f"suite/bare {row['ratio']:.2f}, in CPU time {row['cpu_ratio']:.2f} ({backend})", flush=True)
@@ -202,15 +240,26 @@ def markdown(rows: list[dict], profile: dict | None, header: dict, stacked: dict
               "after warm-up; `suite`: the whole run through `train_one` (build, Lightning's loop, validation every "
               "`val every` steps, test) divided by its training steps; `suite / bare`: the overhead factor "
               "(target: at most 1.5), in wall time and in the process's CPU time (less moved by other work on "
-              "the machine).", "",
+              "the machine). `stacked`: where the run stacks (`--stack`: the audio task's rnn, lstm, gru and "
+              "CW-RNN), the same run trained in its group of `group` runs (the seeds x targets of one "
+              "architecture and budget, as a stacked sweep forms it), the group's whole wall time (build, "
+              "training, validation, test) per run and step; `stacked / bare`: that against one run's bare loop.",
+              "",
               "| shape | arch | params | batch | steps | val every | backend | bare ms/step | suite ms/step | "
-              "suite / bare | CPU: bare ms/step | CPU: suite ms/step | CPU: suite / bare | status |",
-              "|" + "---|" * 14]
+              "suite / bare | CPU: bare ms/step | CPU: suite ms/step | CPU: suite / bare | group | "
+              "stacked ms/run-step | stacked / bare | status |",
+              "|" + "---|" * 17]
+
+    def optional(r: dict, key: str, form: str) -> str:
+        value = r.get(key)
+        return "—" if value is None or value != value else format(value, form)  # NaN: a row of a csv
+
     for r in rows:
         lines.append(f"| {r['shape']} | {r['arch']} | {r['params']} | {r['batch_size']} | {r['steps']} | "
                      f"{r['val_every']} | {r['backend']} | {r['bare_ms']:.3f} | {r['suite_ms']:.3f} | "
                      f"{r['ratio']:.2f} | {r['bare_cpu_ms']:.3f} | {r['suite_cpu_ms']:.3f} | {r['cpu_ratio']:.2f} | "
-                     f"{r['status']} |")
+                     f"{optional(r, 'stacked_runs', '.0f')} | {optional(r, 'stacked_ms', '.3f')} | "
+                     f"{optional(r, 'stacked_ratio', '.2f')} | {r['status']} |")
     if profile is not None:
         lines += ["", "## A whole profile", "",
                   "| command | seeds | runs | ok | steps | wall s | wall s per run |", "|---|---|---|---|---|---|---|",
