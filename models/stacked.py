@@ -27,6 +27,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from models.backends import numpy as _np
 from models.clockwork import ClockworkRNN
 
 STACKED_ARCHS = ("rnn", "lstm", "gru", "cwrnn")
@@ -192,8 +193,6 @@ def _kernels():
     return importlib.import_module("models._numba_stacked")
 
 
-def _np(t: torch.Tensor):
-    return t.detach().contiguous().numpy()
 
 
 class CompiledElman(torch.autograd.Function):
