@@ -9,17 +9,19 @@ op below is either elementwise or a per-member matrix product, so member k gets 
 function as its own model to float rounding (not bitwise: bmm and the library kernels sum
 in other orders).
 
-Covered: the layers built for rnn, lstm, gru (torch's nn.RNN/nn.LSTM/nn.GRU equations) and
+Covered: the layers built for rnn, lstm, gru (torch's nn.RNN/nn.LSTM/nn.GRU equations),
 cwrnn (every schedule and wiring: the reference recurrence with the layer's own mask and
-firing schedule), with a learnable initial state or without. Other architectures
-(`STACKED_ARCHS` does not name them) train one run at a time.
+firing schedule) and indrnn (its recurrent-weight constraint applied to the stacked parameter
+as the module applies it to its own), with a learnable initial state or without. Other
+architectures (`STACKED_ARCHS` does not name them) train one run at a time.
 
-Two implementations of the recurrences: "torch" (the loops below: per step a bmm and the
-gates, autograd's backward) and "compiled" (models/_numba_stacked.py: the same equations
-and a hand-written BPTT as numba loops, each member with its own weights; the single-run
-kernels of models/_numba_*.py share one weight matrix over the batch and cannot stack).
-"compiled" runs where numba is installed, on CPU in float32/float64; tests hold it to the
-torch loops to rounding.
+Two implementations of the matrix recurrences (rnn, lstm, gru, cwrnn): "torch" (the loops
+below: per step a bmm and the gates, autograd's backward) and "compiled"
+(models/_numba_stacked.py: the same equations and a hand-written BPTT as numba loops, each
+member with its own weights; the single-run kernels of models/_numba_*.py share one weight
+matrix over the batch and cannot stack). "compiled" runs where numba is installed, on CPU in
+float32/float64; tests hold it to the torch loops to rounding. The recurrences elementwise in
+the state (`ELEMENTWISE`: indrnn) are torch loops only: a few ops a step, no matrix product.
 """
 
 from __future__ import annotations
@@ -29,14 +31,19 @@ from torch import nn
 
 from models.backends import numpy as _np
 from models.clockwork import ClockworkRNN
+from models.indrnn import MAGNITUDE, IndRNN
 
-STACKED_ARCHS = ("rnn", "lstm", "gru", "cwrnn")
+STACKED_ARCHS = ("rnn", "lstm", "gru", "cwrnn", "indrnn")
+# the recurrences that are elementwise in the state: plain torch loops only (no compiled form here)
+ELEMENTWISE = ("indrnn",)
 
 
 def layer_kind(rnn: nn.Module) -> str:
     """Which stacked forward runs this layer; "" for one it has none for."""
     if isinstance(rnn, ClockworkRNN):
         return "cwrnn"
+    if isinstance(rnn, IndRNN):
+        return "indrnn"
     if isinstance(rnn, (nn.RNN, nn.LSTM, nn.GRU)):
         plain = (rnn.num_layers == 1 and not rnn.bidirectional and rnn.batch_first and rnn.bias
                  and getattr(rnn, "proj_size", 0) == 0 and getattr(rnn, "nonlinearity", "tanh") == "tanh")
@@ -90,6 +97,8 @@ class StackedModels:
         size, batch, steps, _ = x.shape
         dtype = p["readout.weight"].dtype
         h0 = self._h0(batch, dtype)
+        if self.kind in ELEMENTWISE:
+            return self._readout(self._elementwise(x, h0))
         compiled = resolve(self.implementation, x) == "compiled"
         if self.kind == "cwrnn":
             xw = project(x, p["rnn.weight_ih"], p["rnn.bias"])
@@ -116,9 +125,29 @@ class StackedModels:
             outputs = lstm(xw, h0[0], h0[1], weight.transpose(1, 2))
         else:
             outputs = gru(xw, h0[0], weight.transpose(1, 2), p["rnn.bias_hh_l0"].unsqueeze(1))
+        return self._readout(outputs)
+
+    def _readout(self, outputs: torch.Tensor) -> torch.Tensor:
+        """The layer's outputs (N, B, T, n) -> every member's readout (N, B, T, O)."""
+        p = self.params
+        size, batch, steps, _ = outputs.shape
         flat = outputs.reshape(size, batch * steps, self.hidden)
         y = torch.baddbmm(p["readout.bias"].unsqueeze(1), flat, p["readout.weight"].transpose(1, 2))
         return y.view(size, batch, steps, -1)
+
+    def _elementwise(self, x: torch.Tensor, h0: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """The layers whose recurrence is elementwise in the state: x (N, B, T, I) -> (N, B, T, n)."""
+        p = self.params
+        if self.kind == "indrnn":
+            u = p["rnn.weight_hh"]
+            # models/indrnn.py IndRNN.constrain, on the parameter itself before every forward (training
+            # and evaluation), T the input's length; clamping a member within the bound leaves it as it is
+            bound = MAGNITUDE ** (1 / max(x.shape[2], 1))
+            if bool((u.abs() > bound).any()):
+                with torch.no_grad():
+                    u.clamp_(-bound, bound)
+            return indrnn(project(x, p["rnn.weight_ih"], p["rnn.bias"]), h0[0], u.unsqueeze(1))
+        raise ValueError(f"no stacked forward for {self.kind}")
 
 
 def project(x, weight, bias):
@@ -135,6 +164,15 @@ def elman(xw, h, weight_t):
     outputs = []
     for xw_t in xw.unbind(2):
         h = torch.tanh(torch.baddbmm(xw_t, h, weight_t))
+        outputs.append(h)
+    return torch.stack(outputs, 2)
+
+
+def indrnn(xw, h, u):
+    """models/indrnn.py: h = relu(xw + u * h), u (N, 1, n) (xw holds the bias)."""
+    outputs = []
+    for xw_t in xw.unbind(2):
+        h = torch.relu(torch.addcmul(xw_t, u, h))
         outputs.append(h)
     return torch.stack(outputs, 2)
 

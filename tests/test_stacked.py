@@ -15,7 +15,7 @@ from bench.sweep import stacked
 from bench.sweep.stacked import group_key, train_stacked, why_not_stacked
 from bench.sweep.training import train_one
 
-AUDIO_ARCHS = ["rnn", "lstm", "gru", "cwrnn/exponential", "cwrnn/fibonacci", "cwrnn/dense"]
+AUDIO_ARCHS = ["rnn", "lstm", "gru", "cwrnn/exponential", "cwrnn/fibonacci", "cwrnn/dense", "indrnn"]
 
 
 def audio_runs(arch, *extra, profile="quick", seeds=2, steps=40):
@@ -63,7 +63,7 @@ def test_each_member_gets_its_run_alone_float64(arch, float64):
         assert member["backend"] == "stacked" and member["effective_params"] == alone["effective_params"]
 
 
-@pytest.mark.parametrize("arch", ["lstm", "cwrnn/exponential"])
+@pytest.mark.parametrize("arch", ["lstm", "cwrnn/exponential", "indrnn"])
 def test_sgd_nesterov_without_clipping_and_a_learned_initial_state(arch, float64):
     """The paper profile's optimizer (SGD, Nesterov 0.95, no clip), and train.learn_h0."""
     runs = audio_runs(arch, "--train", "optimizer=sgd", "--train", "lr=0.01", "--train", "momentum=0.95",
@@ -73,10 +73,31 @@ def test_sgd_nesterov_without_clipping_and_a_learned_initial_state(arch, float64
         assert_same_run(train_one(config, task, "cpu"), member, 1e-9)
 
 
-@pytest.mark.parametrize("arch", ["indrnn", "phased_lstm", "mingru", "lru"])
+@pytest.mark.parametrize("arch", ["phased_lstm", "mingru", "lru"])
 def test_architectures_without_a_stacked_forward_keep_the_per_run_path(arch):
     config, _ = audio_runs(arch)[0]
     assert config.profile == "quick" and "no stacked implementation" in why_not_stacked(config)
+
+
+def test_the_indrnn_constraint_clamps_each_stacked_member_as_its_module_does(float64):
+    """A member whose u is past the bound 2^(1/T) is clamped in place before the forward, as
+    IndRNN.forward clamps its own parameter; a member within it is left as it is."""
+    from bench.sweep.training import build_model
+    from models.stacked import StackedModels
+
+    runs = audio_runs("indrnn")[:2]
+    models = [build_model(config, task) for config, task in runs]
+    with torch.no_grad():
+        models[1].rnn.weight_hh[:3] = torch.tensor([1.5, -3.0, 0.999])
+    stack = StackedModels(models)
+    x = torch.randn(2, 1, 50, models[0].rnn.weight_ih.shape[1])
+    together = stack(x)
+    bound = 2 ** (1 / 50)
+    for k, model in enumerate(models):
+        alone = model(x[k])
+        torch.testing.assert_close(together[k], alone, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(stack.params["rnn.weight_hh"][k], model.rnn.weight_hh, rtol=0, atol=0)
+    assert stack.params["rnn.weight_hh"][1, :3].tolist() == [bound, -bound, 0.999]
 
 
 def test_runs_that_cannot_stack_are_said_in_one_line(tmp_path, capsys):
