@@ -11,8 +11,10 @@ in other orders).
 
 Covered: the layers built for rnn, lstm, gru (torch's nn.RNN/nn.LSTM/nn.GRU equations),
 cwrnn (every schedule and wiring: the reference recurrence with the layer's own mask and
-firing schedule) and indrnn (its recurrent-weight constraint applied to the stacked parameter
-as the module applies it to its own), with a learnable initial state or without. Other
+firing schedule), indrnn (its recurrent-weight constraint applied to the stacked parameter
+as the module applies it to its own) and mingru (the sequential form of its recurrence, the
+function its compiled, sequential and scan implementations compute), with a learnable
+initial state or without. Other
 architectures (`STACKED_ARCHS` does not name them) train one run at a time.
 
 Two implementations of the matrix recurrences (rnn, lstm, gru, cwrnn): "torch" (the loops
@@ -21,7 +23,7 @@ below: per step a bmm and the gates, autograd's backward) and "compiled"
 member with its own weights; the single-run kernels of models/_numba_*.py share one weight
 matrix over the batch and cannot stack). "compiled" runs where numba is installed, on CPU in
 float32/float64; tests hold it to the torch loops to rounding. The recurrences elementwise in
-the state (`ELEMENTWISE`: indrnn) are torch loops only: a few ops a step, no matrix product.
+the state (`ELEMENTWISE`: indrnn, mingru) are torch loops only: a few ops a step, no matrix product.
 """
 
 from __future__ import annotations
@@ -32,10 +34,11 @@ from torch import nn
 from models.backends import numpy as _np
 from models.clockwork import ClockworkRNN
 from models.indrnn import MAGNITUDE, IndRNN
+from models.mingru import MinGRU, g
 
-STACKED_ARCHS = ("rnn", "lstm", "gru", "cwrnn", "indrnn")
+STACKED_ARCHS = ("rnn", "lstm", "gru", "cwrnn", "indrnn", "mingru")
 # the recurrences that are elementwise in the state: plain torch loops only (no compiled form here)
-ELEMENTWISE = ("indrnn",)
+ELEMENTWISE = ("indrnn", "mingru")
 
 
 def layer_kind(rnn: nn.Module) -> str:
@@ -44,6 +47,8 @@ def layer_kind(rnn: nn.Module) -> str:
         return "cwrnn"
     if isinstance(rnn, IndRNN):
         return "indrnn"
+    if isinstance(rnn, MinGRU):
+        return "mingru"
     if isinstance(rnn, (nn.RNN, nn.LSTM, nn.GRU)):
         plain = (rnn.num_layers == 1 and not rnn.bidirectional and rnn.batch_first and rnn.bias
                  and getattr(rnn, "proj_size", 0) == 0 and getattr(rnn, "nonlinearity", "tanh") == "tanh")
@@ -147,6 +152,12 @@ class StackedModels:
                 with torch.no_grad():
                     u.clamp_(-bound, bound)
             return indrnn(project(x, p["rnn.weight_ih"], p["rnn.bias"]), h0[0], u.unsqueeze(1))
+        if self.kind == "mingru":
+            # models/mingru.py in the form of its compiled loop (what "auto" runs on CPU): h = a h + b
+            # with a = 1 - z, b = z g(a_h); its sequential and scan forms are the same function
+            a_h, a_z = project(x, p["rnn.weight_ih"], p["rnn.bias"]).chunk(2, dim=-1)
+            z = torch.sigmoid(a_z)
+            return linear_recurrence(1 - z, z * g(a_h), h0[0])
         raise ValueError(f"no stacked forward for {self.kind}")
 
 
@@ -173,6 +184,15 @@ def indrnn(xw, h, u):
     outputs = []
     for xw_t in xw.unbind(2):
         h = torch.relu(torch.addcmul(xw_t, u, h))
+        outputs.append(h)
+    return torch.stack(outputs, 2)
+
+
+def linear_recurrence(a, b, h):
+    """h = a * h + b elementwise (minGRU): a, b (N, B, T, n)."""
+    outputs = []
+    for a_t, b_t in zip(a.unbind(2), b.unbind(2)):
+        h = torch.addcmul(b_t, a_t, h)
         outputs.append(h)
     return torch.stack(outputs, 2)
 

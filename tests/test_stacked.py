@@ -15,7 +15,7 @@ from bench.sweep import stacked
 from bench.sweep.stacked import group_key, train_stacked, why_not_stacked
 from bench.sweep.training import train_one
 
-AUDIO_ARCHS = ["rnn", "lstm", "gru", "cwrnn/exponential", "cwrnn/fibonacci", "cwrnn/dense", "indrnn"]
+AUDIO_ARCHS = ["rnn", "lstm", "gru", "cwrnn/exponential", "cwrnn/fibonacci", "cwrnn/dense", "indrnn", "mingru"]
 
 
 def audio_runs(arch, *extra, profile="quick", seeds=2, steps=40):
@@ -63,7 +63,7 @@ def test_each_member_gets_its_run_alone_float64(arch, float64):
         assert member["backend"] == "stacked" and member["effective_params"] == alone["effective_params"]
 
 
-@pytest.mark.parametrize("arch", ["lstm", "cwrnn/exponential", "indrnn"])
+@pytest.mark.parametrize("arch", ["lstm", "cwrnn/exponential", "indrnn", "mingru"])
 def test_sgd_nesterov_without_clipping_and_a_learned_initial_state(arch, float64):
     """The paper profile's optimizer (SGD, Nesterov 0.95, no clip), and train.learn_h0."""
     runs = audio_runs(arch, "--train", "optimizer=sgd", "--train", "lr=0.01", "--train", "momentum=0.95",
@@ -73,7 +73,7 @@ def test_sgd_nesterov_without_clipping_and_a_learned_initial_state(arch, float64
         assert_same_run(train_one(config, task, "cpu"), member, 1e-9)
 
 
-@pytest.mark.parametrize("arch", ["phased_lstm", "mingru", "lru"])
+@pytest.mark.parametrize("arch", ["phased_lstm", "lru"])
 def test_architectures_without_a_stacked_forward_keep_the_per_run_path(arch):
     config, _ = audio_runs(arch)[0]
     assert config.profile == "quick" and "no stacked implementation" in why_not_stacked(config)
@@ -101,13 +101,14 @@ def test_the_indrnn_constraint_clamps_each_stacked_member_as_its_module_does(flo
 
 
 def test_runs_that_cannot_stack_are_said_in_one_line(tmp_path, capsys):
-    assert main(["run", "audio", "--archs", "rnn", "mingru", "--budgets", "100", "--seeds", "2", "--steps", "5",
+    assert main(["run", "audio", "--archs", "rnn", "phased_lstm", "--budgets", "100", "--seeds", "2", "--steps", "5",
                  "--param", "target=synth:pluck", "--stack", "--results", str(tmp_path), "--no-leaderboard",
                  "--workers", "1"]) == 0
     out = capsys.readouterr().out
-    assert "--stack: 2 runs in 1 stacked groups; 2 train one at a time (2: mingru has no stacked implementation" in out
+    assert ("--stack: 2 runs in 1 stacked groups; 2 train one at a time (2: phased_lstm has no stacked "
+            "implementation") in out
     records = [json.loads(line) for line in (tmp_path / "audio" / "runs.jsonl").read_text().splitlines()]
-    assert sorted((r["arch"], "stacked" in r) for r in records) == [("mingru", False), ("mingru", False),
+    assert sorted((r["arch"], "stacked" in r) for r in records) == [("phased_lstm", False), ("phased_lstm", False),
                                                                      ("rnn", True), ("rnn", True)]
 
 
