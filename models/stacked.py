@@ -12,10 +12,10 @@ in other orders).
 Covered: the layers built for rnn, lstm, gru (torch's nn.RNN/nn.LSTM/nn.GRU equations),
 cwrnn (every schedule and wiring: the reference recurrence with the layer's own mask and
 firing schedule), indrnn (its recurrent-weight constraint applied to the stacked parameter
-as the module applies it to its own) and mingru (the sequential form of its recurrence, the
-function its compiled, sequential and scan implementations compute), with a learnable
-initial state or without. Other
-architectures (`STACKED_ARCHS` does not name them) train one run at a time.
+as the module applies it to its own), mingru (the sequential form of its recurrence, the
+function its compiled, sequential and scan implementations compute) and lru (its complex
+diagonal recurrence, sequential, as complex tensors), with a learnable initial state or
+without. Other architectures (`STACKED_ARCHS` does not name them) train one run at a time.
 
 Two implementations of the matrix recurrences (rnn, lstm, gru, cwrnn): "torch" (the loops
 below: per step a bmm and the gates, autograd's backward) and "compiled"
@@ -23,7 +23,7 @@ below: per step a bmm and the gates, autograd's backward) and "compiled"
 member with its own weights; the single-run kernels of models/_numba_*.py share one weight
 matrix over the batch and cannot stack). "compiled" runs where numba is installed, on CPU in
 float32/float64; tests hold it to the torch loops to rounding. The recurrences elementwise in
-the state (`ELEMENTWISE`: indrnn, mingru) are torch loops only: a few ops a step, no matrix product.
+the state (`ELEMENTWISE`: indrnn, mingru, lru) are torch loops only: a few ops a step, no matrix product.
 """
 
 from __future__ import annotations
@@ -34,11 +34,15 @@ from torch import nn
 from models.backends import numpy as _np
 from models.clockwork import ClockworkRNN
 from models.indrnn import MAGNITUDE, IndRNN
+from models.lru import LRU
 from models.mingru import MinGRU, g
 
-STACKED_ARCHS = ("rnn", "lstm", "gru", "cwrnn", "indrnn", "mingru")
+STACKED_ARCHS = ("rnn", "lstm", "gru", "cwrnn", "indrnn", "mingru", "lru")
 # the recurrences that are elementwise in the state: plain torch loops only (no compiled form here)
-ELEMENTWISE = ("indrnn", "mingru")
+ELEMENTWISE = ("indrnn", "mingru", "lru")
+# the parts of the initial state each forward takes (models/architectures.py `state`, less the
+# LRU's ignored y_0): learned as initial_state.<part>0, or zeros
+STATE_PARTS = {"lstm": ("h", "c"), "lru": ("re", "im")}
 
 
 def layer_kind(rnn: nn.Module) -> str:
@@ -49,6 +53,8 @@ def layer_kind(rnn: nn.Module) -> str:
         return "indrnn"
     if isinstance(rnn, MinGRU):
         return "mingru"
+    if isinstance(rnn, LRU):
+        return "lru"
     if isinstance(rnn, (nn.RNN, nn.LSTM, nn.GRU)):
         plain = (rnn.num_layers == 1 and not rnn.bidirectional and rnn.batch_first and rnn.bias
                  and getattr(rnn, "proj_size", 0) == 0 and getattr(rnn, "nonlinearity", "tanh") == "tanh")
@@ -89,7 +95,7 @@ class StackedModels:
 
     def _h0(self, batch: int, dtype) -> tuple[torch.Tensor, ...]:
         """(N, B, n) initial state of each part: the learned one, or zeros."""
-        n, parts = self.hidden, ("h", "c") if self.kind == "lstm" else ("h",)
+        n, parts = self.hidden, STATE_PARTS.get(self.kind, ("h",))
         if not self.state_parts:
             zeros = torch.zeros(self.size, batch, n, dtype=dtype)
             return tuple(zeros for _ in parts)
@@ -158,13 +164,26 @@ class StackedModels:
             a_h, a_z = project(x, p["rnn.weight_ih"], p["rnn.bias"]).chunk(2, dim=-1)
             z = torch.sigmoid(a_z)
             return linear_recurrence(1 - z, z * g(a_h), h0[0])
+        if self.kind == "lru":
+            # models/lru.py: x_t = lambda x_{t-1} + gamma (B u_t), y_t = Re(C x_t) + D u_t, the sequential
+            # form of what its scan computes; lambda = exp(-exp(nu) + i exp(theta)), gamma = exp(gamma_log)
+            gamma = torch.exp(p["rnn.gamma_log"]).unsqueeze(2)
+            b = torch.complex(project(x, p["rnn.weight_ih_re"] * gamma), project(x, p["rnn.weight_ih_im"] * gamma))
+            lam = torch.exp(torch.complex(-torch.exp(p["rnn.nu_log"]), torch.exp(p["rnn.theta_log"])))
+            states = lru(lam.unsqueeze(1), b, torch.complex(h0[0], h0[1]))
+            return (project(states.real, p["rnn.weight_out_re"]) - project(states.imag, p["rnn.weight_out_im"])
+                    + project(x, p["rnn.weight_ih_skip"]))
         raise ValueError(f"no stacked forward for {self.kind}")
 
 
-def project(x, weight, bias):
-    """x (N, B, T, I) @ W^T + b for every member: (N, B, T, n)."""
+def project(x, weight, bias=None):
+    """x (N, B, T, I) @ W^T (+ b) for every member: (N, B, T, n)."""
     size, batch, steps, inputs = x.shape
-    out = torch.baddbmm(bias.unsqueeze(1), x.reshape(size, batch * steps, inputs), weight.transpose(1, 2))
+    flat = x.reshape(size, batch * steps, inputs)
+    if bias is None:
+        out = torch.bmm(flat, weight.transpose(1, 2))
+    else:
+        out = torch.baddbmm(bias.unsqueeze(1), flat, weight.transpose(1, 2))
     return out.view(size, batch, steps, -1)
 
 
@@ -195,6 +214,15 @@ def linear_recurrence(a, b, h):
         h = torch.addcmul(b_t, a_t, h)
         outputs.append(h)
     return torch.stack(outputs, 2)
+
+
+def lru(lam, b, state):
+    """x = lambda * x + b, complex: lambda (N, 1, n), b (N, B, T, n), state (N, B, n)."""
+    states = []
+    for b_t in b.unbind(2):
+        state = lam * state + b_t
+        states.append(state)
+    return torch.stack(states, 2)
 
 
 def cwrnn(xw, h, weight_t, fires):

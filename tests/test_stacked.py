@@ -15,7 +15,7 @@ from bench.sweep import stacked
 from bench.sweep.stacked import group_key, train_stacked, why_not_stacked
 from bench.sweep.training import train_one
 
-AUDIO_ARCHS = ["rnn", "lstm", "gru", "cwrnn/exponential", "cwrnn/fibonacci", "cwrnn/dense", "indrnn", "mingru"]
+AUDIO_ARCHS = ["rnn", "lstm", "gru", "cwrnn/exponential", "cwrnn/fibonacci", "cwrnn/dense", "indrnn", "mingru", "lru"]
 
 
 def audio_runs(arch, *extra, profile="quick", seeds=2, steps=40):
@@ -63,7 +63,7 @@ def test_each_member_gets_its_run_alone_float64(arch, float64):
         assert member["backend"] == "stacked" and member["effective_params"] == alone["effective_params"]
 
 
-@pytest.mark.parametrize("arch", ["lstm", "cwrnn/exponential", "indrnn", "mingru"])
+@pytest.mark.parametrize("arch", ["lstm", "cwrnn/exponential", "indrnn", "mingru", "lru"])
 def test_sgd_nesterov_without_clipping_and_a_learned_initial_state(arch, float64):
     """The paper profile's optimizer (SGD, Nesterov 0.95, no clip), and train.learn_h0."""
     runs = audio_runs(arch, "--train", "optimizer=sgd", "--train", "lr=0.01", "--train", "momentum=0.95",
@@ -73,7 +73,7 @@ def test_sgd_nesterov_without_clipping_and_a_learned_initial_state(arch, float64
         assert_same_run(train_one(config, task, "cpu"), member, 1e-9)
 
 
-@pytest.mark.parametrize("arch", ["phased_lstm", "lru"])
+@pytest.mark.parametrize("arch", ["phased_lstm"])
 def test_architectures_without_a_stacked_forward_keep_the_per_run_path(arch):
     config, _ = audio_runs(arch)[0]
     assert config.profile == "quick" and "no stacked implementation" in why_not_stacked(config)
@@ -98,6 +98,39 @@ def test_the_indrnn_constraint_clamps_each_stacked_member_as_its_module_does(flo
         torch.testing.assert_close(together[k], alone, rtol=1e-12, atol=1e-12)
         torch.testing.assert_close(stack.params["rnn.weight_hh"][k], model.rnn.weight_hh, rtol=0, atol=0)
     assert stack.params["rnn.weight_hh"][1, :3].tolist() == [bound, -bound, 0.999]
+
+
+@pytest.mark.parametrize("arch, implementation", [("indrnn", "torch"), ("indrnn", "compiled"),
+                                                  ("mingru", "sequential"), ("mingru", "scan"),
+                                                  ("mingru", "compiled"), ("lru", "sequential"), ("lru", "scan")])
+def test_the_elementwise_stacked_forwards_are_each_module_alone(arch, implementation, float64):
+    """On input (the audio task's is zeros: its input weights are frozen at 0, so its runs never
+    reach B u or W x) and a learned initial state: outputs and every parameter's gradient of
+    each member against its module alone, in each of the module's implementations."""
+    from bench.sweep.training import build_model
+    from models.stacked import StackedModels
+
+    torch.manual_seed(0)
+    runs = audio_runs(arch, "--train", "learn_h0=true")[:3]
+    models = [build_model(config, task) for config, task in runs]
+    for model in models:
+        model.rnn.backend = implementation
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if name.startswith(("rnn.weight_ih", "initial_state")):
+                    p.normal_(0.0, 0.5)
+    stack = StackedModels(models)
+    x = torch.randn(3, 2, 37, runs[0][1].input_size)
+    weights = torch.randn(3, 2, 37, 1)
+    together = stack(x)
+    (together * weights).sum().backward()
+    for k, model in enumerate(models):
+        alone = model(x[k])
+        (alone * weights[k]).sum().backward()
+        torch.testing.assert_close(together[k], alone, rtol=1e-10, atol=1e-12)
+        for name, p in model.named_parameters():
+            if p.requires_grad:
+                torch.testing.assert_close(stack.params[name].grad[k], p.grad, rtol=1e-9, atol=1e-12, msg=name)
 
 
 def test_runs_that_cannot_stack_are_said_in_one_line(tmp_path, capsys):
