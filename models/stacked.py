@@ -13,8 +13,9 @@ Covered: the layers built for rnn, lstm, gru (torch's nn.RNN/nn.LSTM/nn.GRU equa
 cwrnn (every schedule and wiring: the reference recurrence with the layer's own mask and
 firing schedule), indrnn (its recurrent-weight constraint applied to the stacked parameter
 as the module applies it to its own), mingru (the sequential form of its recurrence, the
-function its compiled, sequential and scan implementations compute) and lru (its complex
-diagonal recurrence, sequential, as complex tensors), with a learnable initial state or
+function its compiled, sequential and scan implementations compute), lru (its complex
+diagonal recurrence, sequential, as complex tensors) and phased_lstm (its time gate by its own
+function, leaking while `training` as the module does), with a learnable initial state or
 without. Other architectures (`STACKED_ARCHS` does not name them) train one run at a time.
 
 Two implementations of the matrix recurrences (rnn, lstm, gru, cwrnn): "torch" (the loops
@@ -22,8 +23,9 @@ below: per step a bmm and the gates, autograd's backward) and "compiled"
 (models/_numba_stacked.py: the same equations and a hand-written BPTT as numba loops, each
 member with its own weights; the single-run kernels of models/_numba_*.py share one weight
 matrix over the batch and cannot stack). "compiled" runs where numba is installed, on CPU in
-float32/float64; tests hold it to the torch loops to rounding. The recurrences elementwise in
-the state (`ELEMENTWISE`: indrnn, mingru, lru) are torch loops only: a few ops a step, no matrix product.
+float32/float64; tests hold it to the torch loops to rounding. The newer cells (`TORCH_ONLY`:
+indrnn, mingru, lru, phased_lstm) are torch loops only (the first three elementwise in the
+state: a few ops a step, no matrix product).
 """
 
 from __future__ import annotations
@@ -36,13 +38,14 @@ from models.clockwork import ClockworkRNN
 from models.indrnn import MAGNITUDE, IndRNN
 from models.lru import LRU
 from models.mingru import MinGRU, g
+from models.phased_lstm import LEAK, PhasedLSTM, time_gate
 
-STACKED_ARCHS = ("rnn", "lstm", "gru", "cwrnn", "indrnn", "mingru", "lru")
-# the recurrences that are elementwise in the state: plain torch loops only (no compiled form here)
-ELEMENTWISE = ("indrnn", "mingru", "lru")
+STACKED_ARCHS = ("rnn", "lstm", "gru", "cwrnn", "indrnn", "mingru", "lru", "phased_lstm")
+# the recurrences with plain torch loops only (no compiled form here)
+TORCH_ONLY = ("indrnn", "mingru", "lru", "phased_lstm")
 # the parts of the initial state each forward takes (models/architectures.py `state`, less the
 # LRU's ignored y_0): learned as initial_state.<part>0, or zeros
-STATE_PARTS = {"lstm": ("h", "c"), "lru": ("re", "im")}
+STATE_PARTS = {"lstm": ("h", "c"), "lru": ("re", "im"), "phased_lstm": ("h", "c")}
 
 
 def layer_kind(rnn: nn.Module) -> str:
@@ -55,6 +58,8 @@ def layer_kind(rnn: nn.Module) -> str:
         return "mingru"
     if isinstance(rnn, LRU):
         return "lru"
+    if isinstance(rnn, PhasedLSTM):
+        return "phased_lstm"
     if isinstance(rnn, (nn.RNN, nn.LSTM, nn.GRU)):
         plain = (rnn.num_layers == 1 and not rnn.bidirectional and rnn.batch_first and rnn.bias
                  and getattr(rnn, "proj_size", 0) == 0 and getattr(rnn, "nonlinearity", "tanh") == "tanh")
@@ -77,6 +82,8 @@ class StackedModels:
         self.hidden = first.rnn.hidden_size
         self.state_parts = tuple(first.initial_state.state) if first.initial_state is not None else ()
         self.implementation = implementation
+        # as nn.Module.training: the Phased LSTM's time gate leaks while training, not in evaluation
+        self.training = True
         self.params: dict[str, torch.Tensor] = {}
         for name, p in first.named_parameters():
             stacked = torch.stack([dict(m.named_parameters())[name].detach() for m in models]).clone()
@@ -108,8 +115,8 @@ class StackedModels:
         size, batch, steps, _ = x.shape
         dtype = p["readout.weight"].dtype
         h0 = self._h0(batch, dtype)
-        if self.kind in ELEMENTWISE:
-            return self._readout(self._elementwise(x, h0))
+        if self.kind in TORCH_ONLY:
+            return self._readout(self._torch_only(x, h0))
         compiled = resolve(self.implementation, x) == "compiled"
         if self.kind == "cwrnn":
             xw = project(x, p["rnn.weight_ih"], p["rnn.bias"])
@@ -146,8 +153,8 @@ class StackedModels:
         y = torch.baddbmm(p["readout.bias"].unsqueeze(1), flat, p["readout.weight"].transpose(1, 2))
         return y.view(size, batch, steps, -1)
 
-    def _elementwise(self, x: torch.Tensor, h0: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        """The layers whose recurrence is elementwise in the state: x (N, B, T, I) -> (N, B, T, n)."""
+    def _torch_only(self, x: torch.Tensor, h0: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """The layers stacked as torch loops only: x (N, B, T, I) -> (N, B, T, n)."""
         p = self.params
         if self.kind == "indrnn":
             u = p["rnn.weight_hh"]
@@ -173,6 +180,13 @@ class StackedModels:
             states = lru(lam.unsqueeze(1), b, torch.complex(h0[0], h0[1]))
             return (project(states.real, p["rnn.weight_out_re"]) - project(states.imag, p["rnn.weight_out_im"])
                     + project(x, p["rnn.weight_ih_skip"]))
+        if self.kind == "phased_lstm":
+            # models/phased_lstm.py: its time gate k (N, T, n) by its own function, broadcast over members
+            t = torch.arange(x.shape[2], dtype=x.dtype)
+            k = time_gate(t, p["rnn.period"].unsqueeze(1), p["rnn.shift"].unsqueeze(1),
+                          p["rnn.open_ratio"].view(-1, 1, 1), LEAK if self.training else 0.0)
+            xw = project(x, p["rnn.weight_ih"], p["rnn.bias"])
+            return phased_lstm(xw, h0[0], h0[1], k, p["rnn.weight_hh"].transpose(1, 2))
         raise ValueError(f"no stacked forward for {self.kind}")
 
 
@@ -223,6 +237,21 @@ def lru(lam, b, state):
         state = lam * state + b_t
         states.append(state)
     return torch.stack(states, 2)
+
+
+def phased_lstm(xw, h, c, k, weight_t):
+    """models/phased_lstm.py: the LSTM's c~, h~ (gates i, f, g, o of xw + h U^T; xw holds the
+    bias), then c = k c~ + (1 - k) c, h = k h~ + (1 - k) h with the time gate k (N, T, n)."""
+    outputs = []
+    for xw_t, k_t in zip(xw.unbind(2), k.unbind(1)):
+        i, f, g_, o = torch.baddbmm(xw_t, h, weight_t).chunk(4, dim=-1)
+        c_tilde = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g_)
+        h_tilde = torch.sigmoid(o) * torch.tanh(c_tilde)
+        k_t = k_t.unsqueeze(1)
+        c = k_t * c_tilde + (1 - k_t) * c
+        h = k_t * h_tilde + (1 - k_t) * h
+        outputs.append(h)
+    return torch.stack(outputs, 2)
 
 
 def cwrnn(xw, h, weight_t, fires):
