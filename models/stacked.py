@@ -13,7 +13,8 @@ Covered: the layers built for rnn, lstm, gru (torch's nn.RNN/nn.LSTM/nn.GRU equa
 cwrnn (every schedule and wiring: the reference recurrence with the layer's own mask and
 firing schedule), indrnn (its recurrent-weight constraint applied to the stacked parameter
 as the module applies it to its own), mingru (the sequential form of its recurrence, the
-function its compiled, sequential and scan implementations compute), lru (its complex
+function its compiled, sequential and scan implementations compute; "compiled" runs its own
+kernel with the members as rows), lru (its complex
 diagonal recurrence, sequential, as complex tensors) and phased_lstm (its time gate by its own
 function, leaking while `training` as the module does), with a learnable initial state or
 without. Other architectures (`STACKED_ARCHS` does not name them) train one run at a time.
@@ -37,7 +38,7 @@ from models.backends import numpy as _np
 from models.clockwork import ClockworkRNN
 from models.indrnn import MAGNITUDE, IndRNN
 from models.lru import LRU
-from models.mingru import MinGRU, g
+from models.mingru import CompiledMinGRU, MinGRU, g
 from models.phased_lstm import LEAK, PhasedLSTM, time_gate
 
 STACKED_ARCHS = ("rnn", "lstm", "gru", "cwrnn", "indrnn", "mingru", "lru", "phased_lstm")
@@ -170,7 +171,15 @@ class StackedModels:
             # with a = 1 - z, b = z g(a_h); its sequential and scan forms are the same function
             a_h, a_z = project(x, p["rnn.weight_ih"], p["rnn.bias"]).chunk(2, dim=-1)
             z = torch.sigmoid(a_z)
-            return linear_recurrence(1 - z, z * g(a_h), h0[0])
+            a, b = 1 - z, z * g(a_h)
+            if resolve(self.implementation, x) == "compiled":
+                # the run alone's own kernel: it holds no parameter, every row (here member x batch)
+                # its own a and b, so the members stack as rows
+                size, batch, steps, n = a.shape
+                out = CompiledMinGRU.apply(a.reshape(size * batch, steps, n), b.reshape(size * batch, steps, n),
+                                           h0[0].reshape(size * batch, n))
+                return out.view(size, batch, steps, n)
+            return linear_recurrence(a, b, h0[0])
         if self.kind == "lru":
             # models/lru.py: x_t = lambda x_{t-1} + gamma (B u_t), y_t = Re(C x_t) + D u_t, the sequential
             # form of what its scan computes; lambda = exp(-exp(nu) + i exp(theta)), gamma = exp(gamma_log)

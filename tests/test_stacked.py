@@ -133,18 +133,20 @@ def test_the_torch_only_stacked_forwards_are_each_module_alone(arch, implementat
             for name, p in model.named_parameters():
                 if name.startswith(("rnn.weight_ih", "initial_state")):
                     p.normal_(0.0, 0.5)
-    stack = StackedModels(models)
+    stacks = [StackedModels(models), StackedModels(models, "torch")]  # mingru: its kernel, the torch loop
     x = torch.randn(3, 2, 37, runs[0][1].input_size)
     weights = torch.randn(3, 2, 37, 1)
-    together = stack(x)
-    (together * weights).sum().backward()
+    for stack in stacks:
+        (stack(x) * weights).sum().backward()
     for k, model in enumerate(models):
         alone = model(x[k])
         (alone * weights[k]).sum().backward()
-        torch.testing.assert_close(together[k], alone, rtol=1e-10, atol=1e-12)
-        for name, p in model.named_parameters():
-            if p.requires_grad:
-                torch.testing.assert_close(stack.params[name].grad[k], p.grad, rtol=1e-9, atol=1e-12, msg=name)
+        for stack in stacks:
+            torch.testing.assert_close(stack(x)[k], alone, rtol=1e-10, atol=1e-12)
+            for name, p in model.named_parameters():
+                if p.requires_grad:
+                    torch.testing.assert_close(stack.params[name].grad[k], p.grad, rtol=1e-9, atol=1e-12, msg=name)
+    stack = stacks[0]
     stack.training = False
     with torch.no_grad():
         together = stack(x)
