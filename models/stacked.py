@@ -25,8 +25,10 @@ below: per step a bmm and the gates, autograd's backward) and "compiled"
 member with its own weights; the single-run kernels of models/_numba_*.py share one weight
 matrix over the batch and cannot stack). "compiled" runs where numba is installed, on CPU in
 float32/float64; tests hold it to the torch loops to rounding. The newer cells (`TORCH_ONLY`:
-indrnn, mingru, lru, phased_lstm) are torch loops only (the first three elementwise in the
-state: a few ops a step, no matrix product).
+indrnn, mingru, lru, phased_lstm) have torch loops here; where "compiled" runs, indrnn,
+phased_lstm and mingru run the run alone's own numba kernel instead (indrnn's and phased_lstm's
+share their weights over the rows: one call per member; mingru's holds no weights: the members
+as rows of one call), which at batch 1 costs less than the torch loop's per-step ops.
 """
 
 from __future__ import annotations
@@ -36,13 +38,13 @@ from torch import nn
 
 from models.backends import numpy as _np
 from models.clockwork import ClockworkRNN
-from models.indrnn import MAGNITUDE, IndRNN
+from models.indrnn import MAGNITUDE, CompiledIndRNN, IndRNN
 from models.lru import LRU
 from models.mingru import CompiledMinGRU, MinGRU, g
-from models.phased_lstm import LEAK, PhasedLSTM, time_gate
+from models.phased_lstm import LEAK, CompiledPhasedLSTM, PhasedLSTM, time_gate
 
 STACKED_ARCHS = ("rnn", "lstm", "gru", "cwrnn", "indrnn", "mingru", "lru", "phased_lstm")
-# the recurrences with plain torch loops only (no compiled form here)
+# the newer cells: torch loops here, or the single-run kernels (no models/_numba_stacked.py form)
 TORCH_ONLY = ("indrnn", "mingru", "lru", "phased_lstm")
 # the parts of the initial state each forward takes (models/architectures.py `state`, less the
 # LRU's ignored y_0): learned as initial_state.<part>0, or zeros
@@ -165,7 +167,14 @@ class StackedModels:
             if bool((u.abs() > bound).any()):
                 with torch.no_grad():
                     u.clamp_(-bound, bound)
-            return indrnn(project(x, p["rnn.weight_ih"], p["rnn.bias"]), h0[0], u.unsqueeze(1))
+            xw = project(x, p["rnn.weight_ih"], p["rnn.bias"])
+            if resolve(self.implementation, x) == "compiled":
+                # the run alone's kernel shares u over its rows: one call per member (a loop over
+                # members, not steps: the torch loop's per-step ops cost more at batch 1)
+                # unbind, not [k]: the backward of N selects writes N tensors of the whole size
+                return torch.stack([CompiledIndRNN.apply(*member)[0] for member in zip(xw.unbind(0), h0[0].unbind(0),
+                                                                                      u.unbind(0))])
+            return indrnn(xw, h0[0], u.unsqueeze(1))
         if self.kind == "mingru":
             # models/mingru.py in the form of its compiled loop (what "auto" runs on CPU): h = a h + b
             # with a = 1 - z, b = z g(a_h); its sequential and scan forms are the same function
@@ -195,6 +204,9 @@ class StackedModels:
             k = time_gate(t, p["rnn.period"].unsqueeze(1), p["rnn.shift"].unsqueeze(1),
                           p["rnn.open_ratio"].view(-1, 1, 1), LEAK if self.training else 0.0)
             xw = project(x, p["rnn.weight_ih"], p["rnn.bias"])
+            if resolve(self.implementation, x) == "compiled":  # the run alone's kernel, one call per member
+                members = zip(xw.unbind(0), h0[0].unbind(0), h0[1].unbind(0), k.unbind(0), p["rnn.weight_hh"].unbind(0))
+                return torch.stack([CompiledPhasedLSTM.apply(*member)[0] for member in members])
             return phased_lstm(xw, h0[0], h0[1], k, p["rnn.weight_hh"].transpose(1, 2))
         raise ValueError(f"no stacked forward for {self.kind}")
 

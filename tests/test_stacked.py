@@ -15,10 +15,6 @@ from bench.sweep import stacked
 from bench.sweep.stacked import group_key, train_stacked, why_not_stacked
 from bench.sweep.training import train_one
 
-# the run alone's backend where "auto" is not the reference: the Phased LSTM's own compiled and torch
-# forms end this group's member 1 apart by 1e-9 (train loss) and 5e-8 (val nmse) at step 40 (its time
-# gate jumps at phi = r_on, so rounding can flip a step's k); the stacked loop is its torch form
-ALONE_BACKEND = {"phased_lstm": "torch"}
 AUDIO_ARCHS = ["rnn", "lstm", "gru", "cwrnn/exponential", "cwrnn/fibonacci", "cwrnn/dense", "indrnn", "mingru", "lru",
                "phased_lstm"]
 
@@ -63,7 +59,7 @@ def test_each_member_gets_its_run_alone_float64(arch, float64):
     assert len({group_key(config) for config, _ in runs}) == 1 and not why_not_stacked(runs[0][0])
     members = train_stacked([c for c, _ in runs], [t for _, t in runs])
     for (config, task), member in zip(runs, members):
-        alone = train_one(config, task, "cpu", ALONE_BACKEND.get(arch, "auto"))
+        alone = train_one(config, task, "cpu")
         assert_same_run(alone, member, 1e-9)
         assert member["backend"] == "stacked" and member["effective_params"] == alone["effective_params"]
 
@@ -133,7 +129,8 @@ def test_the_torch_only_stacked_forwards_are_each_module_alone(arch, implementat
             for name, p in model.named_parameters():
                 if name.startswith(("rnn.weight_ih", "initial_state")):
                     p.normal_(0.0, 0.5)
-    stacks = [StackedModels(models), StackedModels(models, "torch")]  # mingru: its kernel, the torch loop
+    # where numba is: indrnn, phased_lstm, mingru on the run alone's kernels; and the torch loops
+    stacks = [StackedModels(models), StackedModels(models, "torch")]
     x = torch.randn(3, 2, 37, runs[0][1].input_size)
     weights = torch.randn(3, 2, 37, 1)
     for stack in stacks:
