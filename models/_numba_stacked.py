@@ -19,28 +19,13 @@ models/_numba_kernels.py, which these loops inline, delete models/__pycache__/_n
 
 import numba
 import numpy as np
-from numba import types
-from numba.extending import overload
 
+from models._numba_gru import sigmoid as _sigmoid  # (1 + tanh(x / 2)) / 2 in float32, as the single-run kernels
 from models._numba_kernels import activation
 
 # NumPy's error model: no zero-divisor branch, so LLVM vectorises the gate loops (as in
 # models/_numba_gru.py); reassociation lets it vectorise the dot products
 _FLAGS = dict(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc", "contract"})
-
-
-def _sigmoid(x):
-    """σ(x): from the kernels' tanh in float32, as the single-run compiled kernels compute it
-    ((1 + tanh(x / 2)) / 2); torch's 1 / (1 + e^-x) in float64."""
-    return 1 / (1 + np.exp(-x))
-
-
-@overload(_sigmoid, inline="always", fastmath=_FLAGS["fastmath"])
-def _sigmoid_overload(x):
-    if x == types.float32:
-        half = np.float32(0.5)
-        return lambda x: half + half * activation(half * x)
-    return lambda x: 1 / (1 + np.exp(-x))
 
 
 @numba.njit(**_FLAGS)

@@ -9,17 +9,26 @@ op below is either elementwise or a per-member matrix product, so member k gets 
 function as its own model to float rounding (not bitwise: bmm and the library kernels sum
 in other orders).
 
-Covered: the layers built for rnn, lstm, gru (torch's nn.RNN/nn.LSTM/nn.GRU equations) and
+Covered: the layers built for rnn, lstm, gru (torch's nn.RNN/nn.LSTM/nn.GRU equations),
 cwrnn (every schedule and wiring: the reference recurrence with the layer's own mask and
-firing schedule), with a learnable initial state or without. Other architectures
-(`STACKED_ARCHS` does not name them) train one run at a time.
+firing schedule), indrnn (its recurrent-weight constraint applied to the stacked parameter
+as the module applies it to its own), mingru (the sequential form of its recurrence, the
+function its compiled, sequential and scan implementations compute; "compiled" runs its own
+kernel with the members as rows), lru (its complex
+diagonal recurrence, sequential, as complex tensors) and phased_lstm (its time gate by its own
+function, leaking while `training` as the module does), with a learnable initial state or
+without. Other architectures (`STACKED_ARCHS` does not name them) train one run at a time.
 
-Two implementations of the recurrences: "torch" (the loops below: per step a bmm and the
-gates, autograd's backward) and "compiled" (models/_numba_stacked.py: the same equations
-and a hand-written BPTT as numba loops, each member with its own weights; the single-run
-kernels of models/_numba_*.py share one weight matrix over the batch and cannot stack).
-"compiled" runs where numba is installed, on CPU in float32/float64; tests hold it to the
-torch loops to rounding.
+Two implementations of the matrix recurrences (rnn, lstm, gru, cwrnn): "torch" (the loops
+below: per step a bmm and the gates, autograd's backward) and "compiled"
+(models/_numba_stacked.py: the same equations and a hand-written BPTT as numba loops, each
+member with its own weights; the single-run kernels of models/_numba_*.py share one weight
+matrix over the batch and cannot stack). "compiled" runs where numba is installed, on CPU in
+float32/float64; tests hold it to the torch loops to rounding. The newer cells (`TORCH_ONLY`:
+indrnn, mingru, lru, phased_lstm) have torch loops here; where "compiled" runs, indrnn,
+phased_lstm and mingru run the run alone's own numba kernel instead (indrnn's and phased_lstm's
+share their weights over the rows: one call per member; mingru's holds no weights: the members
+as rows of one call), which at batch 1 costs less than the torch loop's per-step ops.
 """
 
 from __future__ import annotations
@@ -27,15 +36,33 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from models.backends import numpy as _np
 from models.clockwork import ClockworkRNN
+from models.indrnn import MAGNITUDE, CompiledIndRNN, IndRNN
+from models.lru import LRU
+from models.mingru import CompiledMinGRU, MinGRU, g
+from models.phased_lstm import LEAK, CompiledPhasedLSTM, PhasedLSTM, time_gate
 
-STACKED_ARCHS = ("rnn", "lstm", "gru", "cwrnn")
+STACKED_ARCHS = ("rnn", "lstm", "gru", "cwrnn", "indrnn", "mingru", "lru", "phased_lstm")
+# the newer cells: torch loops here, or the single-run kernels (no models/_numba_stacked.py form)
+TORCH_ONLY = ("indrnn", "mingru", "lru", "phased_lstm")
+# the parts of the initial state each forward takes (models/architectures.py `state`, less the
+# LRU's ignored y_0): learned as initial_state.<part>0, or zeros
+STATE_PARTS = {"lstm": ("h", "c"), "lru": ("re", "im"), "phased_lstm": ("h", "c")}
 
 
 def layer_kind(rnn: nn.Module) -> str:
     """Which stacked forward runs this layer; "" for one it has none for."""
     if isinstance(rnn, ClockworkRNN):
         return "cwrnn"
+    if isinstance(rnn, IndRNN):
+        return "indrnn"
+    if isinstance(rnn, MinGRU):
+        return "mingru"
+    if isinstance(rnn, LRU):
+        return "lru"
+    if isinstance(rnn, PhasedLSTM):
+        return "phased_lstm"
     if isinstance(rnn, (nn.RNN, nn.LSTM, nn.GRU)):
         plain = (rnn.num_layers == 1 and not rnn.bidirectional and rnn.batch_first and rnn.bias
                  and getattr(rnn, "proj_size", 0) == 0 and getattr(rnn, "nonlinearity", "tanh") == "tanh")
@@ -58,6 +85,8 @@ class StackedModels:
         self.hidden = first.rnn.hidden_size
         self.state_parts = tuple(first.initial_state.state) if first.initial_state is not None else ()
         self.implementation = implementation
+        # as nn.Module.training: the Phased LSTM's time gate leaks while training, not in evaluation
+        self.training = True
         self.params: dict[str, torch.Tensor] = {}
         for name, p in first.named_parameters():
             stacked = torch.stack([dict(m.named_parameters())[name].detach() for m in models]).clone()
@@ -76,7 +105,7 @@ class StackedModels:
 
     def _h0(self, batch: int, dtype) -> tuple[torch.Tensor, ...]:
         """(N, B, n) initial state of each part: the learned one, or zeros."""
-        n, parts = self.hidden, ("h", "c") if self.kind == "lstm" else ("h",)
+        n, parts = self.hidden, STATE_PARTS.get(self.kind, ("h",))
         if not self.state_parts:
             zeros = torch.zeros(self.size, batch, n, dtype=dtype)
             return tuple(zeros for _ in parts)
@@ -89,6 +118,8 @@ class StackedModels:
         size, batch, steps, _ = x.shape
         dtype = p["readout.weight"].dtype
         h0 = self._h0(batch, dtype)
+        if self.kind in TORCH_ONLY:
+            return self._readout(self._torch_only(x, h0))
         compiled = resolve(self.implementation, x) == "compiled"
         if self.kind == "cwrnn":
             xw = project(x, p["rnn.weight_ih"], p["rnn.bias"])
@@ -115,15 +146,79 @@ class StackedModels:
             outputs = lstm(xw, h0[0], h0[1], weight.transpose(1, 2))
         else:
             outputs = gru(xw, h0[0], weight.transpose(1, 2), p["rnn.bias_hh_l0"].unsqueeze(1))
+        return self._readout(outputs)
+
+    def _readout(self, outputs: torch.Tensor) -> torch.Tensor:
+        """The layer's outputs (N, B, T, n) -> every member's readout (N, B, T, O)."""
+        p = self.params
+        size, batch, steps, _ = outputs.shape
         flat = outputs.reshape(size, batch * steps, self.hidden)
         y = torch.baddbmm(p["readout.bias"].unsqueeze(1), flat, p["readout.weight"].transpose(1, 2))
         return y.view(size, batch, steps, -1)
 
+    def _torch_only(self, x: torch.Tensor, h0: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """The layers stacked as torch loops only: x (N, B, T, I) -> (N, B, T, n)."""
+        p = self.params
+        if self.kind == "indrnn":
+            u = p["rnn.weight_hh"]
+            # models/indrnn.py IndRNN.constrain, on the parameter itself before every forward (training
+            # and evaluation), T the input's length; clamping a member within the bound leaves it as it is
+            bound = MAGNITUDE ** (1 / max(x.shape[2], 1))
+            if bool((u.abs() > bound).any()):
+                with torch.no_grad():
+                    u.clamp_(-bound, bound)
+            xw = project(x, p["rnn.weight_ih"], p["rnn.bias"])
+            if resolve(self.implementation, x) == "compiled":
+                # the run alone's kernel shares u over its rows: one call per member (a loop over
+                # members, not steps: the torch loop's per-step ops cost more at batch 1)
+                # unbind, not [k]: the backward of N selects writes N tensors of the whole size
+                return torch.stack([CompiledIndRNN.apply(*member)[0] for member in zip(xw.unbind(0), h0[0].unbind(0),
+                                                                                      u.unbind(0))])
+            return indrnn(xw, h0[0], u.unsqueeze(1))
+        if self.kind == "mingru":
+            # models/mingru.py in the form of its compiled loop (what "auto" runs on CPU): h = a h + b
+            # with a = 1 - z, b = z g(a_h); its sequential and scan forms are the same function
+            a_h, a_z = project(x, p["rnn.weight_ih"], p["rnn.bias"]).chunk(2, dim=-1)
+            z = torch.sigmoid(a_z)
+            a, b = 1 - z, z * g(a_h)
+            if resolve(self.implementation, x) == "compiled":
+                # the run alone's own kernel: it holds no parameter, every row (here member x batch)
+                # its own a and b, so the members stack as rows
+                size, batch, steps, n = a.shape
+                out = CompiledMinGRU.apply(a.reshape(size * batch, steps, n), b.reshape(size * batch, steps, n),
+                                           h0[0].reshape(size * batch, n))
+                return out.view(size, batch, steps, n)
+            return linear_recurrence(a, b, h0[0])
+        if self.kind == "lru":
+            # models/lru.py: x_t = lambda x_{t-1} + gamma (B u_t), y_t = Re(C x_t) + D u_t, the sequential
+            # form of what its scan computes; lambda = exp(-exp(nu) + i exp(theta)), gamma = exp(gamma_log)
+            gamma = torch.exp(p["rnn.gamma_log"]).unsqueeze(2)
+            b = torch.complex(project(x, p["rnn.weight_ih_re"] * gamma), project(x, p["rnn.weight_ih_im"] * gamma))
+            lam = torch.exp(torch.complex(-torch.exp(p["rnn.nu_log"]), torch.exp(p["rnn.theta_log"])))
+            states = lru(lam.unsqueeze(1), b, torch.complex(h0[0], h0[1]))
+            return (project(states.real, p["rnn.weight_out_re"]) - project(states.imag, p["rnn.weight_out_im"])
+                    + project(x, p["rnn.weight_ih_skip"]))
+        if self.kind == "phased_lstm":
+            # models/phased_lstm.py: its time gate k (N, T, n) by its own function, broadcast over members
+            t = torch.arange(x.shape[2], dtype=x.dtype)
+            k = time_gate(t, p["rnn.period"].unsqueeze(1), p["rnn.shift"].unsqueeze(1),
+                          p["rnn.open_ratio"].view(-1, 1, 1), LEAK if self.training else 0.0)
+            xw = project(x, p["rnn.weight_ih"], p["rnn.bias"])
+            if resolve(self.implementation, x) == "compiled":  # the run alone's kernel, one call per member
+                members = zip(xw.unbind(0), h0[0].unbind(0), h0[1].unbind(0), k.unbind(0), p["rnn.weight_hh"].unbind(0))
+                return torch.stack([CompiledPhasedLSTM.apply(*member)[0] for member in members])
+            return phased_lstm(xw, h0[0], h0[1], k, p["rnn.weight_hh"].transpose(1, 2))
+        raise ValueError(f"no stacked forward for {self.kind}")
 
-def project(x, weight, bias):
-    """x (N, B, T, I) @ W^T + b for every member: (N, B, T, n)."""
+
+def project(x, weight, bias=None):
+    """x (N, B, T, I) @ W^T (+ b) for every member: (N, B, T, n)."""
     size, batch, steps, inputs = x.shape
-    out = torch.baddbmm(bias.unsqueeze(1), x.reshape(size, batch * steps, inputs), weight.transpose(1, 2))
+    flat = x.reshape(size, batch * steps, inputs)
+    if bias is None:
+        out = torch.bmm(flat, weight.transpose(1, 2))
+    else:
+        out = torch.baddbmm(bias.unsqueeze(1), flat, weight.transpose(1, 2))
     return out.view(size, batch, steps, -1)
 
 
@@ -134,6 +229,48 @@ def elman(xw, h, weight_t):
     outputs = []
     for xw_t in xw.unbind(2):
         h = torch.tanh(torch.baddbmm(xw_t, h, weight_t))
+        outputs.append(h)
+    return torch.stack(outputs, 2)
+
+
+def indrnn(xw, h, u):
+    """models/indrnn.py: h = relu(xw + u * h), u (N, 1, n) (xw holds the bias)."""
+    outputs = []
+    for xw_t in xw.unbind(2):
+        h = torch.relu(torch.addcmul(xw_t, u, h))
+        outputs.append(h)
+    return torch.stack(outputs, 2)
+
+
+def linear_recurrence(a, b, h):
+    """h = a * h + b elementwise (minGRU): a, b (N, B, T, n)."""
+    outputs = []
+    for a_t, b_t in zip(a.unbind(2), b.unbind(2)):
+        h = torch.addcmul(b_t, a_t, h)
+        outputs.append(h)
+    return torch.stack(outputs, 2)
+
+
+def lru(lam, b, state):
+    """x = lambda * x + b, complex: lambda (N, 1, n), b (N, B, T, n), state (N, B, n)."""
+    states = []
+    for b_t in b.unbind(2):
+        state = lam * state + b_t
+        states.append(state)
+    return torch.stack(states, 2)
+
+
+def phased_lstm(xw, h, c, k, weight_t):
+    """models/phased_lstm.py: the LSTM's c~, h~ (gates i, f, g, o of xw + h U^T; xw holds the
+    bias), then c = k c~ + (1 - k) c, h = k h~ + (1 - k) h with the time gate k (N, T, n)."""
+    outputs = []
+    for xw_t, k_t in zip(xw.unbind(2), k.unbind(1)):
+        i, f, g_, o = torch.baddbmm(xw_t, h, weight_t).chunk(4, dim=-1)
+        c_tilde = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g_)
+        h_tilde = torch.sigmoid(o) * torch.tanh(c_tilde)
+        k_t = k_t.unsqueeze(1)
+        c = k_t * c_tilde + (1 - k_t) * c
+        h = k_t * h_tilde + (1 - k_t) * h
         outputs.append(h)
     return torch.stack(outputs, 2)
 
@@ -192,8 +329,6 @@ def _kernels():
     return importlib.import_module("models._numba_stacked")
 
 
-def _np(t: torch.Tensor):
-    return t.detach().contiguous().numpy()
 
 
 class CompiledElman(torch.autograd.Function):

@@ -15,7 +15,8 @@ from bench.sweep import stacked
 from bench.sweep.stacked import group_key, train_stacked, why_not_stacked
 from bench.sweep.training import train_one
 
-AUDIO_ARCHS = ["rnn", "lstm", "gru", "cwrnn/exponential", "cwrnn/fibonacci", "cwrnn/dense"]
+AUDIO_ARCHS = ["rnn", "lstm", "gru", "cwrnn/exponential", "cwrnn/fibonacci", "cwrnn/dense", "indrnn", "mingru", "lru",
+               "phased_lstm"]
 
 
 def audio_runs(arch, *extra, profile="quick", seeds=2, steps=40):
@@ -63,7 +64,7 @@ def test_each_member_gets_its_run_alone_float64(arch, float64):
         assert member["backend"] == "stacked" and member["effective_params"] == alone["effective_params"]
 
 
-@pytest.mark.parametrize("arch", ["lstm", "cwrnn/exponential"])
+@pytest.mark.parametrize("arch", ["lstm", "cwrnn/exponential", "indrnn", "mingru", "lru", "phased_lstm"])
 def test_sgd_nesterov_without_clipping_and_a_learned_initial_state(arch, float64):
     """The paper profile's optimizer (SGD, Nesterov 0.95, no clip), and train.learn_h0."""
     runs = audio_runs(arch, "--train", "optimizer=sgd", "--train", "lr=0.01", "--train", "momentum=0.95",
@@ -73,20 +74,93 @@ def test_sgd_nesterov_without_clipping_and_a_learned_initial_state(arch, float64
         assert_same_run(train_one(config, task, "cpu"), member, 1e-9)
 
 
-@pytest.mark.parametrize("arch", ["indrnn", "phased_lstm", "mingru", "lru"])
-def test_architectures_without_a_stacked_forward_keep_the_per_run_path(arch):
-    config, _ = audio_runs(arch)[0]
+def test_every_built_in_architecture_stacks():
+    from models.architectures import ARCHITECTURES
+    from models.stacked import STACKED_ARCHS
+
+    assert sorted(STACKED_ARCHS) == sorted(ARCHITECTURES)
+
+
+def test_architectures_without_a_stacked_forward_keep_the_per_run_path(monkeypatch):
+    monkeypatch.setattr(stacked, "STACKED_ARCHS", ("rnn",))
+    config, _ = audio_runs("lstm")[0]
     assert config.profile == "quick" and "no stacked implementation" in why_not_stacked(config)
 
 
-def test_runs_that_cannot_stack_are_said_in_one_line(tmp_path, capsys):
-    assert main(["run", "audio", "--archs", "rnn", "mingru", "--budgets", "100", "--seeds", "2", "--steps", "5",
+def test_the_indrnn_constraint_clamps_each_stacked_member_as_its_module_does(float64):
+    """A member whose u is past the bound 2^(1/T) is clamped in place before the forward, as
+    IndRNN.forward clamps its own parameter; a member within it is left as it is."""
+    from bench.sweep.training import build_model
+    from models.stacked import StackedModels
+
+    runs = audio_runs("indrnn")[:2]
+    models = [build_model(config, task) for config, task in runs]
+    with torch.no_grad():
+        models[1].rnn.weight_hh[:3] = torch.tensor([1.5, -3.0, 0.999])
+    stack = StackedModels(models)
+    x = torch.randn(2, 1, 50, models[0].rnn.weight_ih.shape[1])
+    together = stack(x)
+    bound = 2 ** (1 / 50)
+    for k, model in enumerate(models):
+        alone = model(x[k])
+        torch.testing.assert_close(together[k], alone, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(stack.params["rnn.weight_hh"][k], model.rnn.weight_hh, rtol=0, atol=0)
+    assert stack.params["rnn.weight_hh"][1, :3].tolist() == [bound, -bound, 0.999]
+
+
+@pytest.mark.parametrize("arch, implementation", [("indrnn", "torch"), ("indrnn", "compiled"),
+                                                  ("mingru", "sequential"), ("mingru", "scan"),
+                                                  ("mingru", "compiled"), ("lru", "sequential"), ("lru", "scan"),
+                                                  ("phased_lstm", "torch"), ("phased_lstm", "compiled")])
+def test_the_torch_only_stacked_forwards_are_each_module_alone(arch, implementation, float64):
+    """On input (the audio task's is zeros: its input weights are frozen at 0, so its runs never
+    reach B u or W x) and a learned initial state: outputs and every parameter's gradient of
+    each member against its module alone, in each of the module's implementations; and the
+    outputs in evaluation (the Phased LSTM's gate leaks only in training)."""
+    from bench.sweep.training import build_model
+    from models.stacked import StackedModels
+
+    torch.manual_seed(0)
+    runs = audio_runs(arch, "--train", "learn_h0=true")[:3]
+    models = [build_model(config, task) for config, task in runs]
+    for model in models:
+        model.rnn.backend = implementation
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if name.startswith(("rnn.weight_ih", "initial_state")):
+                    p.normal_(0.0, 0.5)
+    # where numba is: indrnn, phased_lstm, mingru on the run alone's kernels; and the torch loops
+    stacks = [StackedModels(models), StackedModels(models, "torch")]
+    x = torch.randn(3, 2, 37, runs[0][1].input_size)
+    weights = torch.randn(3, 2, 37, 1)
+    for stack in stacks:
+        (stack(x) * weights).sum().backward()
+    for k, model in enumerate(models):
+        alone = model(x[k])
+        (alone * weights[k]).sum().backward()
+        for stack in stacks:
+            torch.testing.assert_close(stack(x)[k], alone, rtol=1e-10, atol=1e-12)
+            for name, p in model.named_parameters():
+                if p.requires_grad:
+                    torch.testing.assert_close(stack.params[name].grad[k], p.grad, rtol=1e-9, atol=1e-12, msg=name)
+    stack = stacks[0]
+    stack.training = False
+    with torch.no_grad():
+        together = stack(x)
+        for k, model in enumerate(models):
+            torch.testing.assert_close(together[k], model.eval()(x[k]), rtol=1e-10, atol=1e-12)
+
+
+def test_runs_that_cannot_stack_are_said_in_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(stacked, "STACKED_ARCHS", ("rnn",))
+    assert main(["run", "audio", "--archs", "rnn", "phased_lstm", "--budgets", "100", "--seeds", "2", "--steps", "5",
                  "--param", "target=synth:pluck", "--stack", "--results", str(tmp_path), "--no-leaderboard",
                  "--workers", "1"]) == 0
     out = capsys.readouterr().out
-    assert "--stack: 2 runs in 1 stacked groups; 2 train one at a time (2: mingru has no stacked implementation" in out
+    assert ("--stack: 2 runs in 1 stacked groups; 2 train one at a time (2: phased_lstm has no stacked "
+            "implementation") in out
     records = [json.loads(line) for line in (tmp_path / "audio" / "runs.jsonl").read_text().splitlines()]
-    assert sorted((r["arch"], "stacked" in r) for r in records) == [("mingru", False), ("mingru", False),
+    assert sorted((r["arch"], "stacked" in r) for r in records) == [("phased_lstm", False), ("phased_lstm", False),
                                                                      ("rnn", True), ("rnn", True)]
 
 

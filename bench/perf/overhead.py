@@ -12,8 +12,8 @@ it times, in this one process and back to back (so that the ratio sees the same 
     building, Lightning's loop, validation every val_every steps, the test, the record;
 and writes the time per step of each, and (b) / (a), in wall time and in the process's CPU
 time (less moved by other work on the machine), to <out>/overhead_cpu.md and .csv. With
-several repeats the two alternate and the medians are kept. Where the run stacks (audio: rnn,
-lstm, gru, CW-RNN), also (c) its group of 5 seeds x the profile's 5 targets trained stacked
+several repeats the two alternate and the medians are kept. Where the run stacks (audio: every
+architecture), also (c) its group of 5 seeds x the profile's 5 targets trained stacked
 (bench.sweep.stacked.train_stacked, what a `--stack` sweep's worker runs), per run and step,
 and (c) / (a).
 
@@ -240,10 +240,11 @@ def markdown(rows: list[dict], profile: dict | None, header: dict, stacked: dict
               "after warm-up; `suite`: the whole run through `train_one` (build, Lightning's loop, validation every "
               "`val every` steps, test) divided by its training steps; `suite / bare`: the overhead factor "
               "(target: at most 1.5), in wall time and in the process's CPU time (less moved by other work on "
-              "the machine). `stacked`: where the run stacks (`--stack`: the audio task's rnn, lstm, gru and "
-              "CW-RNN), the same run trained in its group of `group` runs (the seeds x targets of one "
-              "architecture and budget, as a stacked sweep forms it), the group's whole wall time (build, "
-              "training, validation, test) per run and step; `stacked / bare`: that against one run's bare loop.",
+              "the machine). `stacked`: where the run stacks (`--stack`: the audio task's runs of every "
+              "architecture), the same run trained in its group of `group` runs (the seeds "
+              "x targets of one architecture and budget, as a stacked sweep forms it), the group's whole wall "
+              "time (build, training, validation, test) per run and step; `stacked / bare`: that against one "
+              "run's bare loop.",
               "",
               "| shape | arch | params | batch | steps | val every | backend | bare ms/step | suite ms/step | "
               "suite / bare | CPU: bare ms/step | CPU: suite ms/step | CPU: suite / bare | group | "

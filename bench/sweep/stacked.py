@@ -94,6 +94,7 @@ def evaluate(stack: StackedModels, task, loaders: list, prefix: str, artifacts: 
     totals: dict[str, torch.Tensor] = {}
     weight = 0
     collected: list[dict] = [{} for _ in loaders]
+    stack.training = False  # as Lightning's model.eval() for validation and test
     with torch.no_grad():
         for batches in zip(*loaders):
             batch = stack_batches(list(batches))
@@ -106,6 +107,7 @@ def evaluate(stack: StackedModels, task, loaders: list, prefix: str, artifacts: 
                 for k, b in enumerate(batches):
                     for key, values in task.artifacts(y_hat[k], b).items():
                         collected[k].setdefault(key, []).extend(values)
+    stack.training = True
     metrics = [{key: float(value[k] / weight) for key, value in totals.items()} for k in range(len(loaders))]
     return metrics, collected
 
@@ -195,7 +197,8 @@ def train_stacked(configs: list[RunConfig], tasks: list, device: str = "cpu", ev
                 break
             torch.where(alive, losses, 0.0).sum().backward()
             if clip:
-                norms = torch.stack([p.grad.flatten(1).norm(dim=1) for p in trainable])
+                # reshape, not flatten(1): a scalar parameter (the Phased LSTM's r_on) stacks to (N,)
+                norms = torch.stack([p.grad.reshape(size, -1).norm(dim=1) for p in trainable])
                 total = norms.norm(dim=0)
                 coef = torch.clamp(clip / (total + 1e-6), max=1.0)  # torch.nn.utils.clip_grad_norm_'s rule
                 for p in trainable:
