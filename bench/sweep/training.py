@@ -15,8 +15,8 @@ from pytorch_lightning.callbacks import EarlyStopping
 from pytorch_lightning.trainer.states import TrainerFn
 
 from bench.store.records import RunConfig
-from bench.sweep import checkpoints
 from bench.suite.suites import train_setting
+from bench.sweep import checkpoints
 from models.counting import count_parameters
 from models.initialisation import InitialState, initialise_family
 from models.lightning import Diverged, OptimConfig, SequenceModel
