@@ -70,13 +70,16 @@ def test_a_run_killed_mid_training_goes_on_from_its_checkpoint_to_the_numbers_of
     with monkeypatch.context() as patch:  # killed again, later: it goes on from 30, then from 50
         kill_at(patch, 55)
         assert main(["run", *RUNS[task], *COMMON, "--results", str(killed)]) == 1
-    assert checkpoints.read(kept, expected["run_id"]).resumed_at == [30]
+    progress = checkpoints.read(kept, expected["run_id"])
+    assert progress.resumed_at == [30] and progress.step == 50 and progress.wall_s > 0
 
     assert main(["run", *RUNS[task], *COMMON, "--results", str(killed)]) == 0
     resumed = records(killed, task)[-1]
     assert resumed["status"] == "ok" and resumed["resumed_at"] == [30, 50]
     assert {k: resumed[k] for k in SAME} == {k: expected[k] for k in SAME}
     assert [p["step"] for p in resumed["curve"]] == list(range(10, 61, 10))
+    assert "wall_time_before_s" not in resumed  # in wall_time_s: the training up to each checkpoint counts
+    assert resumed["wall_time_s"] > progress.wall_s
     assert not checkpoint_files(killed, task)
 
 

@@ -44,6 +44,7 @@ class Progress:
     curve: list  # CurveRecorder's points so far
     best: dict | None  # BestWeights': {"value", "step", "state"}, None before its first validation
     resumed_at: list  # the steps at which this run went on from a checkpoint before
+    wall_s: float  # the training's wall time up to here, over every invocation (work lost to a kill not counted)
 
     def to_bytes(self) -> bytes:
         buffer = io.BytesIO()
@@ -86,11 +87,12 @@ class Checkpoints(pl.Callback):
     the callbacks whose state it saves: Lightning calls callbacks in their order."""
 
     def __init__(self, path: str | Path, run_id: str, curve, best, start: int = 0, resumed_at: list | None = None,
-                 every_s: float | None = None):
+                 wall_s: float = 0.0, every_s: float | None = None):
         self.path, self.run_id, self.curve, self.best = Path(path), run_id, curve, best
         self.start, self.resumed_at = start, list(resumed_at or [])
         self.every_s = EVERY_S if every_s is None else every_s
-        self.last = time.monotonic()
+        self.last = self.started = time.monotonic()
+        self.wall_s = wall_s  # at `started`
         self.failed = False
 
     def on_validation_end(self, trainer, pl_module):
@@ -103,7 +105,7 @@ class Checkpoints(pl.Callback):
             best = {"value": self.best.best, "step": self.best.step, "state": self.best.state}
         progress = Progress(self.run_id, self.start + trainer.global_step, pl_module.state_dict(),
                             trainer.optimizers[0].state_dict(), torch.get_rng_state(), list(self.curve.points), best,
-                            self.resumed_at)
+                            self.resumed_at, self.wall_s + time.monotonic() - self.started)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write(self.path, progress.to_bytes())

@@ -122,8 +122,9 @@ def execute(job: Job | GroupJob, launcher: str = "local") -> dict | list:
     except Exception as err:  # a crashed run is recorded, and the sweep goes on
         record = failed_record(job, f"{type(err).__name__}: {err}", worker, time.perf_counter() - started)
     else:
+        before = result.pop("wall_time_before_s", 0.0)  # a resumed run's, up to its checkpoint
         record = {**base_record(job), "status": result.pop("status"), "reason": result.pop("reason"), **result,
-                  "wall_time_s": round(time.perf_counter() - started, 3), "worker": worker}
+                  "wall_time_s": round(time.perf_counter() - started + before, 3), "worker": worker}
     record.update(device=provenance.device_name(job.device), machine=provenance.machine(job.device),
                   date=provenance.now())
     if loggers:

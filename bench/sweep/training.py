@@ -155,7 +155,8 @@ def train_one(config: RunConfig, task, device: str, backend: str = "auto", evalu
     if saved:
         callbacks.append(checkpoints.Restore(saved))
     if checkpoint:  # last: it saves what the callbacks before it have recorded at this validation
-        callbacks.append(checkpoints.Checkpoints(checkpoint, config.run_id, curve, best, start, resumed_at))
+        callbacks.append(checkpoints.Checkpoints(checkpoint, config.run_id, curve, best, start, resumed_at,
+                                                 saved.wall_s if saved else 0.0))
     trainer = make_trainer(train, task, device, logger, progress, callbacks, start)
     model.step_offset = start
     result = {"status": "ok", "reason": "", "metrics": {}, "artifacts": {}}
@@ -194,6 +195,7 @@ def train_one(config: RunConfig, task, device: str, backend: str = "auto", evalu
         result["selected_step"] = best.step if best.state is not None else start + trainer.global_step
     if resumed_at:
         result["resumed_at"] = resumed_at
+        result["wall_time_before_s"] = saved.wall_s  # the caller's wall time adds it: the whole run's
     result["effective_params"] = effective
     result["backend"] = backend
     return result
