@@ -134,8 +134,9 @@ def train_one(config: RunConfig, task, device: str, backend: str = "auto", evalu
         data = task.datamodule(train["batch_size"], config.seed, 0, by_epoch=True)
     else:
         data = task.datamodule(train["batch_size"], config.seed, train["steps"])
-    if checkpoint and (train["epochs"] or not checkpoints.resumable(data.train_dataloader())):
-        checkpoint = None  # by epochs: short runs, and their loader is made anew each epoch
+    if checkpoint and (train["epochs"] or train["patience"] or not checkpoints.resumable(data.train_dataloader())):
+        # by epochs: short runs, and their loader is made anew each epoch; patience: the stopper's count is not kept
+        checkpoint = None
     saved = checkpoints.read(checkpoint, config.run_id) if checkpoint else None
     start = saved.step if saved else 0
     if saved:  # the weights now (the optimizer's state once Lightning has made it: Restore)
