@@ -58,6 +58,7 @@ class SequenceModel(pl.LightningModule):
         self.test_artifacts: dict[str, list] = {}
         self.automatic_optimization = False
         self.last_train_loss: torch.Tensor | None = None  # the last training step's, for a learning curve
+        self.step_offset = 0  # the steps trained before this fit (a run resumed from its checkpoint)
 
     def __setattr__(self, name, value):
         # Lightning sets _current_fx_name around every hook call, dozens of times a step: a plain
@@ -79,7 +80,7 @@ class SequenceModel(pl.LightningModule):
         y_hat = self(batch["x"])
         loss = self.task.loss(y_hat, batch, self.loss_reduction)
         if not torch.isfinite(loss):
-            raise Diverged(f"training loss became {loss.item()} at step {self.global_step}")
+            raise Diverged(f"training loss became {loss.item()} at step {self.step_offset + self.global_step}")
         self.last_train_loss = loss.detach()
         if self.logger is not None:  # Lightning's self.log is most of a small run's step time: only for a logger
             self.log("train/loss", loss, batch_size=len(batch["x"]))

@@ -128,6 +128,7 @@ class RunRecord:
     epochs_trained: int = ABSENT  # by-epoch runs only
     stopped: str = ABSENT  # steps, cap or patience
     selected_step: int = ABSENT  # train.select "best_val": the step whose weights were tested
+    resumed_at: list = ABSENT  # the steps at which the run, killed, went on from its checkpoint
     effective_params: int | None = ABSENT
     backend: str = ABSENT  # the implementation that ran the recurrence
     sources: dict = ABSENT  # where the task's data came from

@@ -94,6 +94,8 @@ class ResultsStore:
         self.path = Path(path)
         self.index_path = self.path.with_name(self.path.name + ".index")
         self.claims = Claims(self.path.with_name(self.path.name + ".claims"))
+        # runs in training keep their progress here (bench/sweep/checkpoints.py), one file a run
+        self.checkpoints = self.path.with_name(self.path.name + ".checkpoints")
         self._forget()
 
     def _forget(self) -> None:
@@ -361,9 +363,10 @@ class ResultsStore:
             if path.is_dir():
                 raise UserInputError(f"{path} is a folder, but it must be {what}, a file: move it away or remove it "
                                      f"(`rm -r {path}`; {fix}), then rerun")
-        if self.claims.folder.exists() and not self.claims.folder.is_dir():
-            raise UserInputError(f"{self.claims.folder} is a file, but it must be the folder of the sweeps' claims: "
-                                 f"remove it (`rm {self.claims.folder}`; it is made again), then rerun")
+        for folder, what in ((self.claims.folder, "the sweeps' claims"), (self.checkpoints, "the runs' checkpoints")):
+            if folder.exists() and not folder.is_dir():
+                raise UserInputError(f"{folder} is a file, but it must be the folder of {what}: remove it "
+                                     f"(`rm {folder}`; it is made again), then rerun")
 
     def put(self, record: dict) -> bool:
         """Appends the record and returns once it is on disk. Returns False, writing nothing,
@@ -419,6 +422,16 @@ class ResultsStore:
             finally:
                 os.close(fd)
         return len(lines) - len(kept)
+
+    # --- checkpoints: a run killed mid-training goes on from its last one -------------------
+
+    def checkpoint_path(self, run_id: str) -> Path:
+        return self.checkpoints / f"{run_id}.ckpt"
+
+    def drop_checkpoints(self, run_ids: Iterable[str]) -> None:
+        """Removes the checkpoints of these runs (stored: nothing will train them again)."""
+        for run_id in run_ids:
+            self.checkpoint_path(run_id).unlink(missing_ok=True)
 
     # --- claims: two sweeps on one store never train the same run --------------------------
 

@@ -31,6 +31,7 @@ class Job:
     threads: int | None = None  # torch threads in the worker; None leaves the process's own count
     wandb: dict | None = None  # {"varying": [...], "sweep": {...}} to mirror the run to W&B
     progress: bool = False  # Lightning's progress bar (useful with the inline launcher only)
+    checkpoint: str | None = None  # where the run keeps its progress (bench/sweep/checkpoints.py); None: nowhere
     # the plugins loaded where the job was made (models/plugins.py): a worker process loads them again
     plugins: tuple = field(default_factory=loaded_plugins)
 
@@ -117,12 +118,13 @@ def execute(job: Job | GroupJob, launcher: str = "local") -> dict | list:
 
     try:
         result = train_one(job.config, job.task, job.device, job.backend, job.evaluate, job.progress,
-                           make_logger if job.wandb is not None else None)
+                           make_logger if job.wandb is not None else None, job.checkpoint)
     except Exception as err:  # a crashed run is recorded, and the sweep goes on
         record = failed_record(job, f"{type(err).__name__}: {err}", worker, time.perf_counter() - started)
     else:
+        before = result.pop("wall_time_before_s", 0.0)  # a resumed run's, up to its checkpoint
         record = {**base_record(job), "status": result.pop("status"), "reason": result.pop("reason"), **result,
-                  "wall_time_s": round(time.perf_counter() - started, 3), "worker": worker}
+                  "wall_time_s": round(time.perf_counter() - started + before, 3), "worker": worker}
     record.update(device=provenance.device_name(job.device), machine=provenance.machine(job.device),
                   date=provenance.now())
     if loggers:

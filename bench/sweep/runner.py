@@ -83,6 +83,8 @@ def run_suite(runs, results_dir: Path, options: SweepOptions | None = None, log=
             store = ResultsStore(Path(results_dir) / task.name / options.store_name)
             store.check_writable()  # before anything trains: a run that cannot be stored is lost work
             stores[task.name] = (store, store.finished_ids())
+            left = {p.stem for p in store.checkpoints.glob("*.ckpt")}  # a driver killed between store and drop
+            store.drop_checkpoints(left & stores[task.name][1])
         store, finished = stores[task.name]
         rid = config.run_id
         if rid not in finished:
@@ -92,8 +94,12 @@ def run_suite(runs, results_dir: Path, options: SweepOptions | None = None, log=
     # the same for every run of the sweep: taken once (git and package metadata are not free)
     sweep = {"git_commit": provenance.git_commit(), "versions": provenance.versions(), "command": options.command,
              "evaluated_on": evaluate, **({"dirty": True} if dirty else {})}
+    # a run keeps its progress beside the store where its worker can reach the driver's files (not on Ray's
+    # nodes), and not while mirrored to W&B (a resumed run would log its steps again from 0)
+    keeps_progress = launch.launcher != "ray" and not options.wandb
     jobs = [Job(rid, config, task, device, options.implementations.get(rid, "auto"), evaluate,
-                progress=options.progress, wandb={"varying": setting_keys, "sweep": sweep} if options.wandb else None)
+                progress=options.progress, wandb={"varying": setting_keys, "sweep": sweep} if options.wandb else None,
+                checkpoint=str(store.checkpoint_path(rid).absolute()) if keeps_progress else None)
             for rid, config, task, store in todo]
     if options.stack:
         jobs = stacked_jobs(jobs, options, launch, device, log)
@@ -135,6 +141,8 @@ def run_suite(runs, results_dir: Path, options: SweepOptions | None = None, log=
                         counts[record["status"]] += 1
                     else:
                         counts["not stored"] = counts.get("not stored", 0) + 1
+                    if record["status"] != "failed":  # a failed run is retried: from its checkpoint
+                        store.drop_checkpoints([job.run_id])
                     store.release([job.run_id])
                     bar.finished(described[job.run_id], record)
     except KeyboardInterrupt:  # outside Lightning (which turns its own into SystemExit): the same stop
