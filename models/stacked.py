@@ -225,39 +225,32 @@ def project(x, weight, bias=None):
 # The recurrences: xw (N, B, T, n·gates), h (N, B, n), weights transposed (N, n, n·gates);
 # unbind, not xw[:, :, t]: the backward of T selects writes T full-size tensors; stack's is one.
 
-def elman(xw, h, weight_t):
+def unrolled(step, h, *sequences):
+    """h_t = step(h_{t-1}, sequences[0][:, :, t], ...) for every t: (N, B, T, n)."""
     outputs = []
-    for xw_t in xw.unbind(2):
-        h = torch.tanh(torch.baddbmm(xw_t, h, weight_t))
+    for inputs in zip(*(sequence.unbind(2) for sequence in sequences)):
+        h = step(h, *inputs)
         outputs.append(h)
     return torch.stack(outputs, 2)
+
+
+def elman(xw, h, weight_t):
+    return unrolled(lambda h, xw_t: torch.tanh(torch.baddbmm(xw_t, h, weight_t)), h, xw)
 
 
 def indrnn(xw, h, u):
     """models/indrnn.py: h = relu(xw + u * h), u (N, 1, n) (xw holds the bias)."""
-    outputs = []
-    for xw_t in xw.unbind(2):
-        h = torch.relu(torch.addcmul(xw_t, u, h))
-        outputs.append(h)
-    return torch.stack(outputs, 2)
+    return unrolled(lambda h, xw_t: torch.relu(torch.addcmul(xw_t, u, h)), h, xw)
 
 
 def linear_recurrence(a, b, h):
     """h = a * h + b elementwise (minGRU): a, b (N, B, T, n)."""
-    outputs = []
-    for a_t, b_t in zip(a.unbind(2), b.unbind(2)):
-        h = torch.addcmul(b_t, a_t, h)
-        outputs.append(h)
-    return torch.stack(outputs, 2)
+    return unrolled(lambda h, a_t, b_t: torch.addcmul(b_t, a_t, h), h, a, b)
 
 
 def lru(lam, b, state):
     """x = lambda * x + b, complex: lambda (N, 1, n), b (N, B, T, n), state (N, B, n)."""
-    states = []
-    for b_t in b.unbind(2):
-        state = lam * state + b_t
-        states.append(state)
-    return torch.stack(states, 2)
+    return unrolled(lambda state, b_t: lam * state + b_t, state, b)
 
 
 def phased_lstm(xw, h, c, k, weight_t):
